@@ -1,0 +1,38 @@
+"""The ``DURABLE_OBJECTS`` setting, read with its defaults filled in.
+
+Values are read from ``django.conf.settings`` on every call rather than cached at import,
+so ``override_settings`` in tests and settings changed at start-up both take effect.
+Validation lives in :mod:`django_durable.checks`; this module trusts what it reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "SESSION_LAYER": {"BACKEND": "django_durable.session.InMemorySessionLayer", "CONFIG": {}},
+    "IDLE_TIMEOUT": 10.0,
+    "MAX_WEBSOCKETS": 32_768,
+    "ATTACHMENT_MAX_BYTES": 2_048,
+    "HIBERNATE_EAGERLY": False,
+    # The database alias that storage and alarms use.
+    "DATABASE": "default",
+    # First alarm retry delay in seconds; each further retry doubles it.
+    "ALARM_RETRY_BASE_DELAY": 2.0,
+    # How often (seconds) a process looks for due alarms in the database.
+    "ALARM_POLL_INTERVAL": 1.0,
+    # Lease time (seconds) of an object's ownership in Redis.
+    "LEASE_TIME": 5.0,
+}
+
+
+def durable_settings() -> dict[str, Any]:
+    """The merged ``DURABLE_OBJECTS`` dict: user values over :data:`DEFAULTS`."""
+    user = getattr(settings, "DURABLE_OBJECTS", None) or {}
+    return {**DEFAULTS, **user}
+
+
+def get(name: str) -> Any:
+    return durable_settings()[name]

@@ -1,0 +1,99 @@
+"""Every error django-durable raises on purpose.
+
+Each class names the kind of mistake twice: once as a ``DurableError`` (so callers can
+catch everything from this package) and once as the built-in category Python code
+already expects (``ValueError`` for a bad argument, ``RuntimeError`` for a call made in
+the wrong state), so ``except ValueError`` keeps working for people who never heard of
+this package.
+"""
+
+from __future__ import annotations
+
+
+class DurableError(Exception):
+    """Base class of every error raised by django-durable."""
+
+
+# Invalid arguments ----------------------------------------------------------------
+
+
+class InvalidTags(DurableError, ValueError):
+    """Too many distinct tags, a tag over 256 bytes, or a tag that is not a str."""
+
+
+class AttachmentTooLarge(DurableError, ValueError):
+    """An attachment whose encoding is over ``ATTACHMENT_MAX_BYTES``."""
+
+
+class AutoResponseTooLarge(DurableError, ValueError):
+    """An auto-response request or response over 2,048 bytes."""
+
+
+class InvalidEventTimeout(DurableError, ValueError):
+    """An event timeout that is negative or longer than seven days."""
+
+
+class InvalidCloseCode(DurableError, ValueError):
+    """A close code the server may not send (only 1000 and 3000–4999 are allowed)."""
+
+
+class InvalidCloseReason(DurableError, ValueError):
+    """A close reason over 123 bytes."""
+
+
+class InvalidObjectId(DurableError, ValueError):
+    """An object id that is not a non-empty string of at most 256 bytes."""
+
+
+class UnsupportedValue(DurableError, TypeError):
+    """A value the attachment encoding cannot represent (it never falls back to pickle)."""
+
+
+class InvalidStorageKey(DurableError, ValueError):
+    """A storage key that is not a str, or is over 2,048 bytes."""
+
+
+class InvalidStorageValue(DurableError, ValueError):
+    """A storage value that is ``None`` or encodes to more than 128 KiB."""
+
+
+# Invalid state ----------------------------------------------------------------------
+
+
+class TooManyWebSockets(DurableError, RuntimeError):
+    """An accept past ``MAX_WEBSOCKETS`` sockets on one object."""
+
+
+class WebSocketAlreadyAccepted(DurableError, RuntimeError):
+    """A second ``accept_websocket()`` of the same socket."""
+
+
+class WebSocketNotAccepted(DurableError, RuntimeError):
+    """A call that needs an accepted socket (``get_tags``, ``send``) on one that is not."""
+
+
+class WebSocketClosed(DurableError, RuntimeError):
+    """A send on a socket that was closed (by either side), also after hibernation."""
+
+
+class HandlerTimeout(DurableError, TimeoutError):
+    """A handler ran past the object's hibernatable event timeout and was cancelled."""
+
+
+class OwnershipLost(DurableError, RuntimeError):
+    """This process no longer holds the object's lease: its writes are refused (fencing)."""
+
+
+class SessionLayerUnavailable(DurableError, ConnectionError):
+    """The session layer's backing service (Redis) cannot be reached."""
+
+
+# Calls from outside --------------------------------------------------------------------
+
+
+class RPCNotAllowed(DurableError, PermissionError):
+    """A stub call to a method that is not decorated with ``@django_durable.rpc``."""
+
+
+class RPCError(DurableError, RuntimeError):
+    """A stub call whose method raised an exception that cannot be re-raised as itself."""

@@ -1,0 +1,59 @@
+"""Django settings for the test suite (in-memory layers, SQLite; PostgreSQL as "postgres")."""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "channels",
+    "django_durable",
+    "tests.app",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+
+ROOT_URLCONF = "tests.app.urls"
+ASGI_APPLICATION = "tests.app.asgi.application"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DURABLE_TEST_SQLITE", str(BASE_DIR / "test.sqlite3")),
+        "TEST": {"NAME": os.environ.get("DURABLE_TEST_SQLITE_TEST", None)},
+    },
+    "postgres": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("DURABLE_TEST_PG_NAME", "django_durable"),
+        "USER": os.environ.get("DURABLE_TEST_PG_USER", "postgres"),
+        "PASSWORD": os.environ.get("DURABLE_TEST_PG_PASSWORD", ""),
+        "HOST": os.environ.get("DURABLE_TEST_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("DURABLE_TEST_PG_PORT", "5432"),
+    },
+}
+
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+DURABLE_OBJECTS = {"IDLE_TIMEOUT": 10}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_durable": {"handlers": ["console"], "level": "WARNING"}},
+}
