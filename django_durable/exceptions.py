@@ -34,7 +34,7 @@ class InvalidEventTimeout(DurableError, ValueError):
 
 
 class InvalidCloseCode(DurableError, ValueError):
-    """A close code the server may not send (only 1000 and 3000–4999 are allowed)."""
+    """A close code the server may not send (only 1000 and 3000-4999 are allowed)."""
 
 
 class InvalidCloseReason(DurableError, ValueError):
@@ -97,3 +97,7 @@ class RPCNotAllowed(DurableError, PermissionError):
 
 class RPCError(DurableError, RuntimeError):
     """A stub call whose method raised an exception that cannot be re-raised as itself."""
+
+
+class ScopeUnavailable(DurableError, RuntimeError):
+    """``ws.scope`` read outside ``connect()``: it does not survive hibernation."""

@@ -1,0 +1,114 @@
+"""System checks for ``DURABLE_OBJECTS``: misconfiguration shows in ``manage.py check``
+(and at daphne start-up), not as a traceback at the first connection."""
+
+from __future__ import annotations
+
+from numbers import Real
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+from django.utils.module_loading import import_string
+
+from .conf import DEFAULTS
+
+ID = "django_durable"
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and value > 0
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+@register()
+def check_durable_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    config = getattr(settings, "DURABLE_OBJECTS", None)
+    if config is None:
+        return []
+    if not isinstance(config, dict):
+        return [Error("DURABLE_OBJECTS must be a dict.", id=f"{ID}.E001", obj=config)]
+    errors: list[Any] = []
+    for key in sorted(set(config) - set(DEFAULTS)):
+        errors.append(
+            Warning(
+                f"DURABLE_OBJECTS has an unknown key {key!r}.",
+                hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
+                id=f"{ID}.W001",
+            )
+        )
+    numbers = {
+        "IDLE_TIMEOUT": (_positive_number, "a positive number of seconds"),
+        "ALARM_RETRY_BASE_DELAY": (_positive_number, "a positive number of seconds"),
+        "ALARM_POLL_INTERVAL": (_positive_number, "a positive number of seconds"),
+        "LEASE_TIME": (_positive_number, "a positive number of seconds"),
+        "MAX_WEBSOCKETS": (_positive_int, "a positive int"),
+        "ATTACHMENT_MAX_BYTES": (_positive_int, "a positive int"),
+    }
+    for key, (valid, what) in numbers.items():
+        if key in config and not valid(config[key]):
+            errors.append(
+                Error(
+                    f"DURABLE_OBJECTS[{key!r}] must be {what}; got {config[key]!r}.",
+                    id=f"{ID}.E002",
+                )
+            )
+    if "HIBERNATE_EAGERLY" in config and not isinstance(config["HIBERNATE_EAGERLY"], bool):
+        errors.append(
+            Error(
+                f"DURABLE_OBJECTS['HIBERNATE_EAGERLY'] must be True or False; "
+                f"got {config['HIBERNATE_EAGERLY']!r}.",
+                id=f"{ID}.E003",
+            )
+        )
+    if "DATABASE" in config and config["DATABASE"] not in settings.DATABASES:
+        errors.append(
+            Error(
+                f"DURABLE_OBJECTS['DATABASE'] is {config['DATABASE']!r}, which is not in "
+                "DATABASES.",
+                id=f"{ID}.E004",
+            )
+        )
+    if "SESSION_LAYER" in config:
+        errors.extend(_check_session_layer(config["SESSION_LAYER"]))
+    return errors
+
+
+def _check_session_layer(spec: Any) -> list[Any]:
+    from .session.base import BaseSessionLayer
+
+    if not isinstance(spec, dict) or "BACKEND" not in spec:
+        return [
+            Error(
+                "DURABLE_OBJECTS['SESSION_LAYER'] must be a dict with a 'BACKEND' key.",
+                hint='For example {"BACKEND": "django_durable.session.RedisSessionLayer", '
+                '"CONFIG": {"hosts": [...]}}.',
+                id=f"{ID}.E010",
+            )
+        ]
+    try:
+        backend = import_string(spec["BACKEND"])
+    except ImportError as exc:
+        return [
+            Error(
+                f"SESSION_LAYER BACKEND {spec['BACKEND']!r} cannot be imported: {exc}",
+                hint="Is the 'redis' extra installed (pip install django-durable[redis])?",
+                id=f"{ID}.E011",
+            )
+        ]
+    if not (isinstance(backend, type) and issubclass(backend, BaseSessionLayer)):
+        return [
+            Error(
+                f"SESSION_LAYER BACKEND {spec['BACKEND']!r} is not a session layer.",
+                id=f"{ID}.E012",
+            )
+        ]
+    config = spec.get("CONFIG", {})
+    if not isinstance(config, dict):
+        return [Error("SESSION_LAYER CONFIG must be a dict.", id=f"{ID}.E013")]
+    validate = getattr(backend, "check_config", None)
+    if validate is not None:
+        return [Error(msg, id=f"{ID}.E014") for msg in validate(config)]
+    return []

@@ -1,0 +1,142 @@
+"""``DurableConsumer``: the base class of a durable object.
+
+Subclass it, write the hooks you need, and route ``YourClass.as_asgi()`` like any
+Channels consumer. Unlike a Channels consumer, an instance is not one connection: it
+is one *object* (a room, a game), shared by every connection whose route names the
+same object id, and it may be dropped and re-created between events (hibernation), so
+anything that must last lives in attachments, the object's settings or storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .gateway import Gateway
+from .limits import validate_object_id
+
+if TYPE_CHECKING:
+    from .scheduler import AlarmInfo
+    from .state import DurableState
+    from .stubs import DurableStub
+    from .websocket import DurableWebSocket
+
+#: Every DurableConsumer subclass by ``durable_name``, so another process (or an alarm
+#: row) can name a class and get it back.
+registry: dict[str, type[DurableConsumer]] = {}
+
+
+class DurableConsumer:
+    """One durable object: handlers for its sockets, its alarm and its RPC methods."""
+
+    #: The route kwarg holding the object id; None: the route's only kwarg.
+    object_id_kwarg: ClassVar[str | None] = None
+    #: Let handlers interleave at ``await`` points (events of one socket stay ordered).
+    reentrant: ClassVar[bool] = False
+    #: The class's stable name across processes (default: its dotted path).
+    durable_name: ClassVar[str] = ""
+
+    id: str
+    state: DurableState
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "durable_name" not in cls.__dict__ or not cls.__dict__["durable_name"]:
+            cls.durable_name = f"{cls.__module__}.{cls.__qualname__}"
+        registry[cls.durable_name] = cls
+
+    @classmethod
+    def _create(cls, object_id: str, state: DurableState) -> DurableConsumer:
+        # Instances are made by the dispatcher, never by user code, so __init__ stays
+        # free for nothing: set the two attributes every handler relies on.
+        instance = cls.__new__(cls)
+        instance.id = object_id
+        instance.state = state
+        return instance
+
+    # Routing ------------------------------------------------------------------------
+
+    @classmethod
+    def as_asgi(cls) -> Gateway:
+        """The ASGI application to route, like a Channels consumer's ``as_asgi()``."""
+        return Gateway(cls)
+
+    @classmethod
+    def get_object_id(cls, scope: dict[str, Any]) -> str:
+        """The object a connection belongs to: by default, a URL route kwarg."""
+        kwargs = (scope.get("url_route") or {}).get("kwargs") or {}
+        if cls.object_id_kwarg is not None:
+            if cls.object_id_kwarg not in kwargs:
+                raise ImproperlyConfigured(
+                    f"{cls.__name__}.object_id_kwarg is {cls.object_id_kwarg!r} but the "
+                    f"route has kwargs {sorted(kwargs)!r}"
+                )
+            return str(kwargs[cls.object_id_kwarg])
+        if len(kwargs) != 1:
+            raise ImproperlyConfigured(
+                f"{cls.__name__}: the route has kwargs {sorted(kwargs)!r}; set "
+                "object_id_kwarg or override get_object_id()"
+            )
+        return str(next(iter(kwargs.values())))
+
+    @classmethod
+    def object_key(cls, object_id: str) -> str:
+        """The object's name in the session layer, storage and leases."""
+        return f"{cls.durable_name}/{object_id}"
+
+    @classmethod
+    def tag_group(cls, object_id: str, tag: str | None = None) -> str:
+        """The channel-layer group of a tag (or of every socket, with ``tag=None``).
+
+        A hash, so any tag (any UTF-8 up to 256 bytes, ``""`` included) gives a name
+        Channels accepts: under 100 characters of ``[a-z0-9.]``.
+        """
+        object_id = validate_object_id(object_id)
+        marker = "*" if tag is None else f"#{tag}"
+        digest = hashlib.sha256(
+            f"{cls.durable_name}\x00{object_id}\x00{marker}".encode("utf-8", "surrogatepass")
+        ).hexdigest()[:40]
+        return f"durable.{digest}"
+
+    # Reaching the object from outside ----------------------------------------------
+
+    @classmethod
+    def get(cls, object_id: str) -> DurableStub:
+        """A stub whose ``@rpc`` methods run on the live instance, wherever it lives."""
+        from .stubs import DurableStub
+
+        return DurableStub(cls, validate_object_id(object_id))
+
+    @classmethod
+    async def broadcast_to(
+        cls, object_id: str, message: str | bytes, tag: str | None = None
+    ) -> None:
+        """Send to the object's open sockets (of ``tag``) without waking it."""
+        from .outside import broadcast_to
+
+        await broadcast_to(cls, validate_object_id(object_id), message, tag)
+
+    # Hooks: all optional; the defaults ignore the event -----------------------------
+
+    async def on_start(self) -> None:
+        """Runs once per (re)creation, before any other handler."""
+
+    async def connect(self, ws: DurableWebSocket) -> None:
+        """A new connection. The default accepts it without tags."""
+        self.state.accept_websocket(ws)
+
+    async def websocket_message(self, ws: DurableWebSocket, message: str | bytes) -> None:
+        """A text (``str``) or binary (``bytes``) message."""
+
+    async def websocket_close(
+        self, ws: DurableWebSocket, code: int, reason: str, was_clean: bool
+    ) -> None:
+        """The socket closed; the server has already completed the close handshake."""
+
+    async def websocket_error(self, ws: DurableWebSocket, error: BaseException) -> None:
+        """The socket ended by an error that is not a disconnect."""
+
+    async def alarm(self, info: AlarmInfo) -> None:
+        """The object's alarm fired."""

@@ -1,0 +1,411 @@
+"""The dispatcher: at most one live instance per object in this process.
+
+Each live object has a mailbox (an ``asyncio.Queue``) and one worker task that takes
+events from it. The worker creates the instance on demand (``on_start()`` first),
+delivers events one at a time (or, for ``reentrant`` classes, one at a time *per
+socket*), enforces the event timeout, writes state changes to the session layer
+after each handler, and ends when the object has been idle for ``IDLE_TIMEOUT``:
+that is hibernation. The object's sockets stay with their gateways; the next event
+starts a new worker, which loads the session again.
+
+Gateways never wait on a handler (except for the connect verdict): they put events in
+the mailbox and go back to reading their socket, which is what lets them answer
+auto-responses while the object is busy or hibernated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from . import conf
+from .events import CALL, CLOSE, CONNECT, ERROR, HIBERNATE, MESSAGE, Event
+from .exceptions import HandlerTimeout
+from .session.base import CLOSED, OPEN, ObjectSession, SocketRecord
+from .state import DurableState
+from .websocket import DurableWebSocket
+
+if TYPE_CHECKING:
+    from .consumer import DurableConsumer
+    from .gateway import LocalSocket
+    from .runtime import Runtime
+    from .storage import DurableStorage
+
+logger = logging.getLogger(__name__)
+
+
+class InputGate:
+    """Holds back new events while a storage call is in flight (Cloudflare's input gate).
+
+    Turn-based objects get this for free; reentrant ones need it so that a handler
+    awaiting storage never sees another event change the object under it.
+    """
+
+    def __init__(self) -> None:
+        self._holders = 0
+        self._open = asyncio.Event()
+        self._open.set()
+
+    @contextlib.asynccontextmanager
+    async def closed(self) -> AsyncIterator[None]:
+        self._holders += 1
+        self._open.clear()
+        try:
+            yield
+        finally:
+            self._holders -= 1
+            if not self._holders:
+                self._open.set()
+
+    async def wait_open(self) -> None:
+        if self._holders:
+            await self._open.wait()
+
+
+class LiveObject:
+    """An object that is awake in this process: its mailbox, session and instance."""
+
+    def __init__(
+        self, runtime: Runtime, cls: type[DurableConsumer], object_id: str, key: str
+    ) -> None:
+        self.runtime = runtime
+        self.cls = cls
+        self.object_id = object_id
+        self.key = key
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.session: ObjectSession = ObjectSession(key)
+        self.instance: DurableConsumer | None = None
+        self.gate = InputGate()
+        self.inflight: set[asyncio.Task[None]] = set()
+        self._busy_sockets: dict[str, deque[Event]] = {}
+        self._writes: list[tuple[str, Any]] = []
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"durable:{key}")
+
+    # Writes to the session layer, flushed after each handler -------------------------
+
+    def add_socket(self, record: SocketRecord) -> None:
+        self.session.sockets[record.id] = record
+        self._writes.append(("add", record))
+
+    def write_socket(self, record: SocketRecord) -> None:
+        if record.id in self.session.sockets:
+            self._writes.append(("update", record))
+
+    def write_settings(self) -> None:
+        self._writes.append(("settings", None))
+
+    async def flush(self) -> None:
+        layer = self.runtime.layer
+        while self._writes:
+            writes, self._writes = self._writes, []
+            for op, arg in writes:
+                if op == "add":
+                    await layer.add_socket(self.key, arg)
+                elif op == "update":
+                    await layer.update_socket(self.key, arg)
+                elif op == "remove":
+                    await layer.remove_socket(self.key, arg)
+                else:
+                    await layer.save_settings(self.session)
+
+    # Reaching sockets -------------------------------------------------------------------
+
+    async def send_to(self, record: SocketRecord, message: dict[str, Any]) -> None:
+        await self.runtime.transport.send(self.key, [record], message)
+
+    async def send_many(
+        self,
+        records: list[SocketRecord],
+        message: dict[str, Any],
+        tag: str | None,
+        excluded: set[str],
+    ) -> int:
+        return await self.runtime.transport.send(self.key, records, message)
+
+    async def close_socket(self, record: SocketRecord, code: int, reason: str) -> None:
+        await self.flush()
+        await self.runtime.transport.close(self.key, record, code, reason)
+
+    def make_storage(self) -> DurableStorage:
+        from .storage import DurableStorage
+
+        return DurableStorage(
+            self.key,
+            using=conf.get("DATABASE"),
+            fence_token=self.runtime.layer.fence_token(self.key),
+            gate=self.gate.closed if self.cls.reentrant else None,
+            consumer=self.cls.durable_name,
+            object_id=self.object_id,
+        )
+
+    # The worker -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        runtime = self.runtime
+        try:
+            self.session = await runtime.layer.load(self.key)
+            logger.debug("object %s woke with %d sockets", self.key, len(self.session.sockets))
+            while True:
+                event = await self._next_event()
+                if event is None:
+                    break
+                if event.kind == HIBERNATE:
+                    if self.inflight:
+                        await asyncio.wait(list(self.inflight))
+                    event.resolve(None)
+                    if self.queue.empty():
+                        break
+                    self._discard_instance("hibernated")
+                    continue
+                if self.instance is None:
+                    await self._start()
+                if self.cls.reentrant:
+                    await self.gate.wait_open()
+                    self._spawn(event)
+                    continue
+                await self._deliver(event)
+                if conf.get("HIBERNATE_EAGERLY") and self.queue.empty():
+                    break
+        except Exception:
+            logger.exception("object %s: dispatcher failed", self.key)
+        finally:
+            runtime.dispatcher.forget(self)
+            while not self.queue.empty():
+                # Only reachable after a failure above: hand the events to a new worker.
+                runtime.dispatcher.requeue(self, self.queue.get_nowait())
+            with contextlib.suppress(Exception):
+                await self.flush()
+                await runtime.layer.release(self.key, self.session)
+            if self.instance is not None:
+                logger.info("object %s hibernated", self.key)
+
+    async def _next_event(self) -> Event | None:
+        idle = conf.get("IDLE_TIMEOUT")
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    return await self.queue.get()
+            except TimeoutError:
+                if self.queue.empty() and not self.inflight:
+                    return None
+
+    async def _start(self) -> None:
+        created_before = self.runtime.dispatcher.seen(self.key)
+        self.instance = instance = self.cls._create(self.object_id, DurableState(self))
+        logger.info("object %s %s", self.key, "re-created" if created_before else "created")
+        timeout = self._timeout()
+        try:
+            async with asyncio.timeout(timeout):
+                await instance.on_start()
+        except TimeoutError:
+            logger.error("object %s: on_start() ran past the event timeout", self.key)
+        except Exception:
+            logger.exception("object %s: on_start() raised", self.key)
+        await self.flush()
+
+    def _timeout(self) -> float | None:
+        ms = self.session.event_timeout_ms
+        return ms / 1000 if ms else None
+
+    def _discard_instance(self, why: str) -> None:
+        if self.instance is not None:
+            logger.info("object %s: instance discarded (%s)", self.key, why)
+        self.instance = None
+
+    # Reentrant delivery: one chain of events per socket, sockets interleave ----------
+
+    def _spawn(self, event: Event) -> None:
+        sid = event.socket_id
+        if sid is not None:
+            pending = self._busy_sockets.get(sid)
+            if pending is not None:
+                pending.append(event)
+                return
+            self._busy_sockets[sid] = deque()
+        task = asyncio.get_running_loop().create_task(self._chain(event))
+        self.inflight.add(task)
+        task.add_done_callback(self._chain_done)
+
+    async def _chain(self, event: Event) -> None:
+        sid = event.socket_id
+        while True:
+            if self.instance is None:
+                await self._start()
+            await self._deliver(event)
+            if sid is None:
+                return
+            pending = self._busy_sockets[sid]
+            if not pending:
+                del self._busy_sockets[sid]
+                return
+            event = pending.popleft()
+            await self.gate.wait_open()
+
+    def _chain_done(self, task: asyncio.Task[None]) -> None:
+        self.inflight.discard(task)
+        if conf.get("HIBERNATE_EAGERLY") and not self.inflight and self.queue.empty():
+            self.queue.put_nowait(Event(HIBERNATE))
+
+    # Delivering one event -----------------------------------------------------------
+
+    async def _deliver(self, event: Event) -> None:
+        instance = self.instance
+        assert instance is not None
+        timeout = asyncio.timeout(self._timeout())
+        try:
+            async with timeout:
+                await self._handle(instance, event)
+        except TimeoutError as exc:
+            if timeout.expired():
+                await self._timed_out(event)
+            else:
+                self._failed(event, exc)
+        except Exception as exc:
+            self._failed(event, exc)
+        finally:
+            try:
+                await self.flush()
+            except Exception:
+                logger.exception("object %s: writing to the session layer failed", self.key)
+
+    async def _handle(self, instance: DurableConsumer, event: Event) -> None:
+        kind = event.kind
+        if kind == MESSAGE:
+            record = self.session.sockets.get(event.socket_id or "")
+            if record is not None:
+                await instance.websocket_message(DurableWebSocket(record, self), event.data)
+        elif kind in (CLOSE, ERROR):
+            await self._final(instance, event)
+        elif kind == CONNECT:
+            await self._connect(instance, event)
+        elif kind == CALL:
+            event.resolve(await event.data(instance))
+
+    async def _connect(self, instance: DurableConsumer, event: Event) -> None:
+        sock, scope = event.data
+        record = SocketRecord(sock.id, holder=self.runtime.process_id)
+        ws = DurableWebSocket(record, self, scope)
+        try:
+            await instance.connect(ws)
+        finally:
+            ws._scope = None
+            accepted = record.id in self.session.sockets
+            if accepted:
+                await self.flush()
+                await self.runtime.transport.accepted(self.key, sock, record)
+            event.resolve(record.tags if accepted else None)
+
+    async def _final(self, instance: DurableConsumer, event: Event) -> None:
+        """The one close or error event of a socket; the socket is forgotten after it."""
+        sid = event.socket_id or ""
+        record = self.session.sockets.get(sid)
+        if record is None:
+            return
+        record.state = CLOSED
+        try:
+            ws = DurableWebSocket(record, self)
+            if event.kind == CLOSE:
+                code, reason, was_clean = event.data
+                await instance.websocket_close(ws, code, reason, was_clean)
+            else:
+                await instance.websocket_error(ws, event.data)
+        finally:
+            self.session.sockets.pop(sid, None)
+            self._writes.append(("remove", sid))
+
+    def _failed(self, event: Event, exc: BaseException) -> None:
+        if event.kind == CALL:
+            event.fail(exc)
+            return
+        logger.error("object %s: handler for %s raised", self.key, event.kind, exc_info=exc)
+        if event.kind == CONNECT:
+            event.resolve(None)
+
+    async def _timed_out(self, event: Event) -> None:
+        timeout_ms = self.session.event_timeout_ms
+        error = HandlerTimeout(
+            f"handler for {event.kind} ran past the event timeout of {timeout_ms} ms"
+        )
+        logger.error("object %s: %s; discarding the instance", self.key, error)
+        self._discard_instance("event timeout")
+        if event.kind == CALL:
+            event.fail(error)
+            return
+        if event.kind == CONNECT:
+            event.resolve(None)
+            return
+        sid = event.socket_id or ""
+        record = self.session.sockets.get(sid)
+        if record is None or event.kind in (CLOSE, ERROR):
+            self.session.sockets.pop(sid, None)
+            self._writes.append(("remove", sid))
+            return
+        if record.state == OPEN:
+            record.state = CLOSED
+            self.write_socket(record)
+        await self.runtime.transport.kill(self.key, record, error)
+        self.queue.put_nowait(Event(ERROR, sid, error))
+
+
+class Dispatcher:
+    """This process's registry of live objects."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.live: dict[str, LiveObject] = {}
+        self._seen: set[str] = set()
+
+    def seen(self, key: str) -> bool:
+        """True when this process has created an instance of ``key`` before."""
+        if key in self._seen:
+            return True
+        self._seen.add(key)
+        return False
+
+    def wake(self, cls: type[DurableConsumer], object_id: str, key: str) -> LiveObject:
+        live = self.live.get(key)
+        if live is None:
+            live = self.live[key] = LiveObject(self.runtime, cls, object_id, key)
+        return live
+
+    def deliver(self, sock: LocalSocket, event: Event) -> None:
+        self.wake(sock.cls, sock.object_id, sock.key).queue.put_nowait(event)
+
+    def requeue(self, dead: LiveObject, event: Event) -> None:
+        self.wake(dead.cls, dead.object_id, dead.key).queue.put_nowait(event)
+
+    def forget(self, live: LiveObject) -> None:
+        if self.live.get(live.key) is live:
+            del self.live[live.key]
+
+    async def connect(self, sock: LocalSocket, scope: dict[str, Any]) -> tuple[str, ...] | None:
+        """Run ``connect(ws)``; the accepted socket's tags, or None when it was rejected."""
+        future: asyncio.Future[tuple[str, ...] | None] = asyncio.get_running_loop().create_future()
+        self.deliver(sock, Event(CONNECT, sock.id, (sock, scope), future))
+        return await future
+
+    async def call(
+        self,
+        cls: type[DurableConsumer],
+        object_id: str,
+        key: str,
+        fn: Callable[[DurableConsumer], Awaitable[Any]],
+    ) -> Any:
+        """Run ``fn(instance)`` as an event of the object (waking it) and return its result."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.wake(cls, object_id, key).queue.put_nowait(Event(CALL, None, fn, future))
+        return await future
+
+    async def hibernate(self, key: str) -> None:
+        live = self.live.get(key)
+        if live is None:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        live.queue.put_nowait(Event(HIBERNATE, None, None, future))
+        await future
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(live.task), timeout=5)

@@ -1,0 +1,46 @@
+"""Events queued for a durable object, in the order they must be delivered."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+CONNECT = "connect"
+MESSAGE = "message"
+CLOSE = "close"
+ERROR = "error"
+CALL = "call"
+HIBERNATE = "hibernate"
+
+
+class Event:
+    """One thing for the object to handle.
+
+    ``socket_id`` is set for socket events (they are ordered per socket); ``future``
+    is set when someone waits for the outcome (a connect verdict, a call's result).
+    """
+
+    __slots__ = ("data", "future", "kind", "socket_id")
+
+    def __init__(
+        self,
+        kind: str,
+        socket_id: str | None = None,
+        data: Any = None,
+        future: asyncio.Future[Any] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.socket_id = socket_id
+        self.data = data
+        self.future = future
+
+    def resolve(self, result: Any) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_result(result)
+
+    def fail(self, error: BaseException) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_exception(error)
+
+    def __repr__(self) -> str:
+        return f"<Event {self.kind} socket={self.socket_id}>"

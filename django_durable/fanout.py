@@ -1,0 +1,152 @@
+"""Tag groups: one channel-layer membership per process, fanned out locally.
+
+Each tag of each object is a channel-layer group (``DurableConsumer.tag_group``), and so
+is "every socket of the object". A process joins a group once, with one channel of its
+own, while it holds at least one socket in it, and a reader task per group fans each
+``durable.broadcast`` message out to the local sockets. So a tag broadcast costs one
+channel-layer message per process rather than one per socket, and code outside the
+object can ``group_send`` to the same groups as to any Channels group.
+
+Groups are re-joined every ``GROUP_REFRESH`` seconds because channels-redis forgets a
+membership ``group_expiry`` (24 h) after it was added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from channels.layers import get_channel_layer
+
+if TYPE_CHECKING:
+    from .gateway import LocalSocket
+    from .runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+GROUP_REFRESH = 3600.0
+
+
+class Membership:
+    __slots__ = ("channel", "name", "reader", "sockets")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sockets: set[str] = set()
+        self.channel: str | None = None
+        self.reader: asyncio.Task[None] | None = None
+
+
+def broadcast_event_message(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The ASGI send message of a ``durable.broadcast`` event (never mutating it)."""
+    if "text" in event and event["text"] is not None:
+        return {"type": "websocket.send", "text": event["text"]}
+    if "bytes" in event and event["bytes"] is not None:
+        return {"type": "websocket.send", "bytes": event["bytes"]}
+    return None
+
+
+class Fanout:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.channel_layer = get_channel_layer()
+        self.groups: dict[str, Membership] = {}
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def join(self, sock: LocalSocket, tags: tuple[str, ...]) -> None:
+        cls, object_id = sock.cls, sock.object_id
+        names = [cls.tag_group(object_id, None)] + [cls.tag_group(object_id, t) for t in tags]
+        joined = []
+        for name in names:
+            membership = self.groups.get(name)
+            if membership is None:
+                membership = self.groups[name] = Membership(name)
+                if self.channel_layer is not None:
+                    await self._subscribe(membership)
+            membership.sockets.add(sock.id)
+            joined.append(membership.name)
+        sock.groups = tuple(joined)
+
+    def leave(self, sock: LocalSocket) -> None:
+        for name in sock.groups:
+            membership = self.groups.get(name)
+            if membership is None:
+                continue
+            membership.sockets.discard(sock.id)
+            if not membership.sockets:
+                del self.groups[name]
+                self._unsubscribe(membership)
+        sock.groups = ()
+
+    def local_sockets(self, group: str) -> list[str]:
+        membership = self.groups.get(group)
+        return [] if membership is None else list(membership.sockets)
+
+    async def deliver_local(self, group: str, event: dict[str, Any]) -> int:
+        """Fan a ``durable.broadcast`` event out to this process's sockets of ``group``."""
+        message = broadcast_event_message(event)
+        membership = self.groups.get(group)
+        if message is None or membership is None:
+            return 0
+        excluded = set(event.get("exclude") or ())
+        sockets = self.runtime.sockets
+        sent = 0
+        for sid in list(membership.sockets):
+            sock = sockets.get(sid)
+            if sock is None or not sock.open or sid in excluded:
+                continue
+            try:
+                await sock.send(message)
+            except Exception:
+                logger.debug("broadcast to socket %s failed", sid, exc_info=True)
+                continue
+            sent += 1
+        return sent
+
+    # Channel-layer side -----------------------------------------------------------------
+
+    async def _subscribe(self, membership: Membership) -> None:
+        layer = self.channel_layer
+        membership.channel = await layer.new_channel(prefix="durable")
+        await layer.group_add(membership.name, membership.channel)
+        membership.reader = asyncio.get_running_loop().create_task(
+            self._read(membership), name=f"durable-group:{membership.name}"
+        )
+        if self._refresher is None:
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh())
+
+    def _unsubscribe(self, membership: Membership) -> None:
+        if membership.reader is not None:
+            membership.reader.cancel()
+        if membership.channel is not None:
+            asyncio.get_running_loop().create_task(self._discard(membership))
+
+    async def _discard(self, membership: Membership) -> None:
+        with contextlib.suppress(Exception):
+            await self.channel_layer.group_discard(membership.name, membership.channel)
+
+    async def _read(self, membership: Membership) -> None:
+        layer = self.channel_layer
+        origin = self.runtime.process_id
+        while True:
+            try:
+                event = await layer.receive(membership.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("group %s: receive failed; retrying", membership.name, exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            if event.get("type") != "durable.broadcast" or event.get("origin") == origin:
+                continue
+            await self.deliver_local(membership.name, event)
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(GROUP_REFRESH)
+            for membership in list(self.groups.values()):
+                if membership.channel is not None:
+                    with contextlib.suppress(Exception):
+                        await self.channel_layer.group_add(membership.name, membership.channel)

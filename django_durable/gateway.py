@@ -1,0 +1,175 @@
+"""The gateway: the ASGI application that holds one WebSocket for its object.
+
+A gateway is deliberately thin, because there is one per socket and most sockets sit
+idle: it answers the auto-response itself, puts every other frame in its object's
+mailbox without waiting for the handler, and costs no task but the one daphne already
+runs for the connection. It holds no channel-layer channel of its own: tag groups are
+joined once per process (see :mod:`django_durable.fanout`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from .events import CLOSE, MESSAGE, Event
+from .limits import validate_object_id
+from .runtime import get_runtime
+
+if TYPE_CHECKING:
+    from .consumer import DurableConsumer
+
+logger = logging.getLogger(__name__)
+
+#: Reason given to ``websocket_close`` for a connection that dropped without a Close frame.
+ABNORMAL_CLOSURE_REASON = "connection dropped without a Close frame"
+
+
+def new_socket_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+class LocalSocket:
+    """A socket held by a gateway of this process."""
+
+    __slots__ = (
+        "accepted",
+        "asgi_send",
+        "cls",
+        "groups",
+        "id",
+        "key",
+        "kill_error",
+        "object_id",
+        "open",
+        "task",
+    )
+
+    def __init__(
+        self,
+        socket_id: str,
+        cls: type[DurableConsumer],
+        object_id: str,
+        key: str,
+        asgi_send: Any,
+        task: asyncio.Task[Any] | None,
+    ) -> None:
+        self.id = socket_id
+        self.cls = cls
+        self.object_id = object_id
+        self.key = key
+        self.asgi_send = asgi_send
+        self.task = task
+        self.accepted = False
+        self.open = True
+        self.kill_error: BaseException | None = None
+        self.groups: tuple[str, ...] = ()
+
+    async def accept(self) -> None:
+        if not self.accepted:
+            self.accepted = True
+            await self.asgi_send({"type": "websocket.accept"})
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if not self.accepted:
+            await self.accept()
+        await self.asgi_send(message)
+
+    async def close(self, code: int) -> None:
+        if not self.open:
+            return
+        await self.accept()
+        self.open = False
+        await self.asgi_send({"type": "websocket.close", "code": code})
+
+    def kill(self, error: BaseException) -> None:
+        """End the connection with 1011: daphne sends it when the application raises."""
+        self.open = False
+        self.kill_error = error
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class Gateway:
+    """The ASGI application returned by ``DurableConsumer.as_asgi()``."""
+
+    def __init__(self, consumer_class: type[DurableConsumer]) -> None:
+        self.consumer_class = consumer_class
+        self.consumer_initkwargs: dict[str, Any] = {}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            raise ValueError(f"{self.consumer_class.__name__} serves WebSocket connections only")
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        cls = self.consumer_class
+        try:
+            object_id = validate_object_id(cls.get_object_id(scope))
+        except Exception as exc:
+            logger.warning("rejecting WebSocket %s: %s", scope.get("path"), exc)
+            await send({"type": "websocket.close"})
+            return
+        runtime = get_runtime()
+        sock = LocalSocket(
+            new_socket_id(), cls, object_id, cls.object_key(object_id), send, asyncio.current_task()
+        )
+        runtime.sockets[sock.id] = sock
+        try:
+            tags = await runtime.dispatcher.connect(sock, scope)
+            if tags is None:
+                await send({"type": "websocket.close"})
+                return
+            await runtime.fanout.join(sock, tags)
+            await self._serve(runtime, sock, receive)
+        finally:
+            runtime.sockets.pop(sock.id, None)
+            runtime.fanout.leave(sock)
+
+    async def _serve(self, runtime: Any, sock: LocalSocket, receive: Any) -> None:
+        layer = runtime.layer
+        deliver = runtime.dispatcher.deliver
+        key = sock.key
+        try:
+            while True:
+                message = await receive()
+                mtype = message["type"]
+                if mtype == "websocket.receive":
+                    data = message.get("text")
+                    if data is None:
+                        data = message.get("bytes")
+                        if data is None:
+                            continue
+                    pair = layer.auto_response(key)
+                    if pair is not None and pair.request == data:
+                        await sock.send(_asgi_message(pair.response))
+                        await layer.touch_auto_response(key, sock.id, time.time())
+                        continue
+                    deliver(sock, Event(MESSAGE, sock.id, data))
+                elif mtype == "websocket.disconnect":
+                    sock.open = False
+                    code = message.get("code") or 1005
+                    if code == 1006:
+                        data = (1006, ABNORMAL_CLOSURE_REASON, False)
+                    else:
+                        data = (code, "", True)
+                    deliver(sock, Event(CLOSE, sock.id, data))
+                    return
+        except asyncio.CancelledError:
+            error = sock.kill_error
+            if error is None:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            # Raising while the socket is open is the only way to make daphne send 1011.
+            raise error from None
+
+
+def _asgi_message(data: str | bytes) -> dict[str, Any]:
+    if isinstance(data, str):
+        return {"type": "websocket.send", "text": data}
+    return {"type": "websocket.send", "bytes": data}

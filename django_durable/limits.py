@@ -1,0 +1,110 @@
+"""The contract's limits, each checked at its exact edge before anything is changed.
+
+Every validator returns the normalised value or raises; none has side effects, which is
+what lets callers promise that a failing call leaves no trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .exceptions import (
+    AutoResponseTooLarge,
+    InvalidCloseCode,
+    InvalidCloseReason,
+    InvalidEventTimeout,
+    InvalidObjectId,
+    InvalidTags,
+)
+
+MAX_TAGS = 10
+MAX_TAG_BYTES = 256
+MAX_AUTO_RESPONSE_BYTES = 2_048
+MAX_EVENT_TIMEOUT_MS = 604_800_000
+MAX_CLOSE_REASON_BYTES = 123
+MAX_OBJECT_ID_BYTES = 256
+
+
+def utf8_len(value: str) -> int:
+    return len(value.encode("utf-8"))
+
+
+def validate_tags(tags: Iterable[str] | None) -> tuple[str, ...]:
+    """Distinct tags in first-seen order; at most 10, each at most 256 UTF-8 bytes."""
+    if tags is None:
+        return ()
+    if isinstance(tags, (str, bytes)):
+        raise InvalidTags(f"tags must be a list of str, not a single {type(tags).__name__}")
+    distinct: list[str] = []
+    seen: set[str] = set()
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise InvalidTags(f"each tag must be a str; got {type(tag).__name__}: {tag!r}")
+        if tag in seen:
+            continue
+        try:
+            size = utf8_len(tag)
+        except UnicodeEncodeError as exc:
+            raise InvalidTags(f"tag {tag!r} is not valid UTF-8") from exc
+        if size > MAX_TAG_BYTES:
+            raise InvalidTags(f"a tag may be at most {MAX_TAG_BYTES} bytes; got {size} bytes")
+        seen.add(tag)
+        distinct.append(tag)
+        if len(distinct) > MAX_TAGS:
+            raise InvalidTags(
+                f"a socket may have at most {MAX_TAGS} distinct tags; got more: {distinct!r}"
+            )
+    return tuple(distinct)
+
+
+def payload_len(value: str | bytes) -> int:
+    return utf8_len(value) if isinstance(value, str) else len(value)
+
+
+def validate_auto_response_part(name: str, value: str | bytes) -> None:
+    size = payload_len(value)
+    if size > MAX_AUTO_RESPONSE_BYTES:
+        raise AutoResponseTooLarge(
+            f"auto-response {name} may be at most {MAX_AUTO_RESPONSE_BYTES} bytes; got {size} bytes"
+        )
+
+
+def validate_event_timeout(timeout_ms: int | None) -> int | None:
+    """``None`` or 0 unset the timeout; otherwise 1..604,800,000 ms."""
+    if timeout_ms is None:
+        return None
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int):
+        raise InvalidEventTimeout(
+            f"event timeout must be an int of milliseconds or None; got {timeout_ms!r}"
+        )
+    if timeout_ms < 0 or timeout_ms > MAX_EVENT_TIMEOUT_MS:
+        raise InvalidEventTimeout(
+            f"event timeout must be between 0 and {MAX_EVENT_TIMEOUT_MS} ms; got {timeout_ms}"
+        )
+    return timeout_ms or None
+
+
+def validate_close(code: int, reason: str) -> None:
+    """Only 1000 and 3000-4999 may be sent by an application (autobahn refuses the rest)."""
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise InvalidCloseCode(f"close code must be an int; got {code!r}")
+    if code != 1000 and not 3000 <= code <= 4999:
+        raise InvalidCloseCode(f"close code must be 1000 or 3000-4999; got {code}")
+    if not isinstance(reason, str):
+        raise InvalidCloseReason(f"close reason must be a str; got {type(reason).__name__}")
+    size = utf8_len(reason)
+    if size > MAX_CLOSE_REASON_BYTES:
+        raise InvalidCloseReason(
+            f"close reason may be at most {MAX_CLOSE_REASON_BYTES} bytes; got {size} bytes"
+        )
+
+
+def validate_object_id(object_id: object) -> str:
+    if not isinstance(object_id, str) or not object_id:
+        raise InvalidObjectId(f"object id must be a non-empty str; got {object_id!r}")
+    size = utf8_len(object_id)
+    if size > MAX_OBJECT_ID_BYTES:
+        raise InvalidObjectId(
+            f"object id may be at most {MAX_OBJECT_ID_BYTES} bytes; got {size} bytes"
+        )
+    return object_id

@@ -1,0 +1,34 @@
+"""Reaching an object's sockets from code outside it, without waking it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .fanout import broadcast_event_message
+from .runtime import get_runtime
+
+if TYPE_CHECKING:
+    from .consumer import DurableConsumer
+
+
+def broadcast_event(message: str | bytes) -> dict[str, object]:
+    if isinstance(message, str):
+        return {"type": "durable.broadcast", "text": message}
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return {"type": "durable.broadcast", "bytes": bytes(message)}
+    raise TypeError(f"a WebSocket message must be str or bytes; got {type(message).__name__}")
+
+
+async def broadcast_to(
+    cls: type[DurableConsumer], object_id: str, message: str | bytes, tag: str | None
+) -> None:
+    """Through the tag's group when there is a channel layer, so every process fans out."""
+    event = broadcast_event(message)
+    runtime = get_runtime()
+    group = cls.tag_group(object_id, tag)
+    layer = runtime.fanout.channel_layer
+    if layer is None:
+        assert broadcast_event_message(event) is not None
+        await runtime.fanout.deliver_local(group, event)
+    else:
+        await layer.group_send(group, event)

@@ -1,0 +1,56 @@
+"""Everything django-durable keeps per process (strictly: per event loop).
+
+Daphne runs one event loop, so in production there is one runtime per process. Tests
+and ``async_to_sync`` may run several loops; asyncio objects cannot cross loops, so
+each loop gets its own runtime rather than sharing broken state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+import weakref
+
+from . import conf
+from .dispatcher import Dispatcher
+from .fanout import Fanout
+from .session import BaseSessionLayer, build_session_layer
+from .transport import LocalTransport
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self.process_id = uuid.uuid4().hex[:16]
+        self.layer: BaseSessionLayer = build_session_layer(conf.get("SESSION_LAYER"))
+        #: The sockets held by this process's gateways, by socket id.
+        self.sockets: dict[str, object] = {}
+        self.dispatcher = Dispatcher(self)
+        self.fanout = Fanout(self)
+        self.transport = self._make_transport()
+
+    def _make_transport(self) -> LocalTransport:
+        make = getattr(self.layer, "make_transport", None)
+        return make(self) if make is not None else LocalTransport(self)
+
+
+_runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_runtime() -> Runtime:
+    """The runtime of the running event loop, created on first use."""
+    loop = asyncio.get_running_loop()
+    runtime = _runtimes.get(loop)
+    if runtime is None:
+        runtime = _runtimes[loop] = Runtime()
+    return runtime
+
+
+def all_runtimes() -> list[Runtime]:
+    return list(_runtimes.values())
+
+
+def reset_runtimes() -> None:
+    """Forget every runtime (for tests that change ``SESSION_LAYER`` mid-loop)."""
+    _runtimes.clear()

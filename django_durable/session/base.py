@@ -1,0 +1,119 @@
+"""What a session layer stores, and the interface every backend implements.
+
+The session layer is the memory that survives hibernation: for each object, its
+sockets (id, tags, attachment, auto-response timestamp, ready state, holder process)
+and its settings (auto-response pair, event timeout). It is a pluggable backend built
+from ``DURABLE_OBJECTS["SESSION_LAYER"]`` exactly as Channels builds ``CHANNEL_LAYERS``.
+
+``DurableState``'s methods are synchronous (as in Cloudflare's API), so a live object
+works on an in-memory :class:`ObjectSession` loaded at wake-up and sends its changes
+to the layer with the ``async`` write methods after each handler. A backend may hand
+out its own stored objects from :meth:`load` (the in-memory one does); writes must
+therefore be idempotent re-statements of the new values, never increments.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from ..autoresponse import WebSocketRequestResponsePair
+
+CONNECTING = 0
+OPEN = 1
+CLOSING = 2
+CLOSED = 3
+
+
+class SocketRecord:
+    """One accepted socket, as every process may need to see it."""
+
+    __slots__ = ("attachment", "auto_response_at", "holder", "id", "state", "tags")
+
+    def __init__(
+        self,
+        id: str,
+        tags: tuple[str, ...] = (),
+        attachment: bytes | None = None,
+        auto_response_at: float | None = None,
+        holder: str = "",
+        state: int = CONNECTING,
+    ) -> None:
+        self.id = id
+        self.tags = tags
+        self.attachment = attachment
+        self.auto_response_at = auto_response_at
+        self.holder = holder
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<SocketRecord {self.id} tags={self.tags!r} state={self.state}>"
+
+
+class ObjectSession:
+    """An object's sockets (in accept order) and settings."""
+
+    __slots__ = ("auto_response", "event_timeout_ms", "key", "sockets")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.sockets: dict[str, SocketRecord] = {}
+        self.auto_response: WebSocketRequestResponsePair | None = None
+        self.event_timeout_ms: int | None = None
+
+    def is_empty(self) -> bool:
+        return not self.sockets and self.auto_response is None and self.event_timeout_ms is None
+
+
+class BaseSessionLayer(abc.ABC):
+    """The interface of a session layer; see the module docstring for the contract."""
+
+    #: True when sockets of one object may be held by several processes.
+    distributed: bool = False
+
+    def __init__(self, **config: Any) -> None:
+        self.config = config
+
+    # The object's side (the owner of a live instance) ------------------------------
+
+    @abc.abstractmethod
+    async def load(self, key: str) -> ObjectSession:
+        """Everything known about ``key``; an empty session for an unknown object."""
+
+    @abc.abstractmethod
+    async def add_socket(self, key: str, record: SocketRecord) -> None:
+        """Register an accepted socket."""
+
+    @abc.abstractmethod
+    async def update_socket(self, key: str, record: SocketRecord) -> None:
+        """Store a socket's attachment and ready state as they are now in ``record``."""
+
+    @abc.abstractmethod
+    async def remove_socket(self, key: str, socket_id: str) -> None:
+        """Forget a socket once its final event has been dispatched."""
+
+    @abc.abstractmethod
+    async def save_settings(self, session: ObjectSession) -> None:
+        """Store the object's auto-response pair and event timeout."""
+
+    # The gateway's side (any process holding a socket) ---------------------------
+
+    @abc.abstractmethod
+    def auto_response(self, key: str) -> WebSocketRequestResponsePair | None:
+        """The object's auto-response pair, answered without I/O on every frame."""
+
+    @abc.abstractmethod
+    async def touch_auto_response(self, key: str, socket_id: str, when: float) -> None:
+        """Record when a socket's message was last answered by the auto-response."""
+
+    # Ownership -------------------------------------------------------------------------
+
+    async def release(self, key: str, session: ObjectSession) -> None:
+        """The object hibernated in this process: give up whatever :meth:`load` took."""
+
+    def fence_token(self, key: str) -> int | None:
+        """The fencing token this process holds for ``key`` (None: no fencing)."""
+        return None
+
+    async def close(self) -> None:
+        """Release connections; the default has none."""

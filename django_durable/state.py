@@ -1,0 +1,121 @@
+"""``DurableState`` (``self.state``): the object's sockets, settings and storage.
+
+Its methods are synchronous like Cloudflare's: they work on the session loaded when
+the object woke, and the dispatcher writes their changes to the session layer after
+each handler. Every method validates completely before changing anything, so a call
+that raises leaves no trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from . import conf
+from .autoresponse import WebSocketRequestResponsePair
+from .exceptions import TooManyWebSockets, WebSocketAlreadyAccepted, WebSocketNotAccepted
+from .limits import validate_auto_response_part, validate_event_timeout, validate_tags
+from .session.base import CONNECTING, OPEN
+from .websocket import DurableWebSocket, asgi_send_message
+
+if TYPE_CHECKING:
+    from .dispatcher import LiveObject
+    from .storage import DurableStorage
+
+
+class DurableState:
+    """The state of one durable object, shared by every handler of its instance."""
+
+    __slots__ = ("_live", "_storage")
+
+    def __init__(self, live: LiveObject) -> None:
+        self._live = live
+        self._storage: DurableStorage | None = None
+
+    # Sockets ------------------------------------------------------------------------
+
+    def accept_websocket(self, ws: DurableWebSocket, tags: Iterable[str] | None = None) -> None:
+        record = ws._record
+        if record.state != CONNECTING or record.id in self._live.session.sockets:
+            raise WebSocketAlreadyAccepted(f"socket {record.id} was already accepted")
+        distinct = validate_tags(tags)
+        limit = conf.get("MAX_WEBSOCKETS")
+        count = len(self._live.session.sockets)
+        if count >= limit:
+            raise TooManyWebSockets(
+                f"an object may have at most {limit} accepted sockets; it has {count}"
+            )
+        record.tags = distinct
+        record.state = OPEN
+        self._live.add_socket(record)
+
+    def get_websockets(self, tag: str | None = None) -> list[DurableWebSocket]:
+        live = self._live
+        records = live.session.sockets.values()
+        if tag is None:
+            return [DurableWebSocket(r, live) for r in records]
+        return [DurableWebSocket(r, live) for r in records if tag in r.tags]
+
+    def get_tags(self, ws: DurableWebSocket) -> list[str]:
+        record = self._live.session.sockets.get(ws.id)
+        if record is None:
+            raise WebSocketNotAccepted(f"socket {ws.id} was never accepted by this object")
+        return list(record.tags)
+
+    async def broadcast(
+        self,
+        message: str | bytes,
+        tag: str | None = None,
+        exclude: Iterable[DurableWebSocket | str] = (),
+    ) -> int:
+        """Send to every OPEN socket (of ``tag``) except ``exclude``; return how many."""
+        asgi_message = asgi_send_message(message)
+        excluded = {e.id if isinstance(e, DurableWebSocket) else e for e in exclude}
+        records = [
+            r
+            for r in self._live.session.sockets.values()
+            if r.state == OPEN and (tag is None or tag in r.tags) and r.id not in excluded
+        ]
+        return await self._live.send_many(records, asgi_message, tag, excluded)
+
+    # Auto-response ----------------------------------------------------------------
+
+    def set_websocket_auto_response(self, pair: WebSocketRequestResponsePair | None = None) -> None:
+        if pair is not None:
+            if not isinstance(pair, WebSocketRequestResponsePair):
+                raise TypeError(
+                    f"expected a WebSocketRequestResponsePair or None; got {type(pair).__name__}"
+                )
+            validate_auto_response_part("request", pair.request)
+            validate_auto_response_part("response", pair.response)
+        self._live.session.auto_response = pair
+        self._live.write_settings()
+
+    def get_websocket_auto_response(self) -> WebSocketRequestResponsePair | None:
+        return self._live.session.auto_response
+
+    def get_websocket_auto_response_timestamp(self, ws: DurableWebSocket) -> datetime | None:
+        record = self._live.session.sockets.get(ws.id)
+        when = None if record is None else record.auto_response_at
+        return None if when is None else datetime.fromtimestamp(when, UTC)
+
+    # Event timeout -------------------------------------------------------------------
+
+    def set_hibernatable_websocket_event_timeout(self, timeout_ms: int | None = None) -> None:
+        self._live.session.event_timeout_ms = validate_event_timeout(timeout_ms)
+        self._live.write_settings()
+
+    def get_hibernatable_websocket_event_timeout(self) -> int | None:
+        return self._live.session.event_timeout_ms
+
+    # Storage ----------------------------------------------------------------------------
+
+    @property
+    def storage(self) -> DurableStorage:
+        if self._storage is None:
+            self._storage = self._live.make_storage()
+        return self._storage
+
+    def __repr__(self) -> str:
+        return f"<DurableState {self._live.key}>"
