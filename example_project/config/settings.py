@@ -55,9 +55,9 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# daphne's log handler prints django_durable's INFO lines (hibernation, re-creation).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_durable": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {"django_durable": {"level": "INFO"}},
 }
