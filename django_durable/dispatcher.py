@@ -81,8 +81,15 @@ class LiveObject:
         self.instance: DurableConsumer | None = None
         self.gate = InputGate()
         self.inflight: set[asyncio.Task[None]] = set()
+        #: Events to handle before the mailbox's (closes of sockets found dead at wake).
+        self.front: deque[Event] = deque()
+        #: Set when this process lost the object's lease: stop and hand events on.
+        self.lost = False
         self._busy_sockets: dict[str, deque[Event]] = {}
+        #: Numbered events that arrived ahead of their turn, by socket then number.
+        self._held: dict[str, dict[int, Event]] = {}
         self._writes: list[tuple[str, Any]] = []
+        self._acks: list[tuple[str, str, int]] = []
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"durable:{key}")
 
     # Writes to the session layer, flushed after each handler -------------------------
@@ -99,18 +106,16 @@ class LiveObject:
         self._writes.append(("settings", None))
 
     async def flush(self) -> None:
-        layer = self.runtime.layer
         while self._writes:
             writes, self._writes = self._writes, []
-            for op, arg in writes:
-                if op == "add":
-                    await layer.add_socket(self.key, arg)
-                elif op == "update":
-                    await layer.update_socket(self.key, arg)
-                elif op == "remove":
-                    await layer.remove_socket(self.key, arg)
-                else:
-                    await layer.save_settings(self.session)
+            try:
+                await self.runtime.layer.apply(self.key, writes, self.session)
+            except BaseException:
+                self._writes[:0] = writes  # keep them for the next flush
+                raise
+        if self._acks:
+            acks, self._acks = self._acks, []
+            await self.runtime.transport.ack(acks)
 
     # Reaching sockets -------------------------------------------------------------------
 
@@ -149,7 +154,8 @@ class LiveObject:
         try:
             self.session = await runtime.layer.load(self.key)
             logger.debug("object %s woke with %d sockets", self.key, len(self.session.sockets))
-            while True:
+            await runtime.transport.on_wake(self)
+            while not self.lost:
                 event = await self._next_event()
                 if event is None:
                     break
@@ -157,33 +163,81 @@ class LiveObject:
                     if self.inflight:
                         await asyncio.wait(list(self.inflight))
                     event.resolve(None)
-                    if self.queue.empty():
+                    if self.lost or (self.queue.empty() and not self.front):
                         break
                     self._discard_instance("hibernated")
                     continue
-                if self.instance is None:
-                    await self._start()
-                if self.cls.reentrant:
-                    await self.gate.wait_open()
-                    self._spawn(event)
-                    continue
-                await self._deliver(event)
-                if conf.get("HIBERNATE_EAGERLY") and self.queue.empty():
+                for ready in self._admit(event):
+                    if self.instance is None:
+                        await self._start()
+                    if self.cls.reentrant:
+                        await self.gate.wait_open()
+                        self._spawn(ready)
+                    else:
+                        await self._deliver(ready)
+                if (
+                    conf.get("HIBERNATE_EAGERLY")
+                    and not self.cls.reentrant
+                    and self.queue.empty()
+                    and not self.front
+                ):
                     break
         except Exception:
             logger.exception("object %s: dispatcher failed", self.key)
         finally:
             runtime.dispatcher.forget(self)
-            while not self.queue.empty():
-                # Only reachable after a failure above: hand the events to a new worker.
-                runtime.dispatcher.requeue(self, self.queue.get_nowait())
+            leftover = [*self.front, *_drain(self.queue)]
+            for held in self._held.values():
+                leftover.extend(held[seq] for seq in sorted(held))
+            for event in leftover:
+                # After a lost lease (or a failure above): hand the events on.
+                await runtime.transport.reroute(self, event)
             with contextlib.suppress(Exception):
                 await self.flush()
-                await runtime.layer.release(self.key, self.session)
+            with contextlib.suppress(Exception):
+                await runtime.transport.released(self)
             if self.instance is not None:
                 logger.info("object %s hibernated", self.key)
 
+    def lose(self) -> None:
+        """This process no longer owns the object: stop after the running handler."""
+        if not self.lost:
+            logger.warning("object %s: ownership lost; handing events on", self.key)
+            self.lost = True
+            self._discard_instance("ownership lost")
+            self.queue.put_nowait(Event(HIBERNATE))
+
+    def _admit(self, event: Event) -> list[Event]:
+        """Numbered socket events in order, each once; others as they come."""
+        seq = event.seq
+        sid = event.socket_id
+        if seq is None or sid is None or event.kind == CONNECT:
+            return [event]
+        record = self.session.sockets.get(sid)
+        if record is None:
+            return []  # a late duplicate of a socket's final event
+        expected = record.seq + 1
+        if seq < expected:
+            self._acks.append((record.holder, sid, record.seq))
+            return []
+        if seq > expected:
+            self._held.setdefault(sid, {})[seq] = event
+            return []
+        ready = [event]
+        held = self._held.get(sid)
+        while held and expected + 1 in held:
+            expected += 1
+            ready.append(held.pop(expected))
+        if held is not None and not held:
+            del self._held[sid]
+        record.seq = expected
+        self._writes.append(("update", record))
+        self._acks.append((record.holder, sid, expected))
+        return ready
+
     async def _next_event(self) -> Event | None:
+        if self.front:
+            return self.front.popleft()
         idle = conf.get("IDLE_TIMEOUT")
         while True:
             try:
@@ -287,7 +341,15 @@ class LiveObject:
 
     async def _connect(self, instance: DurableConsumer, event: Event) -> None:
         sock, scope = event.data
-        record = SocketRecord(sock.id, holder=self.runtime.process_id)
+        scope = await self.runtime.transport.scope_for(sock, scope)
+        existing = self.session.sockets.get(sock.id)
+        if existing is not None:
+            # A connect sent again after a failover: it was accepted already.
+            await self.runtime.transport.verdict(self.key, sock, existing)
+            event.resolve(existing.tags)
+            return
+        holder = getattr(sock, "holder", None) or self.runtime.process_id
+        record = SocketRecord(sock.id, holder=holder)
         ws = DurableWebSocket(record, self, scope)
         try:
             await instance.connect(ws)
@@ -296,7 +358,7 @@ class LiveObject:
             accepted = record.id in self.session.sockets
             if accepted:
                 await self.flush()
-                await self.runtime.transport.accepted(self.key, sock, record)
+            await self.runtime.transport.verdict(self.key, sock, record if accepted else None)
             event.resolve(record.tags if accepted else None)
 
     async def _final(self, instance: DurableConsumer, event: Event) -> None:
@@ -336,6 +398,8 @@ class LiveObject:
             event.fail(error)
             return
         if event.kind == CONNECT:
+            sock = event.data[0]
+            await self.runtime.transport.verdict(self.key, sock, None)
             event.resolve(None)
             return
         sid = event.socket_id or ""
@@ -349,6 +413,15 @@ class LiveObject:
             self.write_socket(record)
         await self.runtime.transport.kill(self.key, record, error)
         self.queue.put_nowait(Event(ERROR, sid, error))
+
+
+def _drain(queue: asyncio.Queue[Event]) -> list[Event]:
+    events = []
+    while not queue.empty():
+        event = queue.get_nowait()
+        if event.kind != HIBERNATE:
+            events.append(event)
+    return events
 
 
 class Dispatcher:
@@ -377,6 +450,9 @@ class Dispatcher:
 
     def requeue(self, dead: LiveObject, event: Event) -> None:
         self.wake(dead.cls, dead.object_id, dead.key).queue.put_nowait(event)
+
+    def put(self, cls: type[DurableConsumer], object_id: str, key: str, event: Event) -> None:
+        self.wake(cls, object_id, key).queue.put_nowait(event)
 
     def forget(self, live: LiveObject) -> None:
         if self.live.get(live.key) is live:

@@ -20,7 +20,7 @@ class Event:
     is set when someone waits for the outcome (a connect verdict, a call's result).
     """
 
-    __slots__ = ("data", "future", "kind", "socket_id")
+    __slots__ = ("data", "future", "kind", "seq", "socket_id")
 
     def __init__(
         self,
@@ -28,8 +28,12 @@ class Event:
         socket_id: str | None = None,
         data: Any = None,
         future: asyncio.Future[Any] | None = None,
+        seq: int | None = None,
     ) -> None:
         self.kind = kind
+        #: The socket's event number, set when events can arrive twice or out of order
+        #: (forwarded between processes); None for events that cannot.
+        self.seq = seq
         self.socket_id = socket_id
         self.data = data
         self.future = future

@@ -45,6 +45,8 @@ class LocalSocket:
         "kill_error",
         "object_id",
         "open",
+        "outbox",
+        "seq",
         "task",
     )
 
@@ -67,6 +69,10 @@ class LocalSocket:
         self.open = True
         self.kill_error: BaseException | None = None
         self.groups: tuple[str, ...] = ()
+        #: The number of the last event this gateway sent its object.
+        self.seq = 0
+        #: Events forwarded to another process and not yet acknowledged (or None).
+        self.outbox: Any = None
 
     async def accept(self) -> None:
         if not self.accepted:
@@ -114,12 +120,14 @@ class Gateway:
             await send({"type": "websocket.close"})
             return
         runtime = get_runtime()
+        transport = runtime.transport
+        await transport.start()
         sock = LocalSocket(
             new_socket_id(), cls, object_id, cls.object_key(object_id), send, asyncio.current_task()
         )
         runtime.sockets[sock.id] = sock
         try:
-            tags = await runtime.dispatcher.connect(sock, scope)
+            tags = await transport.connect(sock, scope)
             if tags is None:
                 await send({"type": "websocket.close"})
                 return
@@ -128,10 +136,11 @@ class Gateway:
         finally:
             runtime.sockets.pop(sock.id, None)
             runtime.fanout.leave(sock)
+            transport.gone(sock)
 
     async def _serve(self, runtime: Any, sock: LocalSocket, receive: Any) -> None:
         layer = runtime.layer
-        deliver = runtime.dispatcher.deliver
+        route = runtime.transport.route
         key = sock.key
         try:
             while True:
@@ -148,7 +157,8 @@ class Gateway:
                         await sock.send(_asgi_message(pair.response))
                         await layer.touch_auto_response(key, sock.id, time.time())
                         continue
-                    deliver(sock, Event(MESSAGE, sock.id, data))
+                    sock.seq += 1
+                    await route(sock, Event(MESSAGE, sock.id, data, seq=sock.seq))
                 elif mtype == "websocket.disconnect":
                     sock.open = False
                     code = message.get("code") or 1005
@@ -156,7 +166,8 @@ class Gateway:
                         data = (1006, ABNORMAL_CLOSURE_REASON, False)
                     else:
                         data = (code, "", True)
-                    deliver(sock, Event(CLOSE, sock.id, data))
+                    sock.seq += 1
+                    await route(sock, Event(CLOSE, sock.id, data, seq=sock.seq))
                     return
         except asyncio.CancelledError:
             error = sock.kill_error

@@ -1,8 +1,11 @@
-"""How an object reaches the connections behind its socket records.
+"""How events reach an object, and how an object reaches its sockets' connections.
 
-In one process every record's connection is a :class:`LocalSocket` of this runtime.
-A distributed session layer provides its own transport (``make_transport``) that sends
-to other processes' sockets through the channel layer and uses this one for the rest.
+:class:`LocalTransport` is the single-process case: every socket's connection is a
+:class:`~django_durable.gateway.LocalSocket` of this runtime and every object lives
+here. A distributed session layer provides its own transport (``make_transport``)
+that forwards events to the owning process and sends to other processes' sockets
+through the channel layer; the dispatcher and gateways only ever talk to this
+interface.
 """
 
 from __future__ import annotations
@@ -10,7 +13,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from .encoding import decode
+
 if TYPE_CHECKING:
+    from .consumer import DurableConsumer
+    from .dispatcher import LiveObject
+    from .events import Event
+    from .gateway import LocalSocket
     from .runtime import Runtime
     from .session.base import SocketRecord
 
@@ -21,18 +30,50 @@ class LocalTransport:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    async def start(self) -> None:
+        """Called by a gateway before its first connection is handled."""
+
+    # Gateways -> objects ------------------------------------------------------------
+
+    async def connect(self, sock: LocalSocket, scope: dict[str, Any]) -> tuple[str, ...] | None:
+        return await self.runtime.dispatcher.connect(sock, scope)
+
+    async def route(self, sock: LocalSocket, event: Event) -> None:
+        self.runtime.dispatcher.deliver(sock, event)
+
+    async def call(
+        self, cls: type[DurableConsumer], object_id: str, name: str, payload: bytes
+    ) -> Any:
+        from .stubs import run_rpc
+
+        result = await self.runtime.dispatcher.call(
+            cls,
+            object_id,
+            cls.object_key(object_id),
+            lambda instance: run_rpc(instance, name, payload),
+        )
+        return decode(result)
+
+    def gone(self, sock: LocalSocket) -> None:
+        """A gateway's connection ended (after its final event was routed)."""
+
+    # Objects -> sockets -----------------------------------------------------------------
+
     async def send(self, key: str, records: list[SocketRecord], message: dict[str, Any]) -> int:
-        """Send ``message`` to each record's connection; how many it reached."""
+        """Send ``message`` to each record's connection; how many it was sent to."""
+        return await self.send_local([r.id for r in records], message)
+
+    async def send_local(self, socket_ids: list[str], message: dict[str, Any]) -> int:
         sockets = self.runtime.sockets
         sent = 0
-        for record in records:
-            sock = sockets.get(record.id)
+        for sid in socket_ids:
+            sock = sockets.get(sid)
             if sock is None or not sock.open:
                 continue
             try:
                 await sock.send(message)
             except Exception:
-                logger.debug("send to socket %s failed", record.id, exc_info=True)
+                logger.debug("send to socket %s failed", sid, exc_info=True)
                 continue
             sent += 1
         return sent
@@ -47,19 +88,27 @@ class LocalTransport:
         if sock is not None:
             sock.kill(error)
 
-    async def accepted(self, key: str, sock: Any, record: SocketRecord) -> None:
-        await sock.accept()
+    async def verdict(self, key: str, sock: Any, record: SocketRecord | None) -> None:
+        """Tell the gateway whether ``connect()`` accepted (``record``) or rejected."""
+        if record is not None:
+            await sock.accept()
 
-    async def call(self, cls: Any, object_id: str, name: str, payload: bytes) -> Any:
-        return await _local_call(self.runtime, cls, object_id, name, payload)
+    # The object's own bookkeeping ----------------------------------------------------
 
+    async def on_wake(self, live: LiveObject) -> None:
+        """The object was loaded; a distributed transport closes sockets of dead peers."""
 
-async def _local_call(runtime: Runtime, cls: Any, object_id: str, name: str, payload: bytes) -> Any:
-    from .encoding import decode
-    from .stubs import run_rpc
+    async def ack(self, acks: list[tuple[str, str, int]]) -> None:
+        """Numbered events ``(holder, socket id, seq)`` were handled and stored."""
 
-    key = cls.object_key(object_id)
-    result = await runtime.dispatcher.call(
-        cls, object_id, key, lambda instance: run_rpc(instance, name, payload)
-    )
-    return decode(result)
+    async def scope_for(self, sock: Any, scope: dict[str, Any]) -> dict[str, Any]:
+        """The scope ``connect(ws)`` sees (a distributed transport rebuilds it)."""
+        return scope
+
+    async def released(self, live: LiveObject) -> None:
+        """The object hibernated (or stopped) in this process."""
+        await self.runtime.layer.release(live.key, live.session)
+
+    async def reroute(self, live: LiveObject, event: Event) -> None:
+        """An event the object could not handle here (it stopped): give it to a new one."""
+        self.runtime.dispatcher.requeue(live, event)

@@ -28,7 +28,7 @@ CLOSED = 3
 class SocketRecord:
     """One accepted socket, as every process may need to see it."""
 
-    __slots__ = ("attachment", "auto_response_at", "holder", "id", "state", "tags")
+    __slots__ = ("attachment", "auto_response_at", "holder", "id", "seq", "state", "tags")
 
     def __init__(
         self,
@@ -38,6 +38,7 @@ class SocketRecord:
         auto_response_at: float | None = None,
         holder: str = "",
         state: int = CONNECTING,
+        seq: int = 0,
     ) -> None:
         self.id = id
         self.tags = tags
@@ -45,6 +46,8 @@ class SocketRecord:
         self.auto_response_at = auto_response_at
         self.holder = holder
         self.state = state
+        #: The last event of this socket the object has handled (gateways number them).
+        self.seq = seq
 
     def __repr__(self) -> str:
         return f"<SocketRecord {self.id} tags={self.tags!r} state={self.state}>"
@@ -95,6 +98,18 @@ class BaseSessionLayer(abc.ABC):
     @abc.abstractmethod
     async def save_settings(self, session: ObjectSession) -> None:
         """Store the object's auto-response pair and event timeout."""
+
+    async def apply(self, key: str, writes: list[tuple[str, Any]], session: ObjectSession) -> None:
+        """Store a handler's changes in order; a backend may do it in one round trip."""
+        for op, arg in writes:
+            if op == "add":
+                await self.add_socket(key, arg)
+            elif op == "update":
+                await self.update_socket(key, arg)
+            elif op == "remove":
+                await self.remove_socket(key, arg)
+            else:
+                await self.save_settings(session)
 
     # The gateway's side (any process holding a socket) ---------------------------
 
