@@ -8,16 +8,34 @@ the sockets tagged ``observers``, which is how a test sees them from outside.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs
 
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+
 from django_durable import DurableConsumer, WebSocketRequestResponsePair, rpc
+from django_durable.testing import hibernate, live_object_ids
 
 #: on_start calls per object id, in this process (survives hibernation, as a probe).
 STARTS: Counter[str] = Counter()
 #: live instances per object id right now, and the most ever seen at once.
 LIVE: Counter[str] = Counter()
+
+
+#: Named events handlers can wait on and other handlers set (``wait``/``signal`` ops).
+SIGNALS: dict[str, asyncio.Event] = {}
+
+
+def _signal(name: str) -> asyncio.Event:
+    event = SIGNALS.get(name)
+    if event is None:
+        event = SIGNALS[name] = asyncio.Event()
+    return event
 
 
 def _query(ws) -> dict[str, str]:
@@ -83,8 +101,22 @@ class Room(DurableConsumer):
             count = await state.broadcast(command["text"], command.get("tag"), exclude)
             return {"sent": count}
         if op == "seq":
-            # Per-socket ordering probe: echo the sequence number back.
+            # Per-socket ordering probe: echo the sequence number back, optionally after
+            # giving the event loop away a few times (so interleaving would reorder).
+            for _ in range(command.get("yields", 0)):
+                await asyncio.sleep(0)
             return {"seq": command["n"]}
+        if op == "wait":
+            # Wait for another handler's "signal" (bounded); reports whether it came.
+            try:
+                async with asyncio.timeout(command.get("timeout", 5)):
+                    await _signal(command["name"]).wait()
+            except TimeoutError:
+                return {"waited": command["name"], "signalled": False}
+            return {"waited": command["name"], "signalled": True}
+        if op == "signal":
+            _signal(command["name"]).set()
+            return {"signalled": command["name"]}
         if op == "raise":
             raise RuntimeError("handler failed on purpose")
         if op == "sleep":
@@ -166,3 +198,138 @@ class ReentrantRoom(Room):
 
 class Silent(DurableConsumer):
     """Defines no handlers at all: every event is ignored, connect accepts."""
+
+
+# Unit-level probe ------------------------------------------------------------------------
+#
+# Tests that drive objects in their own event loop (Channels' WebsocketCommunicator) run
+# code inside a Probe object: they register a job, send "job:<id>" from a socket, and
+# await the job's future, which carries the job's result or exception.
+
+#: job id -> (function(instance, ws), future of its result).
+PROBE_JOBS: dict[str, tuple[Callable[..., Any], asyncio.Future[Any]]] = {}
+#: object id -> function(instance, ws) run instead of the default connect.
+PROBE_CONNECT: dict[str, Callable[..., Any]] = {}
+#: object id -> on_start calls (survives hibernation, as a probe).
+PROBE_STARTS: Counter[str] = Counter()
+#: object id -> the events the object saw, in order.
+PROBE_EVENTS: defaultdict[str, list[tuple[Any, ...]]] = defaultdict(list)
+#: object id -> futures woken whenever PROBE_EVENTS[object id] grows.
+PROBE_WAITERS: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
+
+
+def probe_record(object_id: str, event: tuple[Any, ...]) -> None:
+    PROBE_EVENTS[object_id].append(event)
+    waiters, PROBE_WAITERS[object_id] = PROBE_WAITERS[object_id], []
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class Probe(DurableConsumer):
+    """Runs the unit tests' jobs; echoes anything else; records its events."""
+
+    async def on_start(self) -> None:
+        PROBE_STARTS[self.id] += 1
+        self.memory: list[Any] = []
+        self.start_number = PROBE_STARTS[self.id]
+        probe_record(self.id, ("start", self.start_number))
+
+    async def connect(self, ws) -> None:
+        hook = PROBE_CONNECT.get(self.id)
+        if hook is not None:
+            await _maybe_await(hook(self, ws))
+            return
+        query = _query(ws)
+        tags = json.loads(query["tags"]) if "tags" in query else None
+        self.state.accept_websocket(ws, tags=tags)
+
+    async def websocket_message(self, ws, message) -> None:
+        if isinstance(message, str) and message.startswith("job:"):
+            fn, future = PROBE_JOBS.pop(message[4:])
+            try:
+                result = await _maybe_await(fn(self, ws))
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(result)
+            return
+        probe_record(self.id, ("message", ws.id, message))
+        if message == "raise":
+            raise RuntimeError("probe handler failed on purpose")
+        await ws.send(("echo:" + message) if isinstance(message, str) else (b"echo:" + message))
+
+    async def websocket_close(self, ws, code, reason, was_clean) -> None:
+        listed = [s.id for s in self.state.get_websockets()]
+        probe_record(
+            self.id, ("close", ws.id, code, reason, was_clean, ws.id in listed, ws.ready_state)
+        )
+
+    async def websocket_error(self, ws, error) -> None:
+        listed = [s.id for s in self.state.get_websockets()]
+        probe_record(self.id, ("error", ws.id, type(error).__name__, ws.id in listed))
+
+
+class ReentrantProbe(Probe):
+    reentrant = True
+
+
+# Process monitor -------------------------------------------------------------------------
+
+MONITORED: dict[str, type[DurableConsumer]] = {
+    "room": Room,
+    "reentrant": ReentrantRoom,
+    "silent": Silent,
+}
+
+
+class Monitor(AsyncJsonWebsocketConsumer):
+    """A plain Channels consumer answering questions about this server process.
+
+    It is not a durable object, so asking never wakes or creates one: end-to-end tests
+    use it to see which objects are live, count on_start calls after the fact, hibernate
+    an object, and send to tags from code outside the object.
+    """
+
+    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        op = content.get("op")
+        cls = MONITORED.get(content.get("class", "room"), Room)
+        object_id = content.get("id", "")
+        reply: dict[str, Any]
+        if op == "live":
+            reply = {"live": sorted(live_object_ids(cls))}
+        elif op == "starts":
+            reply = {"starts": STARTS[object_id]}
+        elif op == "hibernate":
+            await hibernate(cls, object_id)
+            reply = {"hibernated": object_id, "live": object_id in live_object_ids(cls)}
+        elif op == "wait_hibernated":
+            # Polls inside the server (the object is hibernated by its own idleness).
+            try:
+                async with asyncio.timeout(content.get("timeout", 5)):
+                    while object_id in live_object_ids(cls):  # noqa: ASYNC110 (no event to await)
+                        await asyncio.sleep(0.01)
+                reply = {"hibernated": object_id, "ok": True}
+            except TimeoutError:
+                reply = {"hibernated": object_id, "ok": False}
+        elif op == "group_send":
+            event: dict[str, Any] = {"type": "durable.broadcast"}
+            if "bytes_hex" in content:
+                event["bytes"] = bytes.fromhex(content["bytes_hex"])
+            else:
+                event["text"] = content["text"]
+            group = cls.tag_group(object_id, content.get("tag"))
+            await get_channel_layer().group_send(group, event)
+            reply = {"sent": group}
+        elif op == "broadcast_to":
+            await cls.broadcast_to(object_id, content["text"], content.get("tag"))
+            reply = {"sent": object_id}
+        else:
+            reply = {"unknown": op}
+        await self.send_json(reply)

@@ -1,10 +1,13 @@
 from django.urls import path
 
-from .consumers import ReentrantRoom, Room, Silent
+from .consumers import Monitor, Probe, ReentrantProbe, ReentrantRoom, Room, Silent
 
 websocket_urlpatterns = [
     path("ws/room/<str:room>/", Room.as_asgi()),
     path("ws/reentrant/<str:room>/", ReentrantRoom.as_asgi()),
     path("ws/silent/<str:room>/", Silent.as_asgi()),
     path("ws/two/<str:a>/<str:b>/", Room.as_asgi()),
+    path("ws/probe/<str:room>/", Probe.as_asgi()),
+    path("ws/reentrant-probe/<str:room>/", ReentrantProbe.as_asgi()),
+    path("ws/monitor/", Monitor.as_asgi()),
 ]
