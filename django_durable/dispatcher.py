@@ -113,6 +113,8 @@ class LiveObject:
             except BaseException:
                 self._writes[:0] = writes  # keep them for the next flush
                 raise
+            if any(op == "settings" for op, _ in writes):
+                await self.runtime.transport.settings_changed(self)
         if self._acks:
             acks, self._acks = self._acks, []
             await self.runtime.transport.ack(acks)

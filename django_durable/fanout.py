@@ -30,10 +30,11 @@ GROUP_REFRESH = 3600.0
 
 
 class Membership:
-    __slots__ = ("channel", "name", "reader", "sockets")
+    __slots__ = ("channel", "key", "name", "reader", "sockets")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, key: str) -> None:
         self.name = name
+        self.key = key
         self.sockets: set[str] = set()
         self.channel: str | None = None
         self.reader: asyncio.Task[None] | None = None
@@ -62,7 +63,7 @@ class Fanout:
         for name in names:
             membership = self.groups.get(name)
             if membership is None:
-                membership = self.groups[name] = Membership(name)
+                membership = self.groups[name] = Membership(name, sock.key)
                 if self.channel_layer is not None:
                     await self._subscribe(membership)
             membership.sockets.add(sock.id)
@@ -139,9 +140,25 @@ class Fanout:
                 logger.warning("group %s: receive failed; retrying", membership.name, exc_info=True)
                 await asyncio.sleep(1.0)
                 continue
-            if event.get("type") != "durable.broadcast" or event.get("origin") == origin:
-                continue
-            await self.deliver_local(membership.name, event)
+            kind = event.get("type")
+            if kind == "durable.settings":
+                self._settings_changed(membership.key, event)
+            elif kind == "durable.broadcast" and event.get("origin") != origin:
+                await self.deliver_local(membership.name, event)
+
+    def _settings_changed(self, key: str, event: dict[str, Any]) -> None:
+        cache = getattr(self.runtime.layer, "auto_cache", None)
+        if cache is not None:
+            from .session.redis import unpack_pair
+
+            cache[key] = unpack_pair(event.get("auto"))
+
+    async def resubscribe(self) -> None:
+        """Join every group again (after Redis lost its data, memberships included)."""
+        for membership in list(self.groups.values()):
+            if membership.channel is not None:
+                with contextlib.suppress(Exception):
+                    await self.channel_layer.group_add(membership.name, membership.channel)
 
     async def _refresh(self) -> None:
         while True:

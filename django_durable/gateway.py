@@ -47,6 +47,7 @@ class LocalSocket:
         "open",
         "outbox",
         "seq",
+        "tags",
         "task",
     )
 
@@ -69,6 +70,7 @@ class LocalSocket:
         self.open = True
         self.kill_error: BaseException | None = None
         self.groups: tuple[str, ...] = ()
+        self.tags: tuple[str, ...] = ()
         #: The number of the last event this gateway sent its object.
         self.seq = 0
         #: Events forwarded to another process and not yet acknowledged (or None).
@@ -131,6 +133,7 @@ class Gateway:
             if tags is None:
                 await send({"type": "websocket.close"})
                 return
+            sock.tags = tags
             await runtime.fanout.join(sock, tags)
             await self._serve(runtime, sock, receive)
         finally:

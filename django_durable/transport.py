@@ -109,6 +109,9 @@ class LocalTransport:
         """The object hibernated (or stopped) in this process."""
         await self.runtime.layer.release(live.key, live.session)
 
+    async def settings_changed(self, live: LiveObject) -> None:
+        """The object's auto-response or event timeout changed (tell other gateways)."""
+
     async def reroute(self, live: LiveObject, event: Event) -> None:
         """An event the object could not handle here (it stopped): give it to a new one."""
         self.runtime.dispatcher.requeue(live, event)

@@ -57,3 +57,34 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django_durable": {"handlers": ["console"], "level": "WARNING"}},
 }
+
+# End-to-end servers are configured by environment variables (tests.daphne_server
+# passes them): DURABLE_TEST_SESSION_LAYER=redis switches both layers to Redis, with a
+# key prefix per test so tests sharing one Redis never see each other's objects.
+if os.environ.get("DURABLE_TEST_IDLE_TIMEOUT"):
+    DURABLE_OBJECTS["IDLE_TIMEOUT"] = float(os.environ["DURABLE_TEST_IDLE_TIMEOUT"])
+if os.environ.get("DURABLE_TEST_HIBERNATE_EAGERLY"):
+    DURABLE_OBJECTS["HIBERNATE_EAGERLY"] = True
+if os.environ.get("DURABLE_TEST_LEASE_TIME"):
+    DURABLE_OBJECTS["LEASE_TIME"] = float(os.environ["DURABLE_TEST_LEASE_TIME"])
+if os.environ.get("DURABLE_TEST_ALARM_RETRY_BASE_DELAY"):
+    DURABLE_OBJECTS["ALARM_RETRY_BASE_DELAY"] = float(
+        os.environ["DURABLE_TEST_ALARM_RETRY_BASE_DELAY"]
+    )
+if os.environ.get("DURABLE_TEST_SESSION_LAYER") == "redis":
+    _redis_host = {
+        "address": os.environ.get("DURABLE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9"),
+        "socket_timeout": None,
+        "max_connections": 1000,
+    }
+    _prefix = os.environ.get("DURABLE_TEST_REDIS_PREFIX", "durable-test")
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [_redis_host], "prefix": f"{_prefix}:asgi", "capacity": 10_000},
+        }
+    }
+    DURABLE_OBJECTS["SESSION_LAYER"] = {
+        "BACKEND": "django_durable.session.RedisSessionLayer",
+        "CONFIG": {"hosts": [_redis_host], "prefix": f"{_prefix}:durable:"},
+    }

@@ -1,0 +1,592 @@
+"""The transport for many processes: forwarding, acknowledgements, failover.
+
+Every process has one channel-layer channel of its own (its *process channel*, also
+its name as a socket holder and as a lease holder) read by one task. Through it:
+
+- gateways forward their sockets' events to the process that owns the object
+  (``durable.event``), and get the connect verdict back (``durable.verdict``);
+- owners send to other processes' sockets (``durable.send``, one message per process
+  however many sockets), close them (``durable.close``, ``durable.kill``), and
+  acknowledge handled events (``durable.ack``);
+- stubs call methods of an object owned elsewhere (``durable.call``/``durable.result``).
+
+Delivery is at least once on the wire and exactly once at the object: each gateway
+numbers its socket's events and keeps them in an *outbox* until the owner has handled
+them and stored the fact (the socket record's ``seq``); the owner admits each number
+once and in order. A maintenance task per process renews leases and its heartbeat,
+re-sends events whose owner died (once its lease expired, another process takes the
+object), closes sockets of processes whose heartbeat expired (``1006``), and
+re-registers this process's sockets if Redis lost its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import time
+import uuid
+from collections import defaultdict, deque
+from typing import TYPE_CHECKING, Any
+
+from channels.layers import get_channel_layer
+from django.core.exceptions import ImproperlyConfigured
+
+from . import exceptions
+from .consumer import registry
+from .encoding import decode
+from .events import CALL, CLOSE, CONNECT, HIBERNATE, Event
+from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
+from .scopes import export_scope, import_scope
+from .session.base import OPEN, SocketRecord
+from .session.redis import pack_pair
+from .transport import LocalTransport
+
+if TYPE_CHECKING:
+    from .consumer import DurableConsumer
+    from .dispatcher import LiveObject
+    from .gateway import LocalSocket
+    from .runtime import Runtime
+    from .session.redis import RedisSessionLayer
+
+logger = logging.getLogger(__name__)
+
+#: How long a gateway waits for the verdict of ``connect()`` before rejecting.
+CONNECT_TIMEOUT = 30.0
+#: How long a stub waits for an object in another process to answer.
+CALL_TIMEOUT = 60.0
+#: Forwarding hops before a message is dropped (the gateway's outbox re-sends it).
+MAX_HOPS = 3
+ABNORMAL = "the process holding this socket stopped"
+
+
+class RemoteSocket:
+    """A socket held by another process's gateway, as its owner knows it."""
+
+    __slots__ = ("holder", "id")
+
+    def __init__(self, socket_id: str, holder: str) -> None:
+        self.id = socket_id
+        self.holder = holder
+
+
+class RedisTransport(LocalTransport):
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime)
+        self.layer: RedisSessionLayer = runtime.layer  # type: ignore[assignment]
+        self.channel_layer = get_channel_layer()
+        if self.channel_layer is None:
+            raise ImproperlyConfigured(
+                "RedisSessionLayer needs a channel layer: set CHANNEL_LAYERS to "
+                "channels_redis.core.RedisChannelLayer on the same Redis"
+            )
+        self.channel = ""
+        #: True once a gateway of this process took a connection: only serving
+        #: processes take objects that have sockets elsewhere.
+        self.serving = False
+        self._start_lock = asyncio.Lock()
+        self._connects: dict[str, asyncio.Future[Any]] = {}
+        self._calls: dict[str, asyncio.Future[Any]] = {}
+        self._releasing: dict[str, asyncio.Future[None]] = {}
+        #: Sockets whose connection ended but whose last events are not acknowledged.
+        self._draining: dict[str, LocalSocket] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_renewal = time.monotonic()
+
+    # Start-up --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.channel:
+            return
+        async with self._start_lock:
+            if self.channel:
+                return
+            channel = await self.channel_layer.new_channel("durable")
+            self.layer.holder = channel
+            self.runtime.process_id = channel
+            await self.layer.heartbeat(first=True)
+            self.channel = channel
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._read(), name="durable-process-channel"),
+                loop.create_task(self._maintain(), name="durable-maintenance"),
+            ]
+            logger.info("process channel %s started", channel)
+
+    # Gateways -> objects ------------------------------------------------------------
+
+    async def connect(self, sock: LocalSocket, scope: dict[str, Any]) -> tuple[str, ...] | None:
+        self.serving = True
+        await self.start()
+        if sock.key not in self.layer.auto_cache:
+            await self._retrying(self.layer.load_auto_response, sock.key)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._connects[sock.id] = future
+        event = Event(CONNECT, sock.id, (sock, export_scope(scope)), future, seq=0)
+        try:
+            await self.route(sock, event)
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    tags = await future
+            except TimeoutError:
+                logger.error("socket %s: no connect verdict from %s", sock.id, sock.key)
+                return None
+        finally:
+            self._connects.pop(sock.id, None)
+        self._trim(sock, 0)
+        if tags is not None:
+            sock.tags = tuple(tags)
+        return None if tags is None else tuple(tags)
+
+    async def route(self, sock: LocalSocket, event: Event) -> None:
+        if sock.outbox is None:
+            sock.outbox = deque()
+        entry = [event.seq, event, time.monotonic(), ""]
+        sock.outbox.append(entry)
+        entry[3] = await self._retrying(
+            self._deliver, sock.cls, sock.object_id, sock.key, event, self.channel
+        )
+
+    async def _retrying(self, fn: Any, *args: Any) -> Any:
+        """Retry while Redis is unreachable: the socket's frames wait, none is lost."""
+        delay = 0.05
+        while True:
+            try:
+                return await fn(*args)
+            except SessionLayerUnavailable as exc:
+                logger.warning("%s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _deliver(
+        self,
+        cls: type[DurableConsumer],
+        object_id: str,
+        key: str,
+        event: Event,
+        holder: str,
+        hops: int = 0,
+    ) -> str:
+        """Put ``event`` in the owner's mailbox (taking the object if it has no owner)."""
+        dispatcher = self.runtime.dispatcher
+        live = dispatcher.live.get(key)
+        if live is None or live.lost:
+            while key in self._releasing:
+                await self._releasing[key]
+            owned, owner, _ = await self.layer.acquire(key)
+            if not owned:
+                await self.channel_layer.send(
+                    owner, self._event_message(cls, object_id, event, holder, hops)
+                )
+                return owner
+        dispatcher.put(cls, object_id, key, event)
+        return self.channel
+
+    def _event_message(
+        self, cls: type[DurableConsumer], object_id: str, event: Event, holder: str, hops: int
+    ) -> dict[str, Any]:
+        data = event.data
+        if event.kind == CONNECT:
+            data = data[1]
+        elif event.kind == CLOSE:
+            data = list(data)
+        return {
+            "type": "durable.event",
+            "cls": cls.durable_name,
+            "oid": object_id,
+            "kind": event.kind,
+            "sid": event.socket_id,
+            "seq": event.seq,
+            "data": data,
+            "holder": holder,
+            "hops": hops,
+        }
+
+    def gone(self, sock: LocalSocket) -> None:
+        if sock.outbox:
+            self._draining[sock.id] = sock
+
+    async def scope_for(self, sock: Any, scope: dict[str, Any]) -> dict[str, Any]:
+        return await import_scope(scope)
+
+    async def call(
+        self, cls: type[DurableConsumer], object_id: str, name: str, payload: bytes
+    ) -> Any:
+        await self.start()
+        key = cls.object_key(object_id)
+        live = self.runtime.dispatcher.live.get(key)
+        if live is not None and not live.lost:
+            return await super().call(cls, object_id, name, payload)
+        target = await self._call_target(key)
+        if target is None:
+            try:
+                return await super().call(cls, object_id, name, payload)
+            finally:
+                if not self.serving:
+                    await self.runtime.dispatcher.hibernate(key)
+        return await self._remote_call(target, cls, object_id, name, payload)
+
+    async def _call_target(self, key: str) -> str | None:
+        """Where a call should run: None for here (this process took the object)."""
+        owner = await self.layer.owner(key)
+        if owner is None and not self.serving:
+            # Leave objects with sockets to the processes that serve them.
+            holders = await self.layer.holders(key)
+            alive = await self.layer.alive(sorted(holders))
+            if alive:
+                return sorted(alive)[0]
+        if owner is None or owner == self.channel:
+            owned, owner, _ = await self.layer.acquire(key)
+            if owned:
+                return None
+        return owner
+
+    async def _remote_call(
+        self,
+        target: str,
+        cls: type[DurableConsumer],
+        object_id: str,
+        name: str,
+        payload: bytes,
+    ) -> Any:
+        call_id = uuid.uuid4().hex
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._calls[call_id] = future
+        try:
+            await self.channel_layer.send(
+                target,
+                {
+                    "type": "durable.call",
+                    "cls": cls.durable_name,
+                    "oid": object_id,
+                    "name": name,
+                    "payload": payload,
+                    "reply_to": self.channel,
+                    "call_id": call_id,
+                    "hops": 0,
+                },
+            )
+            async with asyncio.timeout(CALL_TIMEOUT):
+                reply = await future
+        except TimeoutError:
+            raise RPCError(
+                f"{cls.__name__}({object_id!r}).{name}: no answer within {CALL_TIMEOUT:.0f} s"
+            ) from None
+        finally:
+            self._calls.pop(call_id, None)
+        if reply["ok"]:
+            return decode(reply["payload"])
+        raise _rebuild_error(*reply["error"])
+
+    # Objects -> sockets -----------------------------------------------------------------
+
+    async def send(self, key: str, records: list[SocketRecord], message: dict[str, Any]) -> int:
+        local: list[str] = []
+        remote: dict[str, list[str]] = defaultdict(list)
+        for record in records:
+            if record.holder == self.channel or record.id in self.runtime.sockets:
+                local.append(record.id)
+            else:
+                remote[record.holder].append(record.id)
+        sent = await self.send_local(local, message) if local else 0
+        payload = {k: v for k, v in message.items() if k in ("text", "bytes")}
+        for holder, sids in remote.items():
+            try:
+                await self.channel_layer.send(
+                    holder, {"type": "durable.send", "sids": sids, **payload}
+                )
+            except Exception:
+                logger.warning("send to %d sockets on %s failed", len(sids), holder, exc_info=True)
+                continue
+            sent += len(sids)
+        return sent
+
+    async def close(self, key: str, record: SocketRecord, code: int, reason: str) -> None:
+        if record.id in self.runtime.sockets:
+            await super().close(key, record, code, reason)
+        else:
+            await self.channel_layer.send(
+                record.holder, {"type": "durable.close", "sid": record.id, "code": code}
+            )
+
+    async def kill(self, key: str, record: SocketRecord, error: BaseException) -> None:
+        if record.id in self.runtime.sockets:
+            await super().kill(key, record, error)
+        else:
+            await self.channel_layer.send(
+                record.holder, {"type": "durable.kill", "sid": record.id, "error": str(error)}
+            )
+
+    async def verdict(self, key: str, sock: Any, record: SocketRecord | None) -> None:
+        if isinstance(sock, RemoteSocket):
+            tags = None if record is None else list(record.tags)
+            await self.channel_layer.send(
+                sock.holder, {"type": "durable.verdict", "sid": sock.id, "tags": tags}
+            )
+        elif record is not None:
+            await sock.accept()
+
+    # The object's bookkeeping ------------------------------------------------------
+
+    async def on_wake(self, live: LiveObject) -> None:
+        for event in await self._dead_socket_closes(live):
+            live.front.append(event)
+
+    async def _dead_socket_closes(self, live: LiveObject) -> list[Event]:
+        holders = {r.holder for r in live.session.sockets.values() if r.holder != self.channel}
+        if not holders:
+            return []
+        dead = holders - await self.layer.alive(sorted(holders))
+        return [
+            Event(CLOSE, r.id, (1006, ABNORMAL, False))
+            for r in list(live.session.sockets.values())
+            if r.holder in dead
+        ]
+
+    async def ack(self, acks: list[tuple[str, str, int]]) -> None:
+        remote: dict[str, list[list[Any]]] = defaultdict(list)
+        for holder, sid, seq in acks:
+            if holder == self.channel:
+                self._trim_id(sid, seq)
+            else:
+                remote[holder].append([sid, seq])
+        for holder, pairs in remote.items():
+            with contextlib.suppress(Exception):
+                await self.channel_layer.send(holder, {"type": "durable.ack", "acks": pairs})
+
+    def _trim_id(self, sid: str, seq: int) -> None:
+        sock = self.runtime.sockets.get(sid) or self._draining.get(sid)
+        if sock is not None:
+            self._trim(sock, seq)
+
+    def _trim(self, sock: Any, seq: int) -> None:
+        outbox = sock.outbox
+        while outbox and outbox[0][0] <= seq:
+            outbox.popleft()
+        if not outbox:
+            sock.outbox = None
+            self._draining.pop(sock.id, None)
+
+    async def released(self, live: LiveObject) -> None:
+        key = live.key
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._releasing[key] = future
+        try:
+            if self.runtime.dispatcher.live.get(key) is None:
+                await self.layer.release(key, live.session)
+        finally:
+            del self._releasing[key]
+            future.set_result(None)
+
+    async def reroute(self, live: LiveObject, event: Event) -> None:
+        if event.kind == CALL:
+            event.fail(OwnershipLost(f"{live.key} stopped in this process before the call ran"))
+        elif event.kind == HIBERNATE:
+            event.resolve(None)
+        # Numbered socket events stay in their gateway's outbox, which re-sends them;
+        # closes of dead peers' sockets are found again at the next wake.
+
+    async def settings_changed(self, live: LiveObject) -> None:
+        pair = live.session.auto_response
+        await self.channel_layer.group_send(
+            live.cls.tag_group(live.object_id, None),
+            {"type": "durable.settings", "auto": None if pair is None else pack_pair(pair)},
+        )
+
+    # The process channel -----------------------------------------------------------------
+
+    async def _read(self) -> None:
+        handlers = {
+            "durable.event": self._on_event,
+            "durable.verdict": self._on_verdict,
+            "durable.ack": self._on_ack,
+            "durable.send": self._on_send,
+            "durable.close": self._on_close,
+            "durable.kill": self._on_kill,
+            "durable.call": self._on_call,
+            "durable.result": self._on_result,
+        }
+        while True:
+            try:
+                message = await self.channel_layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("process channel receive failed; retrying", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            handler = handlers.get(message.get("type", ""))
+            if handler is None:
+                logger.warning("unknown message on the process channel: %r", message.get("type"))
+                continue
+            try:
+                await handler(message)
+            except Exception:
+                logger.exception("handling %s failed", message.get("type"))
+
+    async def _on_event(self, message: dict[str, Any]) -> None:
+        cls = registry.get(message["cls"])
+        if cls is None:
+            logger.error("event for unknown durable class %r dropped", message["cls"])
+            return
+        kind, sid, data = message["kind"], message["sid"], message["data"]
+        if kind == CONNECT:
+            data = (RemoteSocket(sid, message["holder"]), data)
+        elif kind == CLOSE:
+            data = tuple(data)
+        event = Event(kind, sid, data, seq=message["seq"])
+        if message["hops"] >= MAX_HOPS:
+            logger.warning("event for %s dropped after %d hops", message["oid"], MAX_HOPS)
+            return
+        await self._deliver(
+            cls,
+            message["oid"],
+            cls.object_key(message["oid"]),
+            event,
+            message["holder"],
+            message["hops"] + 1,
+        )
+
+    async def _on_verdict(self, message: dict[str, Any]) -> None:
+        sid, tags = message["sid"], message["tags"]
+        sock = self.runtime.sockets.get(sid)
+        if tags is not None and sock is not None:
+            await sock.accept()
+        future = self._connects.get(sid)
+        if future is not None and not future.done():
+            future.set_result(tags)
+
+    async def _on_ack(self, message: dict[str, Any]) -> None:
+        for sid, seq in message["acks"]:
+            self._trim_id(sid, seq)
+
+    async def _on_send(self, message: dict[str, Any]) -> None:
+        if message.get("text") is not None:
+            out = {"type": "websocket.send", "text": message["text"]}
+        else:
+            out = {"type": "websocket.send", "bytes": message["bytes"]}
+        await self.send_local(message["sids"], out)
+
+    async def _on_close(self, message: dict[str, Any]) -> None:
+        sock = self.runtime.sockets.get(message["sid"])
+        if sock is not None:
+            await sock.close(message["code"])
+
+    async def _on_kill(self, message: dict[str, Any]) -> None:
+        sock = self.runtime.sockets.get(message["sid"])
+        if sock is not None:
+            sock.kill(exceptions.HandlerTimeout(message["error"]))
+
+    async def _on_call(self, message: dict[str, Any]) -> None:
+        # Calls may run long: never hold up the process channel for one.
+        task = asyncio.get_running_loop().create_task(self._serve_call(message))
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    async def _serve_call(self, message: dict[str, Any]) -> None:
+        from .stubs import run_rpc
+
+        reply: dict[str, Any] = {"type": "durable.result", "call_id": message["call_id"]}
+        cls = registry.get(message["cls"])
+        try:
+            if cls is None:
+                raise RPCError(f"unknown durable class {message['cls']!r}")
+            object_id, name, payload = message["oid"], message["name"], message["payload"]
+            key = cls.object_key(object_id)
+            live = self.runtime.dispatcher.live.get(key)
+            if live is None or live.lost:
+                owned, owner, _ = await self.layer.acquire(key)
+                if not owned:
+                    if message["hops"] >= MAX_HOPS:
+                        raise RPCError(f"{key}: the call found no owner")
+                    await self.channel_layer.send(owner, {**message, "hops": message["hops"] + 1})
+                    return
+            result = await self.runtime.dispatcher.call(
+                cls, object_id, key, lambda instance: run_rpc(instance, name, payload)
+            )
+            reply.update(ok=True, payload=result)
+        except Exception as exc:
+            reply.update(ok=False, error=[type(exc).__module__, type(exc).__qualname__, str(exc)])
+        await self.channel_layer.send(message["reply_to"], reply)
+
+    async def _on_result(self, message: dict[str, Any]) -> None:
+        future = self._calls.get(message["call_id"])
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    # Maintenance ---------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        interval = self.layer.lease_time / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._maintain_once()
+            except SessionLayerUnavailable as exc:
+                logger.warning("maintenance: %s", exc)
+                if time.monotonic() - self._last_renewal > self.layer.lease_time:
+                    # Leases have surely expired: stop running objects here.
+                    for live in list(self.runtime.dispatcher.live.values()):
+                        live.lose()
+            except Exception:
+                logger.exception("maintenance failed")
+
+    async def _maintain_once(self) -> None:
+        dispatcher = self.runtime.dispatcher
+        if not await self.layer.heartbeat():
+            logger.warning("Redis lost this process's data: re-registering its sockets")
+            await self._reregister()
+        for key in await self.layer.renew(list(self.layer.owned)):
+            live = dispatcher.live.get(key)
+            if live is not None:
+                live.lose()
+        self._last_renewal = time.monotonic()
+        await self._resend_stale()
+        for live in list(dispatcher.live.values()):
+            if not live.lost:
+                for event in await self._dead_socket_closes(live):
+                    live.queue.put_nowait(event)
+
+    async def _resend_stale(self) -> None:
+        now = time.monotonic()
+        stale_after = self.layer.lease_time / 2
+        owners: dict[str, str | None] = {}
+        for sock in [*self.runtime.sockets.values(), *self._draining.values()]:
+            outbox = sock.outbox
+            if not outbox or outbox[0][2] > now - stale_after:
+                continue
+            if sock.key not in owners:
+                owners[sock.key] = await self.layer.owner(sock.key)
+            owner = owners[sock.key]
+            if owner is not None and owner == outbox[0][3]:
+                continue  # the same owner is alive and holds its lease: it is just busy
+            for entry in list(outbox):
+                entry[2] = now
+                entry[3] = await self._deliver(
+                    sock.cls, sock.object_id, sock.key, entry[1], self.channel
+                )
+            owners.pop(sock.key, None)
+
+    async def _reregister(self) -> None:
+        for sock in list(self.runtime.sockets.values()):
+            if not sock.accepted:
+                continue
+            acked = sock.outbox[0][0] - 1 if sock.outbox else sock.seq
+            record = SocketRecord(sock.id, sock.tags, None, None, self.channel, OPEN, acked)
+            await self.layer.reregister(sock.key, record)
+        await self.runtime.fanout.resubscribe()
+
+
+def _rebuild_error(module: str, qualname: str, message: str) -> BaseException:
+    """The caller's copy of an exception raised by a method in another process."""
+    if module == "builtins":
+        candidate = getattr(builtins, qualname, None)
+    elif module == exceptions.__name__:
+        candidate = getattr(exceptions, qualname, None)
+    else:
+        candidate = None
+    if isinstance(candidate, type) and issubclass(candidate, Exception):
+        with contextlib.suppress(Exception):
+            return candidate(message)
+    return RPCError(f"{module}.{qualname}: {message}")

@@ -1,0 +1,379 @@
+"""The Redis session layer: sockets, settings and ownership shared by every process.
+
+Layout (``prefix`` defaults to ``durable:``; ``K`` is the object key):
+
+- ``{prefix}s:K`` hash, socket id -> msgpack ``[tags, attachment, holder, state, seq]``
+- ``{prefix}t:K`` hash, socket id -> auto-response timestamp (written by gateways)
+- ``{prefix}c:K`` hash, ``auto`` -> msgpack ``[request, response]``, ``timeout`` -> ms
+- ``{prefix}l:K`` the lease: ``"<holder channel>|<token>"`` with a TTL of ``LEASE_TIME``
+- ``{prefix}f:K`` the last fencing token handed out for ``K``
+- ``{prefix}p:<holder channel>`` a process's heartbeat, with the same TTL
+
+Ownership is a lease taken by a Lua script that also hands out a fencing token: the
+Redis server's clock in microseconds (or the last token + 1 if that is larger), so
+tokens keep growing even after Redis restarts without its data. Every write the owner
+makes goes through one Lua script that first checks the lease still holds its token:
+a process that lost the object can change nothing (``OwnershipLost``).
+
+The connection comes from channels-redis's own helpers, so ``CONFIG["hosts"]`` takes
+the same forms as ``CHANNEL_LAYERS``' (with redis-py 8, give dicts with
+``"socket_timeout": None`` there; here the default is fine: no command blocks).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgpack
+from channels_redis.utils import create_pool, decode_hosts
+from redis import asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .. import conf
+from ..autoresponse import WebSocketRequestResponsePair
+from ..exceptions import OwnershipLost, SessionLayerUnavailable
+from .base import BaseSessionLayer, ObjectSession, SocketRecord
+
+ACQUIRE = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local sep = string.find(cur, '|', 1, true)
+  local holder = string.sub(cur, 1, sep - 1)
+  local token = string.sub(cur, sep + 1)
+  if holder == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return {1, holder, token}
+  end
+  return {0, holder, token}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local token = now
+if last >= now then token = last + 1 end
+local tok = string.format('%.0f', token)
+redis.call('SET', KEYS[2], tok)
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. tok, 'PX', ARGV[2])
+return {1, ARGV[1], tok}
+"""
+
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# KEYS: lease, sockets, timestamps, settings. ARGV[1]: the lease value; then ops:
+# 'S' <key index> <field> <value>  |  'D' <key index> <field>
+FENCED_WRITE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED lease lost')
+end
+local i = 2
+while i <= #ARGV do
+  local op = ARGV[i]
+  local k = KEYS[tonumber(ARGV[i + 1])]
+  if op == 'S' then
+    redis.call('HSET', k, ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
+  else
+    redis.call('HDEL', k, ARGV[i + 2])
+    i = i + 3
+  end
+end
+return 1
+"""
+
+# KEYS: sockets, timestamps. Only for a socket that is still registered.
+TOUCH = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  return redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
+return 0
+"""
+
+SOCKETS, TIMESTAMPS, SETTINGS = 2, 3, 4
+
+
+def pack_record(record: SocketRecord) -> bytes:
+    return msgpack.packb(
+        [list(record.tags), record.attachment, record.holder, record.state, record.seq]
+    )
+
+
+def unpack_record(socket_id: str, data: bytes) -> SocketRecord:
+    tags, attachment, holder, state, seq = msgpack.unpackb(data)
+    return SocketRecord(socket_id, tuple(tags), attachment, None, holder, state, seq)
+
+
+def pack_pair(pair: WebSocketRequestResponsePair) -> bytes:
+    return msgpack.packb([pair.request, pair.response])
+
+
+def unpack_pair(data: bytes | None) -> WebSocketRequestResponsePair | None:
+    if not data:
+        return None
+    request, response = msgpack.unpackb(data)
+    return WebSocketRequestResponsePair(request, response)
+
+
+class RedisSessionLayer(BaseSessionLayer):
+    distributed = True
+
+    def __init__(
+        self,
+        hosts: list[Any] | None = None,
+        prefix: str = "durable:",
+        lease_time: float | None = None,
+        **config: Any,
+    ) -> None:
+        super().__init__(hosts=hosts, prefix=prefix, lease_time=lease_time, **config)
+        host = dict(decode_hosts(hosts)[0])
+        host.setdefault("max_connections", 1000)
+        self.redis = aioredis.Redis(connection_pool=create_pool(host))
+        self.prefix = prefix
+        self.lease_time = float(lease_time or conf.get("LEASE_TIME"))
+        #: This process's channel name (set by the transport when it starts).
+        self.holder = ""
+        #: key -> fencing token of each object this process owns.
+        self.owned: dict[str, int] = {}
+        #: key -> auto-response pair, for gateways of this process.
+        self.auto_cache: dict[str, WebSocketRequestResponsePair | None] = {}
+        self._acquire = self.redis.register_script(ACQUIRE)
+        self._renew = self.redis.register_script(RENEW)
+        self._release = self.redis.register_script(RELEASE)
+        self._fenced = self.redis.register_script(FENCED_WRITE)
+        self._touch = self.redis.register_script(TOUCH)
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any]) -> list[str]:
+        errors = []
+        hosts = config.get("hosts")
+        if hosts is not None and (isinstance(hosts, (str, bytes)) or not hosts):
+            errors.append("RedisSessionLayer CONFIG['hosts'] must be a non-empty list.")
+        lease = config.get("lease_time")
+        if lease is not None and not (isinstance(lease, (int, float)) and lease > 0):
+            errors.append("RedisSessionLayer CONFIG['lease_time'] must be a positive number.")
+        return errors
+
+    # Keys -------------------------------------------------------------------------------
+
+    def _keys(self, key: str) -> list[str]:
+        p = self.prefix
+        return [f"{p}l:{key}", f"{p}s:{key}", f"{p}t:{key}", f"{p}c:{key}"]
+
+    def heartbeat_key(self, holder: str) -> str:
+        return f"{self.prefix}p:{holder}"
+
+    @property
+    def lease_ms(self) -> int:
+        return int(self.lease_time * 1000)
+
+    def lease_value(self, key: str) -> str:
+        return f"{self.holder}|{self.owned.get(key, 0)}"
+
+    # Ownership -------------------------------------------------------------------------
+
+    async def acquire(self, key: str) -> tuple[bool, str, int]:
+        """Take the object's lease if nobody holds it: (owned, holder, token)."""
+        p = self.prefix
+        async with unavailable_as_error():
+            owned, holder, token = await self._acquire(
+                keys=[f"{p}l:{key}", f"{p}f:{key}"], args=[self.holder, self.lease_ms]
+            )
+        holder, token = _text(holder), int(_text(token))
+        if owned:
+            self.owned[key] = token
+        return bool(owned), holder, token
+
+    async def owner(self, key: str) -> str | None:
+        async with unavailable_as_error():
+            value = await self.redis.get(f"{self.prefix}l:{key}")
+        return None if value is None else _text(value).split("|", 1)[0]
+
+    async def renew(self, keys: list[str]) -> list[str]:
+        """Renew the leases of ``keys``; the keys whose lease was lost."""
+        if not keys:
+            return []
+        async with unavailable_as_error(), self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                await self._renew(
+                    keys=[f"{self.prefix}l:{key}"],
+                    args=[self.lease_value(key), self.lease_ms],
+                    client=pipe,
+                )
+            results = await pipe.execute()
+        lost = [key for key, ok in zip(keys, results, strict=True) if not ok]
+        for key in lost:
+            self.owned.pop(key, None)
+        return lost
+
+    async def release(self, key: str, session: ObjectSession) -> None:
+        if key not in self.owned:
+            return
+        value = self.lease_value(key)
+        self.owned.pop(key, None)
+        async with unavailable_as_error():
+            await self._release(keys=[f"{self.prefix}l:{key}"], args=[value])
+
+    def fence_token(self, key: str) -> int | None:
+        return self.owned.get(key)
+
+    async def heartbeat(self, first: bool = False) -> bool:
+        """Refresh this process's heartbeat; False when it had vanished (Redis lost data)."""
+        async with unavailable_as_error():
+            if first:
+                await self.redis.set(self.heartbeat_key(self.holder), "1", px=self.lease_ms)
+                return True
+            ok = await self.redis.set(
+                self.heartbeat_key(self.holder), "1", px=self.lease_ms, xx=True
+            )
+            if not ok:
+                await self.redis.set(self.heartbeat_key(self.holder), "1", px=self.lease_ms)
+            return bool(ok)
+
+    async def alive(self, holders: list[str]) -> set[str]:
+        if not holders:
+            return set()
+        async with unavailable_as_error():
+            values = await self.redis.mget([self.heartbeat_key(h) for h in holders])
+        return {h for h, v in zip(holders, values, strict=True) if v is not None}
+
+    # The object's side -----------------------------------------------------------------
+
+    async def load(self, key: str) -> ObjectSession:
+        _, sockets_key, ts_key, settings_key = self._keys(key)
+        async with unavailable_as_error(), self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(sockets_key)
+            pipe.hgetall(ts_key)
+            pipe.hgetall(settings_key)
+            sockets, stamps, settings = await pipe.execute()
+        session = ObjectSession(key)
+        records = [unpack_record(_text(sid), data) for sid, data in sockets.items()]
+        for record in records:
+            stamp = stamps.get(record.id.encode())
+            record.auto_response_at = None if stamp is None else float(stamp)
+        # Accept order: the hash keeps none, so records carry no order but their seq;
+        # sort by id for a stable, process-independent order.
+        for record in sorted(records, key=lambda r: r.id):
+            session.sockets[record.id] = record
+        session.auto_response = unpack_pair(settings.get(b"auto"))
+        timeout = settings.get(b"timeout")
+        session.event_timeout_ms = int(timeout) if timeout else None
+        self.auto_cache[key] = session.auto_response
+        return session
+
+    async def apply(self, key: str, writes: list[tuple[str, Any]], session: ObjectSession) -> None:
+        args: list[Any] = [self.lease_value(key)]
+        settings_changed = False
+        latest: dict[str, SocketRecord] = {}
+        removed: list[str] = []
+        for op, arg in writes:
+            if op in ("add", "update"):
+                latest[arg.id] = arg
+            elif op == "remove":
+                latest.pop(arg, None)
+                removed.append(arg)
+            else:
+                settings_changed = True
+        for record in latest.values():
+            args += ["S", SOCKETS, record.id, pack_record(record)]
+        for sid in removed:
+            args += ["D", SOCKETS, sid, "D", TIMESTAMPS, sid]
+        if settings_changed:
+            pair = session.auto_response
+            args += ["S", SETTINGS, "auto", b"" if pair is None else pack_pair(pair)]
+            args += ["S", SETTINGS, "timeout", session.event_timeout_ms or 0]
+            self.auto_cache[key] = pair
+        if len(args) == 1:
+            return
+        async with unavailable_as_error():
+            try:
+                await self._fenced(keys=self._keys(key), args=args)
+            except ResponseError as exc:
+                if "FENCED" in str(exc):
+                    self.owned.pop(key, None)
+                    raise OwnershipLost(
+                        f"this process no longer owns {key}: its write was refused"
+                    ) from exc
+                raise
+
+    async def add_socket(self, key: str, record: SocketRecord) -> None:
+        await self.apply(key, [("add", record)], ObjectSession(key))
+
+    async def update_socket(self, key: str, record: SocketRecord) -> None:
+        await self.apply(key, [("update", record)], ObjectSession(key))
+
+    async def remove_socket(self, key: str, socket_id: str) -> None:
+        await self.apply(key, [("remove", socket_id)], ObjectSession(key))
+
+    async def save_settings(self, session: ObjectSession) -> None:
+        await self.apply(session.key, [("settings", None)], session)
+
+    # The gateway's side ----------------------------------------------------------------
+
+    def auto_response(self, key: str) -> WebSocketRequestResponsePair | None:
+        return self.auto_cache.get(key)
+
+    async def load_auto_response(self, key: str) -> None:
+        async with unavailable_as_error():
+            data = await self.redis.hget(f"{self.prefix}c:{key}", "auto")
+        self.auto_cache[key] = unpack_pair(data)
+
+    async def touch_auto_response(self, key: str, socket_id: str, when: float) -> None:
+        _, sockets_key, ts_key, _ = self._keys(key)
+        async with unavailable_as_error():
+            await self._touch(keys=[sockets_key, ts_key], args=[socket_id, repr(when)])
+
+    async def reregister(self, key: str, record: SocketRecord) -> None:
+        """Put back a socket this process holds, after Redis lost its data."""
+        async with unavailable_as_error():
+            await self.redis.hsetnx(f"{self.prefix}s:{key}", record.id, pack_record(record))
+
+    async def holders(self, key: str) -> set[str]:
+        async with unavailable_as_error():
+            values = await self.redis.hvals(f"{self.prefix}s:{key}")
+        return {unpack_record("", v).holder for v in values}
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    def make_transport(self, runtime: Any) -> Any:
+        from ..cluster import RedisTransport
+
+        return RedisTransport(runtime)
+
+
+class unavailable_as_error:
+    """Turn a lost Redis connection into ``SessionLayerUnavailable``, saying so."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is not None and isinstance(
+            exc, (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+        ):
+            raise SessionLayerUnavailable(f"the Redis session layer is unreachable: {exc}") from exc
+        if isinstance(exc, RedisError) and not isinstance(exc, ResponseError):
+            raise SessionLayerUnavailable(f"the Redis session layer failed: {exc}") from exc
+        return False
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def now() -> float:
+    return time.time()
