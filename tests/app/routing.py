@@ -1,5 +1,6 @@
 from django.urls import path
 
+from .cluster_consumers import Ledger
 from .consumers import Monitor, Probe, ReentrantProbe, ReentrantRoom, Room, Silent
 
 websocket_urlpatterns = [
@@ -10,4 +11,5 @@ websocket_urlpatterns = [
     path("ws/probe/<str:room>/", Probe.as_asgi()),
     path("ws/reentrant-probe/<str:room>/", ReentrantProbe.as_asgi()),
     path("ws/monitor/", Monitor.as_asgi()),
+    path("ws/ledger/<str:room>/", Ledger.as_asgi()),
 ]
