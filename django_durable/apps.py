@@ -9,3 +9,6 @@ class DurableConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .scheduler import start_with_daphne
+
+        start_with_daphne()

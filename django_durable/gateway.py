@@ -124,6 +124,7 @@ class Gateway:
         runtime = get_runtime()
         transport = runtime.transport
         await transport.start()
+        runtime.alarms.start()
         sock = LocalSocket(
             new_socket_id(), cls, object_id, cls.object_key(object_id), send, asyncio.current_task()
         )

@@ -14,6 +14,7 @@ import weakref
 from . import conf
 from .dispatcher import Dispatcher
 from .fanout import Fanout
+from .scheduler import AlarmScheduler
 from .session import BaseSessionLayer, build_session_layer
 from .transport import LocalTransport
 
@@ -27,6 +28,7 @@ class Runtime:
         self.dispatcher = Dispatcher(self)
         self.fanout = Fanout(self)
         self.transport = self._make_transport()
+        self.alarms = AlarmScheduler(self)
 
     def _make_transport(self) -> LocalTransport:
         make = getattr(self.layer, "make_transport", None)

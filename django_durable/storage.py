@@ -297,6 +297,9 @@ class DurableStorage:
         self.object_id = object_id
         self._using = using
         self._gate = gate
+        # A new owner claims the fence before its first call of any kind, so from the
+        # moment it has seen the storage no older owner can change it.
+        self._unclaimed = fence_token is not None
 
     def __repr__(self) -> str:
         return f"<DurableStorage {self.object_key!r}>"
@@ -309,6 +312,9 @@ class DurableStorage:
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
         gate = self._gate() if self._gate is not None else contextlib.nullcontext()
         async with gate:
+            if self._unclaimed:
+                await sync_to_async(_claim)(self.using, self.object_key, self.fence_token)
+                self._unclaimed = False
             return await sync_to_async(function)(self.using, self.object_key, *args)
 
     async def _read(self, raws: Iterable[bytes]) -> dict[bytes, bytes]:

@@ -9,6 +9,7 @@ from .encoding import decode, encode
 from .exceptions import RPCNotAllowed
 from .rpc import is_rpc
 from .runtime import get_runtime
+from .scheduler import ALARM_METHOD, AlarmInfo
 
 if TYPE_CHECKING:
     from .consumer import DurableConsumer
@@ -56,12 +57,16 @@ async def call_rpc(
     check_rpc(cls, name)
     payload = encode([list(args), kwargs])
     runtime = get_runtime()
+    runtime.alarms.start()
     return await runtime.transport.call(cls, object_id, name, payload)
 
 
 async def run_rpc(instance: DurableConsumer, name: str, payload: bytes) -> bytes:
     """The owner's side: decode the arguments, run the method, encode the result."""
-    check_rpc(type(instance), name)
     args, kwargs = decode(payload)
-    result = await getattr(instance, name)(*args, **kwargs)
+    if name == ALARM_METHOD:
+        result = await instance.alarm(AlarmInfo(*args))
+    else:
+        check_rpc(type(instance), name)
+        result = await getattr(instance, name)(*args, **kwargs)
     return encode(result)

@@ -1,0 +1,152 @@
+"""Alarms: each process polls the database for due alarms and runs them on their object.
+
+Alarm rows (:mod:`django_durable.alarms`) outlive every process. A process claims due
+rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so with several processes exactly one
+runs each alarm), runs ``alarm(info)`` on the object wherever it lives (waking it, via
+the same path as a stub call), then deletes the row unless the handler set the alarm
+again. A handler that raises is retried after 2, 4, 8, 16, 32 and 64 seconds
+(``ALARM_RETRY_BASE_DELAY`` doubling), then dropped with an error in the log. A claim
+lasts ``CLAIM_SECONDS``: if the process dies mid-handler, the alarm fires again after
+that (delivery is at least once).
+
+Under daphne the poller starts with the server (so alarms fire after a restart of
+every process even before any connection); elsewhere it starts with the first
+connection or stub call of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from . import conf
+
+if TYPE_CHECKING:
+    from . import alarms
+    from .consumer import DurableConsumer
+    from .runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRIES = 6
+CLAIM_SECONDS = 60.0
+ALARM_METHOD = "__alarm__"
+
+
+@dataclass(frozen=True)
+class AlarmInfo:
+    """What ``alarm(info)`` is told: how many times this alarm has been retried."""
+
+    retry_count: int = 0
+
+    @property
+    def is_retry(self) -> bool:
+        return self.retry_count > 0
+
+
+class AlarmScheduler:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._poll(), name="durable-alarms")
+
+    async def _poll(self) -> None:
+        using = conf.get("DATABASE")
+        failing = False
+        while True:
+            try:
+                due = await sync_to_async(_claim_due)(using)
+                failing = False
+            except Exception:
+                # Say it once per outage, not once per poll.
+                (logger.debug if failing else logger.warning)(
+                    "alarms: looking for due alarms failed", exc_info=True
+                )
+                failing = True
+                due = []
+            for alarm in due:
+                task = asyncio.get_running_loop().create_task(self._fire(alarm, using))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+            await asyncio.sleep(conf.get("ALARM_POLL_INTERVAL"))
+
+    async def _fire(self, alarm: alarms.ClaimedAlarm, using: str) -> None:
+        from . import alarms  # the models need the app registry: import at run time
+
+        try:
+            cls = consumer_class(alarm.consumer)
+        except Exception:
+            logger.error("alarm of %s: unknown class %r; dropped", alarm.object_key, alarm.consumer)
+            await sync_to_async(alarms.finish)(alarm.object_key, alarm.version, using)
+            return
+        from .encoding import encode
+
+        try:
+            await self.runtime.transport.call(
+                cls, alarm.object_id, ALARM_METHOD, encode([[alarm.retry_count], {}])
+            )
+        except Exception as exc:
+            if alarm.retry_count >= MAX_RETRIES:
+                logger.error(
+                    "object %s: alarm failed after %d retries; dropped",
+                    alarm.object_key,
+                    MAX_RETRIES,
+                    exc_info=exc,
+                )
+                await sync_to_async(alarms.finish)(alarm.object_key, alarm.version, using)
+                return
+            delay = conf.get("ALARM_RETRY_BASE_DELAY") * 2**alarm.retry_count
+            logger.warning(
+                "object %s: alarm handler raised (%s); retry %d in %.1f s",
+                alarm.object_key,
+                exc,
+                alarm.retry_count + 1,
+                delay,
+            )
+            await sync_to_async(alarms.retry)(alarm.object_key, alarm.version, delay, using)
+            return
+        await sync_to_async(alarms.finish)(alarm.object_key, alarm.version, using)
+
+
+def _claim_due(using: str) -> list[alarms.ClaimedAlarm]:
+    from . import alarms
+
+    close_old_connections()
+    return alarms.claim_due(timezone.now(), CLAIM_SECONDS, 100, using)
+
+
+def consumer_class(name: str) -> type[DurableConsumer]:
+    from .consumer import registry
+
+    cls = registry.get(name)
+    return cls if cls is not None else import_string(name)
+
+
+def start_with_daphne() -> None:
+    """Start the alarm poller when daphne's reactor starts (called from ``ready()``)."""
+    if "daphne.server" not in sys.modules or "twisted.internet.reactor" not in sys.modules:
+        return
+    from twisted.internet import reactor
+
+    loop = getattr(reactor, "_asyncioEventloop", None)
+    if loop is None:
+        return
+
+    def boot() -> None:
+        from .runtime import get_runtime
+
+        get_runtime().alarms.start()
+
+    reactor.callWhenRunning(lambda: loop.call_soon(boot))
