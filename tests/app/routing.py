@@ -2,6 +2,7 @@ from django.urls import path
 
 from .cluster_consumers import Ledger
 from .consumers import Monitor, Probe, ReentrantProbe, ReentrantRoom, Room, Silent
+from .storage_consumers import Vault
 
 websocket_urlpatterns = [
     path("ws/room/<str:room>/", Room.as_asgi()),
@@ -12,4 +13,5 @@ websocket_urlpatterns = [
     path("ws/reentrant-probe/<str:room>/", ReentrantProbe.as_asgi()),
     path("ws/monitor/", Monitor.as_asgi()),
     path("ws/ledger/<str:room>/", Ledger.as_asgi()),
+    path("ws/vault/<str:room>/", Vault.as_asgi()),
 ]

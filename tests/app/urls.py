@@ -1,7 +1,9 @@
-"""HTTP routes of the test app: only what the end-to-end harness needs."""
+"""HTTP routes of the test app: the harness's health check and views using stubs."""
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
+
+from . import views
 
 
 def health(request: HttpRequest) -> HttpResponse:
@@ -9,4 +11,9 @@ def health(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
 
 
-urlpatterns = [path("health/", health, name="health")]
+urlpatterns = [
+    path("health/", health, name="health"),
+    path("vault/<str:room>/read/<str:key>/", views.stub_read),
+    path("vault/<str:room>/call/<str:method>/", views.stub_call),
+    path("vault/<str:room>/broadcast/", views.broadcast),
+]
