@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from numbers import Real
 from typing import Any
 
 from django.conf import settings
@@ -16,7 +15,7 @@ ID = "django_durable"
 
 
 def _positive_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and value > 0
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def _positive_int(value: Any) -> bool:

@@ -61,7 +61,8 @@ _UINT_MAX = 2**64 - 1
 
 
 def _pack(value: Any) -> bytes:
-    return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=True)
+    packed: bytes = msgpack.packb(value, default=_default, use_bin_type=True, strict_types=True)
+    return packed
 
 
 def _default(value: Any) -> Any:

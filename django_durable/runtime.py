@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 import weakref
+from typing import TYPE_CHECKING
 
 from . import conf
 from .dispatcher import Dispatcher
@@ -18,13 +19,16 @@ from .scheduler import AlarmScheduler
 from .session import BaseSessionLayer, build_session_layer
 from .transport import LocalTransport
 
+if TYPE_CHECKING:
+    from .gateway import LocalSocket
+
 
 class Runtime:
     def __init__(self) -> None:
         self.process_id = uuid.uuid4().hex[:16]
         self.layer: BaseSessionLayer = build_session_layer(conf.get("SESSION_LAYER"))
         #: The sockets held by this process's gateways, by socket id.
-        self.sockets: dict[str, object] = {}
+        self.sockets: dict[str, LocalSocket] = {}
         self.dispatcher = Dispatcher(self)
         self.fanout = Fanout(self)
         self.transport = self._make_transport()

@@ -312,21 +312,24 @@ class DurableStorage:
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
         gate = self._gate() if self._gate is not None else contextlib.nullcontext()
         async with gate:
-            if self._unclaimed:
+            if self._unclaimed and self.fence_token is not None:
                 await sync_to_async(_claim)(self.using, self.object_key, self.fence_token)
                 self._unclaimed = False
             return await sync_to_async(function)(self.using, self.object_key, *args)
 
     async def _read(self, raws: Iterable[bytes]) -> dict[bytes, bytes]:
-        return await self._run(_read, raws)
+        found: dict[bytes, bytes] = await self._run(_read, raws)
+        return found
 
     async def _scan(
         self, span: _Range, reverse: bool, limit: int | None
     ) -> builtins.list[tuple[bytes, bytes]]:
-        return await self._run(_scan, span, reverse, limit)
+        rows: builtins.list[tuple[bytes, bytes]] = await self._run(_scan, span, reverse, limit)
+        return rows
 
     async def _write(self, puts: Mapping[bytes, bytes], deletes: Collection[bytes]) -> int:
-        return await self._run(_write, self.fence_token, puts, deletes)
+        deleted: int = await self._run(_write, self.fence_token, puts, deletes)
+        return deleted
 
     # Key-value --------------------------------------------------------------------
 
@@ -411,7 +414,10 @@ class DurableStorage:
 
     async def get_alarm(self) -> datetime.datetime | None:
         """When the alarm is set for (aware, UTC), or ``None`` (also while it runs)."""
-        return await self._run(lambda alias, key: alarms.scheduled_for(key, using=alias))
+        when: datetime.datetime | None = await self._run(
+            lambda alias, key: alarms.scheduled_for(key, using=alias)
+        )
+        return when
 
     async def delete_alarm(self) -> None:
         """Cancel the alarm, if one is set."""

@@ -65,7 +65,8 @@ async def run_rpc(instance: DurableConsumer, name: str, payload: bytes) -> bytes
     """The owner's side: decode the arguments, run the method, encode the result."""
     args, kwargs = decode(payload)
     if name == ALARM_METHOD:
-        result = await instance.alarm(AlarmInfo(*args))
+        await instance.alarm(AlarmInfo(*args))
+        result = None
     else:
         check_rpc(type(instance), name)
         result = await getattr(instance, name)(*args, **kwargs)

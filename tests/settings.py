@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -45,9 +46,9 @@ DATABASES = {
     },
 }
 
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CHANNEL_LAYERS: dict[str, Any] = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-DURABLE_OBJECTS = {"IDLE_TIMEOUT": 10}
+DURABLE_OBJECTS: dict[str, Any] = {"IDLE_TIMEOUT": 10}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -72,7 +73,7 @@ if os.environ.get("DURABLE_TEST_ALARM_RETRY_BASE_DELAY"):
         os.environ["DURABLE_TEST_ALARM_RETRY_BASE_DELAY"]
     )
 if os.environ.get("DURABLE_TEST_SESSION_LAYER") == "redis":
-    _redis_host = {
+    _redis_host: dict[str, Any] = {
         "address": os.environ.get("DURABLE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9"),
         "socket_timeout": None,
         "max_connections": 1000,

@@ -29,7 +29,7 @@ def __getattr__(name: str) -> Any:
 
 def build_session_layer(spec: dict[str, Any]) -> BaseSessionLayer:
     """Instantiate ``{"BACKEND": dotted path, "CONFIG": {...}}`` like Channels' layers."""
-    backend = import_string(spec["BACKEND"])
+    backend: type[BaseSessionLayer] = import_string(spec["BACKEND"])
     return backend(**(spec.get("CONFIG") or {}))
 
 

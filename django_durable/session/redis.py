@@ -107,21 +107,21 @@ SOCKETS, TIMESTAMPS, SETTINGS = 2, 3, 4
 
 
 def pack_record(record: SocketRecord) -> bytes:
-    return msgpack.packb(
+    return msgpack.packb(  # type: ignore[no-any-return]
         [list(record.tags), record.attachment, record.holder, record.state, record.seq]
     )
 
 
-def unpack_record(socket_id: str, data: bytes) -> SocketRecord:
+def unpack_record(socket_id: str, data: bytes | str) -> SocketRecord:
     tags, attachment, holder, state, seq = msgpack.unpackb(data)
     return SocketRecord(socket_id, tuple(tags), attachment, None, holder, state, seq)
 
 
 def pack_pair(pair: WebSocketRequestResponsePair) -> bytes:
-    return msgpack.packb([pair.request, pair.response])
+    return msgpack.packb([pair.request, pair.response])  # type: ignore[no-any-return]
 
 
-def unpack_pair(data: bytes | None) -> WebSocketRequestResponsePair | None:
+def unpack_pair(data: bytes | str | None) -> WebSocketRequestResponsePair | None:
     if not data:
         return None
     request, response = msgpack.unpackb(data)
@@ -361,14 +361,12 @@ class unavailable_as_error:
     async def __aenter__(self) -> None:
         return None
 
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is not None and isinstance(
-            exc, (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
-        ):
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)):
             raise SessionLayerUnavailable(f"the Redis session layer is unreachable: {exc}") from exc
         if isinstance(exc, RedisError) and not isinstance(exc, ResponseError):
             raise SessionLayerUnavailable(f"the Redis session layer failed: {exc}") from exc
-        return False
+        return None
 
 
 def _text(value: Any) -> str:
