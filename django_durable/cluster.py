@@ -38,6 +38,7 @@ from .consumer import registry
 from .encoding import decode
 from .events import CALL, CLOSE, CONNECT, HIBERNATE, Event
 from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
+from .outside import is_connection_error
 from .scopes import export_scope, import_scope
 from .session.base import OPEN, SocketRecord
 from .session.redis import pack_pair
@@ -254,7 +255,7 @@ class RedisTransport(LocalTransport):
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._calls[call_id] = future
         try:
-            await self.channel_layer.send(
+            await self._send_or_unavailable(
                 target,
                 {
                     "type": "durable.call",
@@ -278,6 +279,14 @@ class RedisTransport(LocalTransport):
         if reply["ok"]:
             return decode(reply["payload"])
         raise _rebuild_error(*reply["error"])
+
+    async def _send_or_unavailable(self, channel: str, message: dict[str, Any]) -> None:
+        try:
+            await self.channel_layer.send(channel, message)
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise SessionLayerUnavailable(f"the channel layer is unreachable: {exc}") from exc
+            raise
 
     # Objects -> sockets -----------------------------------------------------------------
 

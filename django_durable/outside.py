@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .exceptions import SessionLayerUnavailable
 from .fanout import broadcast_event_message
 from .runtime import get_runtime
 
@@ -31,4 +32,23 @@ async def broadcast_to(
         assert broadcast_event_message(event) is not None
         await runtime.fanout.deliver_local(group, event)
     else:
-        await layer.group_send(group, event)
+        try:
+            await layer.group_send(group, event)
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise SessionLayerUnavailable(
+                    f"broadcast_to({cls.__name__}, {object_id!r}): the channel layer is "
+                    f"unreachable: {exc}"
+                ) from exc
+            raise
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """A lost connection to the channel layer's server (Redis), whatever its client."""
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        return True
+    return type(exc).__module__.startswith("redis.") and type(exc).__name__ in (
+        "ConnectionError",
+        "TimeoutError",
+        "BusyLoadingError",
+    )
