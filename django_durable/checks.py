@@ -62,7 +62,10 @@ def check_durable_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id=f"{ID}.E003",
             )
         )
-    if "DATABASE" in config and config["DATABASE"] not in settings.DATABASES:
+    database = config.get("DATABASE", "default")
+    if "DATABASE" in config and (
+        not isinstance(database, str) or database not in settings.DATABASES
+    ):
         errors.append(
             Error(
                 f"DURABLE_OBJECTS['DATABASE'] is {config['DATABASE']!r}, which is not in "
@@ -78,10 +81,11 @@ def check_durable_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 def _check_session_layer(spec: Any) -> list[Any]:
     from .session.base import BaseSessionLayer
 
-    if not isinstance(spec, dict) or "BACKEND" not in spec:
+    if not isinstance(spec, dict) or not isinstance(spec.get("BACKEND"), str):
         return [
             Error(
-                "DURABLE_OBJECTS['SESSION_LAYER'] must be a dict with a 'BACKEND' key.",
+                "DURABLE_OBJECTS['SESSION_LAYER'] must be a dict whose 'BACKEND' is a "
+                "dotted path (a str).",
                 hint='For example {"BACKEND": "django_durable.session.RedisSessionLayer", '
                 '"CONFIG": {"hosts": [...]}}.',
                 id=f"{ID}.E010",
