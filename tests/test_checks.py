@@ -1,0 +1,160 @@
+"""System checks for ``DURABLE_OBJECTS`` (SPEC §10): misconfiguration is reported by
+``manage.py check``, as check messages, never as a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.checks import ERROR, WARNING, run_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from django_durable.checks import check_durable_settings
+
+BASE = {"IDLE_TIMEOUT": 10}
+
+
+def durable_messages(config) -> list:
+    """What Django's registered checks say about DURABLE_OBJECTS = ``config``."""
+    with override_settings(DURABLE_OBJECTS=config):
+        direct = check_durable_settings()
+        registered = [m for m in run_checks() if m.id and m.id.startswith("django_durable.")]
+    assert [(m.id, m.msg) for m in registered] == [(m.id, m.msg) for m in direct]
+    return direct
+
+
+def errors(config) -> list:
+    return [m for m in durable_messages(config) if m.level >= ERROR]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        None,
+        {},
+        BASE,
+        {
+            "IDLE_TIMEOUT": 0.5,
+            "MAX_WEBSOCKETS": 3,
+            "ATTACHMENT_MAX_BYTES": 16_384,
+            "HIBERNATE_EAGERLY": True,
+            "DATABASE": "default",
+            "SESSION_LAYER": {"BACKEND": "django_durable.session.InMemorySessionLayer"},
+        },
+        {"SESSION_LAYER": {"BACKEND": "django_durable.session.InMemorySessionLayer", "CONFIG": {}}},
+    ],
+    ids=["unset", "empty", "test-settings", "everything", "session-layer-with-config"],
+)
+def test_valid_settings_pass(config) -> None:
+    assert durable_messages(config) == []
+
+
+@pytest.mark.parametrize("value", [0, -1, "10", None, True, float("nan"), [10]])
+@pytest.mark.parametrize("key", ["IDLE_TIMEOUT", "ALARM_RETRY_BASE_DELAY", "ALARM_POLL_INTERVAL"])
+def test_durations_must_be_positive_numbers(key, value) -> None:
+    found = errors({**BASE, key: value})
+    assert len(found) == 1
+    assert found[0].id == "django_durable.E002"
+    assert key in found[0].msg
+    assert repr(value) in found[0].msg
+
+
+@pytest.mark.parametrize("value", [0, -5, 1.5, "3", None, True])
+@pytest.mark.parametrize("key", ["MAX_WEBSOCKETS", "ATTACHMENT_MAX_BYTES"])
+def test_sizes_must_be_positive_ints(key, value) -> None:
+    found = errors({**BASE, key: value})
+    assert len(found) == 1
+    assert found[0].id == "django_durable.E002"
+    assert key in found[0].msg
+    assert repr(value) in found[0].msg
+
+
+@pytest.mark.parametrize("value", ["yes", 1, 0, None])
+def test_hibernate_eagerly_must_be_a_bool(value) -> None:
+    found = errors({**BASE, "HIBERNATE_EAGERLY": value})
+    assert [m.id for m in found] == ["django_durable.E003"]
+    assert repr(value) in found[0].msg
+
+
+@pytest.mark.parametrize("value", ["nope", ["default"], None])
+def test_database_must_be_a_configured_alias(value) -> None:
+    found = errors({**BASE, "DATABASE": value})
+    assert [m.id for m in found] == ["django_durable.E004"]
+    assert repr(value) in found[0].msg
+
+
+def test_durable_objects_must_be_a_dict() -> None:
+    found = errors([("IDLE_TIMEOUT", 10)])
+    assert [m.id for m in found] == ["django_durable.E001"]
+
+
+def test_unknown_keys_are_warned_about() -> None:
+    messages = durable_messages({**BASE, "IDLE_TIMOUT": 5})
+    assert [(m.id, m.level) for m in messages] == [("django_durable.W001", WARNING)]
+    assert "IDLE_TIMOUT" in messages[0].msg
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = errors({"IDLE_TIMEOUT": 0, "MAX_WEBSOCKETS": 0, "HIBERNATE_EAGERLY": "no"})
+    assert sorted(m.id for m in found) == [
+        "django_durable.E002",
+        "django_durable.E002",
+        "django_durable.E003",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("layer", "expected"),
+    [
+        ("django_durable.session.InMemorySessionLayer", "django_durable.E010"),
+        ({"CONFIG": {}}, "django_durable.E010"),
+        ({"BACKEND": "no.such.module.Layer"}, "django_durable.E011"),
+        ({"BACKEND": "django_durable.session.NoSuchLayer"}, "django_durable.E011"),
+        ({"BACKEND": "nodots"}, "django_durable.E011"),
+        ({"BACKEND": "django_durable.conf.DEFAULTS"}, "django_durable.E012"),
+        ({"BACKEND": "channels.layers.InMemoryChannelLayer"}, "django_durable.E012"),
+        (
+            {"BACKEND": "django_durable.session.InMemorySessionLayer", "CONFIG": []},
+            "django_durable.E013",
+        ),
+    ],
+    ids=[
+        "not-a-dict",
+        "no-backend",
+        "missing-module",
+        "missing-class",
+        "not-a-dotted-path",
+        "not-a-class",
+        "not-a-session-layer",
+        "config-not-a-dict",
+    ],
+)
+def test_bad_session_layers_are_reported(layer, expected) -> None:
+    found = errors({**BASE, "SESSION_LAYER": layer})
+    assert [m.id for m in found] == [expected]
+
+
+@pytest.mark.parametrize("backend", [42, None, ["django_durable.session.InMemorySessionLayer"]])
+def test_a_backend_that_is_not_a_string_is_reported_not_raised(backend) -> None:
+    found = errors({**BASE, "SESSION_LAYER": {"BACKEND": backend}})
+    assert len(found) == 1
+    assert found[0].id.startswith("django_durable.E01")
+
+
+def test_redis_session_layer_config_is_checked() -> None:
+    pytest.importorskip("redis")
+    layer = {
+        "BACKEND": "django_durable.session.RedisSessionLayer",
+        "CONFIG": {"hosts": "redis://127.0.0.1:6379"},  # a str, not a list
+    }
+    found = errors({**BASE, "SESSION_LAYER": layer})
+    assert [m.id for m in found] == ["django_durable.E014"]
+    assert "hosts" in found[0].msg
+
+
+def test_manage_py_check_fails_on_a_bad_setting() -> None:
+    bad = override_settings(DURABLE_OBJECTS={"MAX_WEBSOCKETS": -1})
+    with bad, pytest.raises(SystemCheckError, match="MAX_WEBSOCKETS"):
+        call_command("check")
+    with override_settings(DURABLE_OBJECTS=BASE):
+        call_command("check")  # and passes on a good one
