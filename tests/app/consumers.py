@@ -19,6 +19,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 
 from django_durable import DurableConsumer, WebSocketRequestResponsePair, rpc
+from django_durable.runtime import get_runtime
 from django_durable.testing import hibernate, live_object_ids
 
 #: on_start calls per object id, in this process (survives hibernation, as a probe).
@@ -108,6 +109,8 @@ class Room(DurableConsumer):
             return {"seq": command["n"]}
         if op == "wait":
             # Wait for another handler's "signal" (bounded); reports whether it came.
+            # {"waiting": name} tells the client the handler is now waiting.
+            await ws.send(json.dumps({"waiting": command["name"]}))
             try:
                 async with asyncio.timeout(command.get("timeout", 5)):
                     await _signal(command["name"]).wait()
@@ -155,6 +158,14 @@ class Room(DurableConsumer):
         if op == "timeout":
             state.set_hibernatable_websocket_event_timeout(command.get("ms"))
             return {"timeout": state.get_hibernatable_websocket_event_timeout()}
+        if op == "settings":
+            pair = state.get_websocket_auto_response()
+            return {
+                "settings": {
+                    "timeout": state.get_hibernatable_websocket_event_timeout(),
+                    "auto": None if pair is None else [repr(pair.request), repr(pair.response)],
+                }
+            }
         if op == "error_of":
             try:
                 await self.run(ws, command["command"])
@@ -318,6 +329,20 @@ class Monitor(AsyncJsonWebsocketConsumer):
                 reply = {"hibernated": object_id, "ok": True}
             except TimeoutError:
                 reply = {"hibernated": object_id, "ok": False}
+        elif op == "drain":
+            # Wait until this process holds no socket of the object (each gateway queued
+            # its final event before letting go), then hibernate it: once that returns,
+            # every event of those sockets has been handled.
+            key = cls.object_key(object_id)
+            runtime = get_runtime()
+            try:
+                async with asyncio.timeout(content.get("timeout", 5)):
+                    while any(getattr(s, "key", None) == key for s in runtime.sockets.values()):  # noqa: ASYNC110
+                        await asyncio.sleep(0.01)
+                await hibernate(cls, object_id)
+                reply = {"drained": object_id, "ok": True}
+            except TimeoutError:
+                reply = {"drained": object_id, "ok": False}
         elif op == "group_send":
             event: dict[str, Any] = {"type": "durable.broadcast"}
             if "bytes_hex" in content:
