@@ -124,7 +124,6 @@ class Gateway:
         runtime = get_runtime()
         transport = runtime.transport
         await transport.start()
-        runtime.alarms.start()
         sock = LocalSocket(
             new_socket_id(), cls, object_id, cls.object_key(object_id), send, asyncio.current_task()
         )

@@ -10,8 +10,8 @@ lasts ``CLAIM_SECONDS``: if the process dies mid-handler, the alarm fires again 
 that (delivery is at least once).
 
 Under daphne the poller starts with the server (so alarms fire after a restart of
-every process even before any connection); elsewhere it starts with the first
-connection or stub call of the process.
+every process even before any connection); in any other process (tests, a management
+command) it starts when that process sets an alarm.
 """
 
 from __future__ import annotations

@@ -411,6 +411,10 @@ class DurableStorage:
             )
 
         await self._run(_fenced, self.fence_token, schedule)
+        # Make sure this process polls for alarms (daphne starts its poller anyway).
+        from .runtime import get_runtime
+
+        get_runtime().alarms.start()
 
     async def get_alarm(self) -> datetime.datetime | None:
         """When the alarm is set for (aware, UTC), or ``None`` (also while it runs)."""

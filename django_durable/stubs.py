@@ -56,9 +56,7 @@ async def call_rpc(
     """Run ``name`` on the live instance (waking it) with arguments that cross as encoded."""
     check_rpc(cls, name)
     payload = encode([list(args), kwargs])
-    runtime = get_runtime()
-    runtime.alarms.start()
-    return await runtime.transport.call(cls, object_id, name, payload)
+    return await get_runtime().transport.call(cls, object_id, name, payload)
 
 
 async def run_rpc(instance: DurableConsumer, name: str, payload: bytes) -> bytes:
