@@ -89,3 +89,10 @@ if os.environ.get("DURABLE_TEST_SESSION_LAYER") == "redis":
         "BACKEND": "django_durable.session.RedisSessionLayer",
         "CONFIG": {"hosts": [_redis_host], "prefix": f"{_prefix}:durable:"},
     }
+
+# Storage, alarm and stub tests: a faster alarm poller, and storage and alarms on the
+# "postgres" alias (whose NAME comes from DURABLE_TEST_PG_NAME) instead of SQLite.
+if os.environ.get("DURABLE_TEST_ALARM_POLL_INTERVAL"):
+    DURABLE_OBJECTS["ALARM_POLL_INTERVAL"] = float(os.environ["DURABLE_TEST_ALARM_POLL_INTERVAL"])
+if os.environ.get("DURABLE_TEST_DATABASE"):
+    DURABLE_OBJECTS["DATABASE"] = os.environ["DURABLE_TEST_DATABASE"]
