@@ -177,7 +177,7 @@ class RedisTransport(LocalTransport):
                 await self._releasing[key]
             owned, owner, _ = await self.layer.acquire(key)
             if not owned:
-                await self.channel_layer.send(
+                await self._send_or_unavailable(
                     owner, self._event_message(cls, object_id, event, holder, hops)
                 )
                 return owner
