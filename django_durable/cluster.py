@@ -94,6 +94,8 @@ class RedisTransport(LocalTransport):
         self._draining: dict[str, LocalSocket] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._last_renewal = time.monotonic()
+        #: Holders whose heartbeat this process found missing: [first seen, last seen].
+        self._missing: dict[str, list[float]] = {}
 
     # Start-up --------------------------------------------------------------------------
 
@@ -346,12 +348,41 @@ class RedisTransport(LocalTransport):
         holders = {r.holder for r in live.session.sockets.values() if r.holder != self.channel}
         if not holders:
             return []
-        dead = holders - await self.layer.alive(sorted(holders))
+        dead = await self._dead_holders(holders)
         return [
             Event(CLOSE, r.id, (1006, ABNORMAL, False))
             for r in list(live.session.sockets.values())
             if r.holder in dead
         ]
+
+    async def _dead_holders(self, holders: set[str]) -> set[str]:
+        """The holders whose heartbeat has been missing for a whole lease time.
+
+        One look is not enough: when Redis comes back from an outage (restarted from its
+        append-only file) every heartbeat has expired meanwhile, until each process's
+        maintenance sets its own again, within a third of a lease. A process that is
+        alive renews its heartbeat that often, so one missing for a whole lease is dead
+        (or cut off from Redis, and then it has given up its objects too).
+        """
+        alive = await self.layer.alive(sorted(holders))
+        now = time.monotonic()
+        dead = set()
+        for holder in holders:
+            if holder in alive:
+                self._missing.pop(holder, None)
+                continue
+            seen = self._missing.setdefault(holder, [now, now])
+            seen[1] = now
+            if now - seen[0] >= self.layer.lease_time:
+                dead.add(holder)
+        return dead
+
+    def _forget_missing(self) -> None:
+        """Drop what no longer counts: holders nobody asked about for a while."""
+        horizon = time.monotonic() - 2 * self.layer.lease_time
+        for holder, (_, last) in list(self._missing.items()):
+            if last < horizon:
+                del self._missing[holder]
 
     async def ack(self, acks: list[tuple[str, str, int]]) -> None:
         remote: dict[str, list[list[Any]]] = defaultdict(list)
@@ -534,6 +565,8 @@ class RedisTransport(LocalTransport):
                 await self._maintain_once()
             except SessionLayerUnavailable as exc:
                 logger.warning("maintenance: %s", exc)
+                # Heartbeats missing before the outage prove nothing after it.
+                self._missing.clear()
                 if time.monotonic() - self._last_renewal > self.layer.lease_time:
                     # Leases have surely expired: stop running objects here.
                     for live in list(self.runtime.dispatcher.live.values()):
@@ -552,6 +585,7 @@ class RedisTransport(LocalTransport):
                 live.lose()
         self._last_renewal = time.monotonic()
         await self._resend_stale()
+        self._forget_missing()
         for live in list(dispatcher.live.values()):
             if not live.lost:
                 for event in await self._dead_socket_closes(live):
