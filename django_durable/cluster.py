@@ -525,7 +525,8 @@ class RedisTransport(LocalTransport):
         task.add_done_callback(self._tasks.remove)
 
     async def _serve_call(self, message: dict[str, Any]) -> None:
-        from .stubs import run_rpc
+        from .scheduler import ALARM_METHOD
+        from .stubs import check_rpc, run_rpc
 
         reply: dict[str, Any] = {"type": "durable.result", "call_id": message["call_id"]}
         cls = registry.get(message["cls"])
@@ -533,6 +534,8 @@ class RedisTransport(LocalTransport):
             if cls is None:
                 raise RPCError(f"unknown durable class {message['cls']!r}")
             object_id, name, payload = message["oid"], message["name"], message["payload"]
+            if name != ALARM_METHOD:
+                check_rpc(cls, name)  # before waking the object: a refused call runs nothing
             key = cls.object_key(object_id)
             live = self.runtime.dispatcher.live.get(key)
             if live is None or live.lost:

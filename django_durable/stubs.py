@@ -21,6 +21,14 @@ class DurableStub:
     __slots__ = ("_cls", "_object_id")
 
     def __init__(self, cls: type[DurableConsumer], object_id: str) -> None:
+        from .consumer import DurableConsumer
+
+        if not (isinstance(cls, type) and issubclass(cls, DurableConsumer)):
+            what = cls.__name__ if isinstance(cls, type) else repr(cls)
+            raise TypeError(
+                f"a stub needs a DurableConsumer subclass; {what} is not one "
+                "(use YourConsumer.get(object_id))"
+            )
         self._cls = cls
         self._object_id = object_id
 
