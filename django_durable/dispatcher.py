@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import conf
 from .events import CALL, CLOSE, CONNECT, ERROR, HIBERNATE, MESSAGE, Event
-from .exceptions import HandlerTimeout
+from .exceptions import HandlerTimeout, OwnershipLost
 from .session.base import CLOSED, OPEN, ObjectSession, SocketRecord
 from .state import DurableState
 from .websocket import DurableWebSocket
@@ -110,6 +110,13 @@ class LiveObject:
             writes, self._writes = self._writes, []
             try:
                 await self.runtime.layer.apply(self.key, writes, self.session)
+            except OwnershipLost:
+                # Another process owns the object now: nothing this instance did may be
+                # stored or acknowledged. Stop it; the gateways' outboxes send the events
+                # to the new owner.
+                self._acks.clear()
+                self.lose()
+                raise
             except BaseException:
                 self._writes[:0] = writes  # keep them for the next flush
                 raise
