@@ -36,12 +36,12 @@ from django.core.exceptions import ImproperlyConfigured
 from . import exceptions
 from .consumer import registry
 from .encoding import decode
-from .events import CALL, CLOSE, CONNECT, HIBERNATE, Event
+from .events import CALL, CLOSE, CONNECT, HIBERNATE, REJOIN, Event
 from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
 from .outside import is_connection_error
 from .scopes import export_scope, import_scope
 from .session.base import OPEN, SocketRecord
-from .session.redis import pack_pair
+from .session.redis import pack_pair, pack_record, unpack_record
 from .transport import LocalTransport
 
 if TYPE_CHECKING:
@@ -94,6 +94,8 @@ class RedisTransport(LocalTransport):
         self._draining: dict[str, LocalSocket] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._last_renewal = time.monotonic()
+        #: Set when Redis lost this process's data, until its sockets are back there.
+        self._reregistering = False
         #: Holders whose heartbeat this process found missing: [first seen, last seen].
         self._missing: dict[str, list[float]] = {}
 
@@ -446,6 +448,7 @@ class RedisTransport(LocalTransport):
             "durable.kill": self._on_kill,
             "durable.call": self._on_call,
             "durable.result": self._on_result,
+            "durable.rejoin": self._on_rejoin,
         }
         while True:
             try:
@@ -558,6 +561,15 @@ class RedisTransport(LocalTransport):
         if future is not None and not future.done():
             future.set_result(message)
 
+    async def _on_rejoin(self, message: dict[str, Any]) -> None:
+        self._rejoin(message["key"], [unpack_record(sid, data) for sid, data in message["records"]])
+
+    def _rejoin(self, key: str, records: list[SocketRecord]) -> None:
+        """Tell the live object about sockets put back after it loaded (if it is here)."""
+        live = self.runtime.dispatcher.live.get(key)
+        if live is not None and not live.lost:
+            live.queue.put_nowait(Event(REJOIN, None, records))
+
     # Maintenance ---------------------------------------------------------------------
 
     async def _maintain(self) -> None:
@@ -579,14 +591,19 @@ class RedisTransport(LocalTransport):
 
     async def _maintain_once(self) -> None:
         dispatcher = self.runtime.dispatcher
-        if not await self.layer.heartbeat():
-            logger.warning("Redis lost this process's data: re-registering its sockets")
-            await self._reregister()
+        data_lost = not await self.layer.heartbeat()
         for key in await self.layer.renew(list(self.layer.owned)):
             live = dispatcher.live.get(key)
             if live is not None:
                 live.lose()
         self._last_renewal = time.monotonic()
+        if data_lost:
+            logger.warning("Redis lost this process's data: re-registering its sockets")
+            self._reregistering = True
+        if self._reregistering:
+            # Until it went through: the heartbeat is back, so it would not say again.
+            await self._reregister()
+            self._reregistering = False
         await self._resend_stale()
         self._forget_missing()
         for live in list(dispatcher.live.values()):
@@ -615,13 +632,40 @@ class RedisTransport(LocalTransport):
             owners.pop(sock.key, None)
 
     async def _reregister(self) -> None:
-        for sock in list(self.runtime.sockets.values()):
+        """Put this process's sockets back after Redis lost its data, then their events.
+
+        A process may have taken an object (and loaded it) before every socket was back:
+        its instance would not know the missing ones and would drop their events, which
+        its lease keeps from ever being sent again (``_resend_stale`` waits for a busy
+        owner). So the owner is told about the sockets put back (``durable.rejoin``),
+        and every unacknowledged event is sent again after that, in order; the owner
+        admits each number once.
+        """
+        sockets: dict[str, list[tuple[Any, SocketRecord]]] = defaultdict(list)
+        for sock in [*self.runtime.sockets.values(), *self._draining.values()]:
             if not sock.accepted:
                 continue
             acked = sock.outbox[0][0] - 1 if sock.outbox else sock.seq
             record = SocketRecord(sock.id, sock.tags, None, None, self.channel, OPEN, acked)
             await self.layer.reregister(sock.key, record)
+            sockets[sock.key].append((sock, record))
         await self.runtime.fanout.resubscribe()
+        for key, pairs in sockets.items():
+            owner = await self.layer.owner(key)
+            if owner == self.channel:
+                self._rejoin(key, [record for _, record in pairs])
+            elif owner is not None:
+                records = [[record.id, pack_record(record)] for _, record in pairs]
+                await self._send_or_unavailable(
+                    owner, {"type": "durable.rejoin", "key": key, "records": records}
+                )
+            now = time.monotonic()
+            for sock, _ in pairs:
+                for entry in list(sock.outbox or ()):
+                    entry[2] = now
+                    entry[3] = await self._deliver(
+                        sock.cls, sock.object_id, key, entry[1], self.channel
+                    )
 
 
 def _rebuild_error(module: str, qualname: str, message: str) -> BaseException:

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from . import conf
-from .events import CALL, CLOSE, CONNECT, ERROR, HIBERNATE, MESSAGE, Event
+from .events import CALL, CLOSE, CONNECT, ERROR, HIBERNATE, MESSAGE, REJOIN, Event
 from .exceptions import HandlerTimeout, OwnershipLost
 from .session.base import CLOSED, OPEN, ObjectSession, SocketRecord
 from .state import DurableState
@@ -168,6 +168,12 @@ class LiveObject:
                 event = await self._next_event()
                 if event is None:
                     break
+                if event.kind == REJOIN:
+                    # Sockets that Redis had lost and their gateways put back after this
+                    # object loaded: known from now on (Redis has them: nothing to write).
+                    for record in event.data:
+                        self.session.sockets.setdefault(record.id, record)
+                    continue
                 if event.kind == HIBERNATE:
                     if self.inflight:
                         await asyncio.wait(list(self.inflight))

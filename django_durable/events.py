@@ -11,6 +11,8 @@ CLOSE = "close"
 ERROR = "error"
 CALL = "call"
 HIBERNATE = "hibernate"
+#: Sockets put back in Redis after it lost its data (``data``: their records).
+REJOIN = "rejoin"
 
 
 class Event:

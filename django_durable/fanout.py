@@ -154,11 +154,20 @@ class Fanout:
             cache[key] = unpack_pair(event.get("auto"))
 
     async def resubscribe(self) -> None:
-        """Join every group again (after Redis lost its data, memberships included)."""
+        """Join every group again (after Redis lost its data, memberships included).
+
+        Tries every group, then raises the first failure (right after Redis restarted,
+        pooled connections fail once), so that the caller tries again.
+        """
+        failure: Exception | None = None
         for membership in list(self.groups.values()):
             if membership.channel is not None:
-                with contextlib.suppress(Exception):
+                try:
                     await self.channel_layer.group_add(membership.name, membership.channel)
+                except Exception as exc:
+                    failure = failure or exc
+        if failure is not None:
+            raise failure
 
     async def _refresh(self) -> None:
         while True:
