@@ -177,8 +177,11 @@ class LiveObject:
                 if event.kind == HIBERNATE:
                     if self.inflight:
                         await asyncio.wait(list(self.inflight))
-                    event.resolve(None)
-                    if self.lost or (self.queue.empty() and not self.front):
+                    # Tell the caller whether this worker stops (or goes on with the
+                    # events queued meanwhile, with a new instance).
+                    stopping = self.lost or (self.queue.empty() and not self.front)
+                    event.resolve(stopping)
+                    if stopping:
                         break
                     self._discard_instance("hibernated")
                     continue
@@ -495,8 +498,9 @@ class Dispatcher:
         live = self.live.get(key)
         if live is None:
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
         live.queue.put_nowait(Event(HIBERNATE, None, None, future))
-        await future
+        if await future is False:
+            return  # dropped, and the worker goes on with the events queued meanwhile
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(live.task), timeout=5)
