@@ -269,8 +269,8 @@ class RedisSessionLayer(BaseSessionLayer):
         for record in sorted(records, key=lambda r: r.id):
             session.sockets[record.id] = record
         session.auto_response = unpack_pair(settings.get(b"auto"))
-        timeout = settings.get(b"timeout")
-        session.event_timeout_ms = int(timeout) if timeout else None
+        # A cleared timeout is stored as 0 (b"0", which is truthy): it loads as None.
+        session.event_timeout_ms = int(settings.get(b"timeout") or 0) or None
         self.auto_cache[key] = session.auto_response
         return session
 
