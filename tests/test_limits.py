@@ -212,6 +212,36 @@ async def test_max_websockets_refuses_the_next_accept_and_the_count_stays(probe)
         assert await clients[0].run(lambda self, ws: len(self.state.get_websockets())) == 3
 
 
+async def test_max_websockets_counts_sockets_until_their_final_event(probe) -> None:
+    refused = []
+
+    def connect(self, ws):
+        try:
+            self.state.accept_websocket(ws)
+        except exc.TooManyWebSockets as error:
+            refused.append(error)
+
+    probe.on_connect(connect)
+    with settings_with(MAX_WEBSOCKETS=2):
+        a = await probe.connect()
+        b = await probe.connect()
+
+        async def close_b(self, ws):
+            (other,) = [s for s in self.state.get_websockets() if s.id == b.id]
+            await other.close(4000)
+            return other.ready_state
+
+        assert await a.run(close_b) == CLOSING
+        assert (await b.receive())["code"] == 4000
+        # b is closing but its final event has not been dispatched: it still counts.
+        await probe.connect(expect_accept=False)
+        assert len(refused) == 1
+        await b.disconnect(4000)
+        await probe.wait_event(lambda e: e[0] == "close" and e[1] == b.id)
+        await probe.connect()
+        assert len(refused) == 1
+
+
 # Attachment ----------------------------------------------------------------------------
 
 

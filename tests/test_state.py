@@ -179,6 +179,43 @@ async def test_scope_is_available_only_in_connect(probe) -> None:
     assert isinstance(error, exc.DurableError)
 
 
+async def test_a_socket_cannot_send_or_close_before_it_is_accepted(probe) -> None:
+    seen = {}
+
+    async def connect(self, ws):
+        for name, call in (("send", ws.send("early")), ("close", ws.close(4000))):
+            try:
+                await call
+            except Exception as error:
+                seen[name] = error
+        self.state.accept_websocket(ws)
+        await ws.send("welcome")  # fine once accepted, still inside connect()
+
+    probe.on_connect(connect)
+    client = await probe.connect()
+    assert isinstance(seen["send"], exc.WebSocketNotAccepted)
+    assert isinstance(seen["close"], exc.WebSocketNotAccepted)
+    assert await client.receive_data() == "welcome"
+
+
+async def test_deserialize_attachment_returns_a_fresh_copy(probe) -> None:
+    client = await probe.connect()
+
+    def attach(self, ws):
+        before = ws.deserialize_attachment()
+        ws.serialize_attachment({"items": [1, 2], "tags": {"a"}})
+        copy = ws.deserialize_attachment()
+        copy["items"].append(3)
+        copy["tags"].add("b")
+        again = ws.deserialize_attachment()
+        return before, again, copy is again
+
+    before, again, same = await client.run(attach)
+    assert before is None  # nothing set yet
+    assert again == {"items": [1, 2], "tags": {"a"}}
+    assert same is False
+
+
 # Delivery ------------------------------------------------------------------------------
 
 
@@ -471,6 +508,22 @@ async def test_hibernate_eagerly_drops_the_instance_after_every_event(probe) -> 
     assert first[0] == ["lost"]
     assert second == ([], first[1] + 1)
     assert attachment == "kept"
+
+
+async def test_hibernate_eagerly_applies_to_reentrant_objects(reentrant_probe) -> None:
+    probe = reentrant_probe
+    with override_settings(DURABLE_OBJECTS={"IDLE_TIMEOUT": 10, "HIBERNATE_EAGERLY": True}):
+        client = await probe.connect()
+
+        def remember(self, ws):
+            self.memory.append("lost")
+            return list(self.memory), self.start_number
+
+        first = await client.run(remember)
+        await wait_until(lambda: probe.id not in live_object_ids(probe.cls))
+        second = await client.run(lambda self, ws: (self.memory, self.start_number))
+    assert first[0] == ["lost"]
+    assert second == ([], first[1] + 1)
 
 
 # Auto-response ---------------------------------------------------------------------------
