@@ -15,3 +15,14 @@ websocket_urlpatterns = [
     path("ws/ledger/<str:room>/", Ledger.as_asgi()),
     path("ws/vault/<str:room>/", Vault.as_asgi()),
 ]
+
+# Cluster tests (tests/test_cluster.py).
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+
+from .cluster_consumers import Census, ClusterMonitor  # noqa: E402
+
+websocket_urlpatterns += [
+    path("ws/census/<str:room>/", Census.as_asgi()),
+    path("ws/census-auth/<str:room>/", AuthMiddlewareStack(Census.as_asgi())),
+    path("ws/cluster-monitor/", ClusterMonitor()),
+]

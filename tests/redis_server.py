@@ -1,0 +1,118 @@
+"""A private ``redis-server`` for tests that stop, restart or flush Redis.
+
+The shared Redis on 6379 is used by every test running in parallel, so it is never
+stopped or flushed; a test that needs to do that starts its own server on a free port
+with :func:`private_redis` (a context manager) or the ``private_redis`` fixtures of the
+test modules. The server is a child process of the test (not daemonized), without
+persistence by default, or with an append-only file fsynced on every write
+(``persistent=True``) so that a stop and start keeps every acknowledged write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daphne_server import HOST, free_port, port_accepts
+from tests.services import need, services_required
+
+START_TIMEOUT = 10.0
+
+
+class PrivateRedis:
+    """One ``redis-server`` on 127.0.0.1:<free port>; ``restart()`` keeps the port."""
+
+    def __init__(self, persistent: bool = False) -> None:
+        self.port = free_port()
+        self.persistent = persistent
+        self.dir = Path(tempfile.mkdtemp(prefix="durable-redis-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://{HOST}:{self.port}/{db}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> PrivateRedis:
+        assert not self.running, "already running"
+        command = ["redis-server", "--port", str(self.port), "--bind", HOST, "--save", ""]
+        command += ["--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")]
+        if self.persistent:
+            command += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            command += ["--appendonly", "no"]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not port_accepts(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"redis-server on port {self.port} did not start:\n{self.log()}"
+                )
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        """Shut the server down (an append-only file is complete first when persistent)."""
+        if not self.running:
+            return
+        assert self.process is not None
+        mode = "save" if self.persistent else "nosave"
+        subprocess.run(
+            ["redis-cli", "-h", HOST, "-p", str(self.port), "shutdown", mode],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        try:
+            return (self.dir / "redis.log").read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def need_redis_server() -> None:
+    """Like ``need("redis")``, and also needs the ``redis-server`` program to start one."""
+    need("redis")
+    if shutil.which("redis-server") and shutil.which("redis-cli"):
+        return
+    message = "redis-server/redis-cli are not installed"
+    if services_required():
+        pytest.fail(f"{message}, and DURABLE_REQUIRE_SERVICES is set", pytrace=False)
+    pytest.skip(f"{message}: skipped outside CI")
+
+
+@contextlib.contextmanager
+def private_redis(persistent: bool = False) -> Iterator[PrivateRedis]:
+    need_redis_server()
+    server = PrivateRedis(persistent=persistent).start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -1,0 +1,700 @@
+"""Across processes, end to end: daphne servers sharing one Redis, clients on all of them.
+
+Every test starts real ``python -m daphne`` processes with the Redis session layer and
+``channels_redis`` (a fresh key prefix per test, so tests sharing the Redis never see
+each other's objects) and spreads WebSocket clients across them. The objects are
+``tests.app.cluster_consumers.Census`` (a ``Ledger`` that also reports its instance,
+its process and its sockets) and ``Room``; ``ClusterMonitor`` answers questions about a
+server process (live objects, stubs, ``broadcast_to``) without a durable object or the
+channel layer, so it answers while Redis is down.
+
+What is proved is read from where it is stored: a Census socket's attachment counts its
+numbered messages and is written in the same fenced Redis script as the fact that the
+message was handled, so after a failover it says whether any was lost, repeated or
+reordered; Census instances log their starts and ticks to a Redis list, in which two
+live instances at once would interleave.
+
+Waits are for events (a reply, a key in Redis), each bounded; nothing asserts on time.
+The recovery time after ``kill -9`` is measured and printed (``pytest -s`` shows it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from redis import asyncio as aioredis
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.app.cluster_consumers import Census, census_key
+from tests.daphne_server import REPO_ROOT, DaphneFactory, DaphneServer, base_environment
+from tests.redis_server import PrivateRedis, private_redis
+from tests.services import REDIS_URL, need
+
+#: Lease time of the servers (seconds): the failover tests wait about this long.
+LEASE_TIME = 1.5
+#: Bound on any one wait for something the cluster should do.
+WAIT = 15.0
+
+
+# Clients --------------------------------------------------------------------------------
+
+
+class Client:
+    """A WebSocket client whose messages are read as they come and kept, in order.
+
+    ``ask()`` sends a JSON command and returns the first JSON reply holding ``key``
+    received after it; nothing else is consumed, so tests can look at everything a
+    socket received (``texts()``, ``json_messages()``).
+    """
+
+    def __init__(self, ws: ClientConnection, server: DaphneServer) -> None:
+        self.ws = ws
+        self.server = server
+        self.messages: list[str | bytes] = []
+        self.arrived: list[float] = []
+        self.closed_by: ConnectionClosed | None = None
+        self.ended = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.ws:
+                self.messages.append(message)
+                self.arrived.append(time.monotonic())
+                self._changed.set()
+        except ConnectionClosed as exc:
+            self.closed_by = exc
+        finally:
+            self.ended.set()
+            self._changed.set()
+
+    async def send(self, command: dict[str, Any] | str) -> None:
+        await self.ws.send(command if isinstance(command, str) else json.dumps(command))
+
+    async def wait_for(
+        self,
+        predicate: Callable[[str | bytes], bool],
+        since: int = 0,
+        timeout: float = WAIT,  # noqa: ASYNC109 (the helper owns its bounded wait)
+    ) -> str | bytes:
+        """The first message from index ``since`` on that satisfies ``predicate``."""
+        index = since
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    while index < len(self.messages):
+                        if predicate(self.messages[index]):
+                            return self.messages[index]
+                        index += 1
+                    if self.ended.is_set():
+                        raise AssertionError(f"connection ended ({self.closed_by!r})")
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"no matching message within {timeout} s on {self.server.name}; "
+                f"last received: {self.messages[-10:]!r}"
+            ) from None
+
+    async def wait_json(
+        self,
+        predicate: Callable[[Any], bool],
+        since: int = 0,
+        timeout: float = WAIT,  # noqa: ASYNC109
+    ) -> Any:
+        def matches(message: str | bytes) -> bool:
+            value = _json(message)
+            return value is not None and bool(predicate(value))
+
+        return json.loads(await self.wait_for(matches, since, timeout))
+
+    async def ask(
+        self,
+        command: dict[str, Any],
+        key: str,
+        timeout: float = WAIT,  # noqa: ASYNC109
+    ) -> Any:
+        mark = len(self.messages)
+        await self.send(command)
+        return await self.wait_json(lambda m: key in m, mark, timeout)
+
+    def texts(self) -> list[str]:
+        return [m for m in self.messages if isinstance(m, str) and _json(m) is None]
+
+    def json_messages(self) -> list[Any]:
+        return [v for v in map(_json, self.messages) if v is not None]
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await self.ws.close()
+        self._reader.cancel()
+        with contextlib.suppress(BaseException):
+            await self._reader
+
+
+def _json(message: str | bytes) -> Any:
+    if not isinstance(message, str):
+        return None
+    try:
+        value = json.loads(message)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@dataclass
+class Cluster:
+    servers: list[DaphneServer]
+    env: dict[str, str]
+    redis_url: str
+    prefix: str
+    clients: list[Client] = field(default_factory=list)
+    _redis: aioredis.Redis | None = None
+
+    async def client(self, server: DaphneServer, path: str, **kwargs: Any) -> Client:
+        ws = await connect(server.url(path), open_timeout=WAIT, proxy=None, **kwargs)
+        client = Client(ws, server)
+        self.clients.append(client)
+        return client
+
+    async def census(self, server: DaphneServer, object_id: str, query: str = "") -> Client:
+        """A Census socket, answered once (so its gateway is serving: groups joined)."""
+        client = await self.client(server, f"/ws/census/{object_id}/{query}")
+        await client.ask({"op": "whoami"}, "id")
+        return client
+
+    async def monitor(self, server: DaphneServer) -> Client:
+        return await self.client(server, "/ws/cluster-monitor/")
+
+    def server_of(self, pid: int) -> DaphneServer:
+        return next(s for s in self.servers if s.pid == pid)
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(self.redis_url)
+        return self._redis
+
+    def lease_key(self, cls: type[Any], object_id: str) -> str:
+        return f"{self.prefix}:durable:l:{cls.object_key(object_id)}"
+
+    async def wait_unowned(self, cls: type[Any], object_id: str) -> None:
+        """Wait until the object has no lease: hibernated everywhere."""
+        key = self.lease_key(cls, object_id)
+        await until(lambda: self._absent(key), f"the lease {key} to go")
+
+    async def _absent(self, key: str) -> bool:
+        return not await self.redis.exists(key)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
+@pytest.fixture
+async def cluster(daphne_factory: DaphneFactory) -> AsyncIterator[Callable[..., Cluster]]:
+    """``cluster(count, redis_url=None, **env)``: servers sharing Redis, a prefix of their own."""
+    made: list[Cluster] = []
+
+    def make(count: int, redis_url: str | None = None, **env: str) -> Cluster:
+        need("redis")
+        prefix = f"cluster-{uuid.uuid4().hex[:12]}"
+        url = redis_url or REDIS_URL
+        full = {
+            "DURABLE_TEST_SESSION_LAYER": "redis",
+            "DURABLE_TEST_REDIS_PREFIX": prefix,
+            "DURABLE_TEST_REDIS_URL": url,
+            "DURABLE_TEST_LEASE_TIME": str(LEASE_TIME),
+            **{f"DURABLE_TEST_{k.upper()}": str(v) for k, v in env.items()},
+        }
+        cluster = Cluster(daphne_factory(count, env=full), full, url, prefix)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        await cluster.close()
+
+
+@pytest.fixture
+def private_redis_server() -> Iterator[PrivateRedis]:
+    with private_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def persistent_redis_server() -> Iterator[PrivateRedis]:
+    with private_redis(persistent=True) as server:
+        yield server
+
+
+def oid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = WAIT) -> None:  # noqa: ASYNC109
+    """Wait (bounded) until ``check()`` is true, for state only a question can show."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def run_python(code: str, *args: str, env: dict[str, str]) -> str:
+    """Run ``code`` in a separate Python process with the test settings; its output."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        code,
+        *args,
+        env=base_environment(env),
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def gather(*aws: Awaitable[Any]) -> list[Any]:
+    return list(await asyncio.gather(*aws))
+
+
+# One object, many processes ------------------------------------------------------------
+
+
+async def test_every_process_sees_every_socket_and_gets_every_broadcast(cluster) -> None:
+    c = cluster(3)
+    room = oid()
+    colours = {}
+    clients = {}
+    for server in c.servers:
+        for colour in ("red", "blue"):
+            client = await c.census(server, room, f"?tags={colour}")
+            ident = (await client.ask({"op": "whoami"}, "id"))["id"]
+            clients[ident] = client
+            colours[ident] = colour
+    by_colour = {
+        col: sorted(i for i, c_ in colours.items() if c_ == col) for col in ("red", "blue")
+    }
+
+    # One instance answers every socket, on the process of the first connection.
+    wheres = await gather(*(cl.ask({"op": "where"}, "where") for cl in clients.values()))
+    assert {(w["where"]["pid"], w["where"]["instance"]) for w in wheres} == {
+        (c.servers[0].pid, wheres[0]["where"]["instance"])
+    }
+
+    # get_websockets(tag), asked from a socket on the last process, lists all of them.
+    asker = next(cl for i, cl in clients.items() if cl.server is c.servers[2])
+    for colour, ids in by_colour.items():
+        listed = (await asker.ask({"op": "sockets", "tag": colour}, "sockets"))["sockets"]
+        assert [entry[0] for entry in listed] == ids
+        assert all(entry[1] == ["all", colour] for entry in listed)
+    everything = (await asker.ask({"op": "sockets"}, "sockets"))["sockets"]
+    assert sorted(entry[0] for entry in everything) == sorted(colours)
+
+    # Broadcasts from the object reach every socket of the tag, wherever it is held.
+    sender = next(cl for i, cl in clients.items() if cl.server is c.servers[1])
+    assert (await sender.ask({"op": "broadcast", "tag": "blue", "text": "b1"}, "sent"))["sent"] == 3
+    assert (await sender.ask({"op": "broadcast", "text": "end"}, "sent"))["sent"] == 6
+    for ident, client in clients.items():
+        await client.wait_for(lambda m: m == "end")
+        expected = ["b1", "end"] if colours[ident] == "blue" else ["end"]
+        assert client.texts() == expected, (ident, colours[ident])
+
+
+async def test_at_most_one_live_instance_and_hibernation_moves_it(cluster) -> None:
+    """Ticks from every process, hibernations under load: one instance at a time."""
+    c = cluster(3)
+    room = oid()
+    clients = [await c.census(server, room) for server in c.servers]
+    monitors = [await c.monitor(server) for server in c.servers]
+    ticks_per_client = 20
+    sent = 0
+
+    async def hibernate_owner() -> None:
+        where = (await clients[0].ask({"op": "where"}, "where"))["where"]
+        owner = c.servers.index(c.server_of(where["pid"]))
+        await monitors[owner].ask({"op": "hibernate", "id": room}, "live")
+        await c.wait_unowned(Census, room)
+
+    await hibernate_owner()
+    for rnd in range(3):
+        # Hibernated, the object is taken by the process of the next event.
+        where = (await clients[rnd].ask({"op": "where"}, "where"))["where"]
+        assert where["pid"] == c.servers[rnd].pid
+        assert where["events"] == 1  # a fresh instance
+        marks = [len(cl.messages) for cl in clients]
+        for n in range(ticks_per_client):
+            for cl in clients:
+                await cl.send({"op": "tick", "n": sent + n})
+            if n == ticks_per_client // 2:
+                # Hibernate the owner while every process keeps sending.
+                await monitors[rnd].ask({"op": "hibernate", "id": room}, "live")
+        last = sent + ticks_per_client - 1
+        for cl, mark in zip(clients, marks, strict=True):
+            await cl.wait_json(lambda m, last=last: m.get("tick") == last, mark)
+        sent += ticks_per_client
+        # All answer from the same instance now.
+        wheres = await gather(*(cl.ask({"op": "where"}, "where") for cl in clients))
+        assert len({(w["where"]["pid"], w["where"]["instance"]) for w in wheres}) == 1
+        await hibernate_owner()
+
+    log = [
+        entry.decode().split() for entry in await c.redis.lrange(census_key(room, c.prefix), 0, -1)
+    ]
+    current = None
+    started: list[tuple[str, int]] = []
+    ticks: Counter[str] = Counter()
+    for entry in log:
+        if entry[0] == "start":
+            assert entry[1] not in dict(started), f"instance {entry[1]} started twice"
+            current = entry[1]
+            started.append((entry[1], int(entry[2])))
+        else:
+            # Every tick is from the instance that started last: none from an older one.
+            assert entry[1] == current, f"tick from {entry[1]} while {current} was live: {log}"
+            ticks[entry[1]] += 1
+    assert sum(ticks.values()) == 3 * 3 * ticks_per_client
+    pids = [pid for _, pid in started]
+    assert {s.pid for s in c.servers} <= set(pids)
+
+
+async def test_hibernated_object_wakes_on_another_process_with_tags_and_attachments(
+    cluster,
+) -> None:
+    c = cluster(3, idle_timeout="0.5")
+    room = oid()
+    clients = [await c.census(s, room, f"?tags=p{i},x{i}") for i, s in enumerate(c.servers)]
+    expected = {}
+    for i, client in enumerate(clients):
+        ident = (await client.ask({"op": "whoami"}, "id"))["id"]
+        note = {"i": i, "text": "žluťoučký", "nested": [1, {"k": None}]}
+        await client.ask({"op": "attach", "value": note}, "attached")
+        expected[ident] = (["all", f"p{i}", f"x{i}"], note)
+    previous = (await clients[0].ask({"op": "where"}, "where"))["where"]["instance"]
+
+    for target in (1, 2, 0):
+        await c.wait_unowned(Census, room)  # hibernated by idleness
+        listed = (await clients[target].ask({"op": "sockets"}, "sockets"))["sockets"]
+        where = (await clients[target].ask({"op": "where"}, "where"))["where"]
+        assert where["pid"] == c.servers[target].pid
+        assert where["instance"] != previous
+        previous = where["instance"]
+        assert {sid: (tags, att["note"]) for sid, tags, att in listed} == expected
+
+
+# Failover ---------------------------------------------------------------------------------
+
+
+async def test_kill_9_of_the_owner_under_load_loses_and_repeats_nothing(cluster) -> None:
+    c = cluster(3)
+    s0, s1, s2 = c.servers
+    room = oid()
+    doomed = [await c.census(s0, room), await c.census(s0, room)]  # first: s0 owns
+    observer = await c.census(s2, room, "?observe=1")
+    senders = [await c.census(s1, room), await c.census(s2, room)]
+    doomed_ids = {(await d.ask({"op": "whoami"}, "id"))["id"] for d in doomed}
+    assert (await senders[0].ask({"op": "where"}, "where"))["where"]["pid"] == s0.pid
+
+    total, kill_after = 300, 100
+    marks = [len(s.messages) for s in senders]
+    killed_at = 0.0
+    for n in range(total):
+        for sender in senders:
+            await sender.send({"op": "n", "n": n})
+        if n == kill_after:
+            s0.kill()
+            killed_at = time.monotonic()
+        await asyncio.sleep(0.01)  # the load's pace, not a synchronisation
+
+    recoveries = []
+    for sender, mark in zip(senders, marks, strict=True):
+        await sender.wait_json(lambda m: m.get("n") == total - 1, mark, timeout=30)
+        replies = [
+            (json.loads(m), t)
+            for m, t in zip(sender.messages[mark:], sender.arrived[mark:], strict=True)
+            if "n" in (_json(m) or {})
+        ]
+        assert {r["n"] for r, _ in replies} == set(range(total))
+        recoveries.append(
+            next(t for r, t in replies if t > killed_at and r["pid"] != s0.pid) - killed_at
+        )
+        ledger = (await sender.ask({"op": "ledger"}, "ledger"))["ledger"]
+        assert ledger["count"] == total
+        assert ledger["bad"] == 0
+        assert ledger["last"] == total - 1
+        repeated = len(replies) - total
+        print(f"{sender.server.name}: {len(replies)} replies, {repeated} repeated by the wire")
+
+    # The dead process's sockets got their final event: 1006, not clean; no other did.
+    for ident in doomed_ids:
+        event = await observer.wait_json(
+            lambda m, i=ident: m.get("event") == "close" and m["id"] == i
+        )
+        assert (event["code"], event["was_clean"]) == (1006, False)
+    closes = [m["id"] for m in observer.json_messages() if m.get("event") == "close"]
+    assert sorted(closes) == sorted(doomed_ids)
+    new_owner = (await observer.ask({"op": "where"}, "where"))["where"]["pid"]
+    assert new_owner in (s1.pid, s2.pid)
+    print(
+        f"recovery after kill -9 of the owner (lease {LEASE_TIME} s): "
+        + ", ".join(f"{r:.2f} s" for r in recoveries)
+    )
+
+
+# Redis going away --------------------------------------------------------------------------
+
+
+async def test_redis_restart_without_its_data_re_registers_sockets(
+    cluster, private_redis_server: PrivateRedis
+) -> None:
+    c = cluster(2, redis_url=private_redis_server.url())
+    s0, s1 = c.servers
+    room = oid()
+    a = await c.census(s0, room, "?tags=a")
+    b = await c.census(s1, room, "?tags=b")
+    ids = {(await cl.ask({"op": "whoami"}, "id"))["id"]: cl for cl in (a, b)}
+    tags = {sid: ["all", "a" if cl is a else "b"] for sid, cl in ids.items()}
+    monitor = await c.monitor(s1)
+
+    private_redis_server.restart()  # empty: no persistence
+    assert await c.redis.dbsize() == 0
+
+    # Messages sent at once are answered (whichever process takes the object first).
+    for reply in await gather(*(cl.ask({"op": "echo", "value": "x"}, "echo") for cl in (a, b))):
+        assert reply["echo"] == "x"
+    # Each process puts its sockets back; the object sees all of them again.
+    listed: dict[str, list[str]] = {}
+    async with asyncio.timeout(WAIT):
+        while listed != tags:
+            reply = await b.ask({"op": "sockets"}, "sockets")
+            listed = {sid: t for sid, t, _ in reply["sockets"]}
+    # One instance serves both processes' sockets (the old owner stopped).
+    wheres = await gather(*(cl.ask({"op": "where"}, "where") for cl in (a, b)))
+    assert len({(w["where"]["pid"], w["where"]["instance"]) for w in wheres}) == 1
+    # Sends reach both processes again: from the object, and through the groups.
+    assert (await a.ask({"op": "broadcast", "text": "from-object"}, "sent"))["sent"] == 2
+    assert (await monitor.ask({"op": "broadcast_to", "id": room, "text": "outside"}, "ok"))["ok"]
+    for cl in (a, b):
+        await cl.wait_for(lambda m: m == "outside")
+        assert cl.texts() == ["from-object", "outside"]
+
+
+async def test_redis_outage_gives_clear_errors_then_recovers_losing_nothing(
+    cluster, persistent_redis_server: PrivateRedis
+) -> None:
+    redis_server = persistent_redis_server
+    c = cluster(2, redis_url=redis_server.url())
+    s0, s1 = c.servers
+    room = oid()
+    a = await c.census(s0, room)  # s0 owns
+    b = await c.census(s1, room, "?observe=1")
+    m0, m1 = await c.monitor(s0), await c.monitor(s1)
+    half = 30
+    for n in range(half):
+        await a.send({"op": "n", "n": n})
+        await b.send({"op": "n", "n": n})
+    for cl in (a, b):
+        # Handled and stored: the ledger is read after the last message was flushed.
+        assert (await cl.ask({"op": "ledger"}, "ledger"))["ledger"]["count"] == half
+
+    redis_server.stop()
+    call = await m1.ask({"op": "call", "name": "pid", "id": room}, "error")
+    assert call["error"] == "SessionLayerUnavailable", call
+    assert "ConnectionError" in call["mro"]
+    assert "Redis" in call["message"] and "unreachable" in call["message"]
+    outside = await m1.ask({"op": "broadcast_to", "id": room, "text": "x"}, "error")
+    assert outside["error"] == "SessionLayerUnavailable", outside
+    assert "unreachable" in outside["message"]
+
+    # Messages sent while Redis is down wait in their gateways.
+    marks = [len(a.messages), len(b.messages)]
+    for n in range(half, 2 * half):
+        await a.send({"op": "n", "n": n})
+        await b.send({"op": "n", "n": n})
+
+    # The owner cannot renew its lease: it gives the object up (the lease is over).
+    async def given_up() -> bool:
+        return not (await m0.ask({"op": "live", "id": room}, "live"))["live"]
+
+    await until(given_up, "the owner to give the object up")
+
+    redis_server.start()
+    for cl, mark in zip((a, b), marks, strict=True):
+        await cl.wait_json(lambda m: m.get("n") == 2 * half - 1, mark, timeout=30)
+        ledger = (await cl.ask({"op": "ledger"}, "ledger"))["ledger"]
+        assert (ledger["count"], ledger["bad"], ledger["last"]) == (2 * half, 0, 2 * half - 1)
+    pid = (await m1.ask({"op": "call", "name": "pid", "id": room}, "result"))["result"]
+    assert pid in (s0.pid, s1.pid)
+    # Nobody was taken for dead (heartbeats expired while Redis was down).
+    assert [m for m in b.json_messages() if m.get("event") == "close"] == []
+
+
+# Auto-response ------------------------------------------------------------------------------
+
+
+async def test_auto_response_set_on_one_process_answers_on_another_without_waking(
+    cluster,
+) -> None:
+    c = cluster(2, idle_timeout="0.5")
+    s0, s1 = c.servers
+    room = oid()
+    a = await c.census(s0, room)
+    b = await c.census(s1, room)
+    monitor1 = await c.monitor(s1)
+    assert (await a.ask({"op": "auto", "request": "ping", "response": "pong"}, "auto"))["auto"]
+    before = (await a.ask({"op": "where"}, "where"))["where"]
+
+    # The gateways of the other process learn the pair (it travels through the group).
+    async def known_there() -> bool:
+        return (await monitor1.ask({"op": "auto", "id": room}, "auto"))["auto"] == ["ping", "pong"]
+
+    await until(known_there, "the pair to reach the other process")
+    await c.wait_unowned(Census, room)
+
+    mark = len(b.messages)
+    await b.send("ping")
+    assert await b.wait_for(lambda m: True, mark) == "pong"
+    # The first event after it is the first the new instance handles: "ping" never was.
+    where = (await b.ask({"op": "where"}, "where"))["where"]
+    assert where["instance"] != before["instance"]
+    assert where["events"] == 1
+    assert where["pid"] == s1.pid
+    timestamp = (await b.ask({"op": "timestamp"}, "timestamp"))["timestamp"]
+    assert timestamp is not None
+
+
+# Reaching sockets from outside ----------------------------------------------------------
+
+OUTSIDE_SCRIPT = """
+import sys
+import django
+django.setup()
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from tests.app.consumers import Room
+
+room = sys.argv[1]
+
+async def main():
+    layer = get_channel_layer()
+    vip, everyone = Room.tag_group(room, "vip"), Room.tag_group(room, None)
+    await layer.group_send(vip, {"type": "durable.broadcast", "text": "vip"})
+    await Room.broadcast_to(room, "vip-too", tag="vip")
+    await layer.group_send(everyone, {"type": "durable.broadcast", "text": "all"})
+    await Room.broadcast_to(room, b"bytes")
+    await layer.group_send(everyone, {"type": "durable.broadcast", "text": "end"})
+
+async_to_sync(main)()
+print("sent")
+"""
+
+
+async def test_code_outside_the_object_reaches_sockets_on_every_process(cluster) -> None:
+    c = cluster(3)
+    room = oid()
+    vip_query = "?tags=" + quote(json.dumps(["all", "vip"]))
+    vips, others = [], []
+    for server in c.servers:
+        vips.append(await c.client(server, f"/ws/room/{room}/{vip_query}"))
+        others.append(await c.client(server, f"/ws/room/{room}/"))
+    for client in vips + others:
+        await client.ask({"op": "whoami"}, "id")  # its gateway is serving: groups joined
+
+    assert "sent" in await run_python(OUTSIDE_SCRIPT, room, env=c.env)
+
+    for client in vips + others:
+        await client.wait_for(lambda m: m == "end")
+    for client in vips:
+        assert sorted(map(repr, client.messages[1:])) == sorted(
+            map(repr, ["vip", "vip-too", "all", b"bytes", "end"])
+        )
+    for client in others:
+        assert client.messages[1:] == ["all", b"bytes", "end"]
+
+
+# The scope connect() sees --------------------------------------------------------------
+
+SESSION_SCRIPT = """
+import django
+django.setup()
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.backends.db import SessionStore
+
+user = get_user_model().objects.create_user("alice", password="not-secret")
+session = SessionStore()
+session[SESSION_KEY] = str(user.pk)
+session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+session.create()
+print(session.session_key)
+"""
+
+
+async def test_connect_sees_the_same_scope_whichever_process_took_the_connection(
+    cluster, durable_sqlite: Path
+) -> None:
+    c = cluster(3)
+    room = oid()
+    await c.census(c.servers[0], room)  # the first process owns the object
+    made = await run_python(SESSION_SCRIPT, env={"DURABLE_TEST_SQLITE": str(durable_sqlite)})
+    session_key = made.split()[-1]
+
+    for route, user in (("census", None), ("census-auth", "alice")):
+        reports = []
+        for server in c.servers:
+            client = await c.client(
+                server,
+                f"/ws/{route}/{room}/?scope=1&q=%C3%A9+x",
+                additional_headers={"X-Test": "durable", "Cookie": f"sessionid={session_key}"},
+                subprotocols=["chat.v1", "chat.v2"],
+            )
+            reply = await client.wait_json(lambda m: "scope" in m)
+            report = reply["scope"]
+            assert reply["connect_pid"] == c.servers[0].pid
+            # The real peer and the process the connection arrived on, not the owner's.
+            host, port = client.ws.local_address[:2]
+            assert report.pop("client") == repr((host, port))
+            assert report.pop("server") == repr(("127.0.0.1", server.port))
+            headers = report["headers"]
+            assert ["host", f"127.0.0.1:{server.port}"] in headers
+            report["headers"] = [h for h in headers if h[0] not in ("host", "sec-websocket-key")]
+            reports.append(report)
+        first = reports[0]
+        assert all(report == first for report in reports[1:]), reports
+        assert first["type"] == "websocket"
+        assert first["path"] == f"/ws/{route}/{room}/"
+        assert first["raw_path"] == repr(f"/ws/{route}/{room}/".encode())
+        assert first["query_string"] == repr(b"scope=1&q=%C3%A9+x")
+        assert first["url_route"] == repr({"args": (), "kwargs": {"room": room}})
+        assert first["subprotocols"] == repr(["chat.v1", "chat.v2"])
+        assert first["header_types"] == ["list/tuple/bytes/bytes"]
+        assert ["x-test", "durable"] in first["headers"]
+        assert ["cookie", f"sessionid={session_key}"] in first["headers"]
+        if user is None:
+            assert first["user"] is None
+        else:
+            assert first["user"] == {"authenticated": True, "username": user}
+            assert first["session"] == session_key

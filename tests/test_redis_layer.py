@@ -1,0 +1,362 @@
+"""``RedisSessionLayer`` at unit level, against a real Redis.
+
+Two layer instances with different holder names stand for two processes. Tests on
+the shared Redis use a key prefix of their own (and delete their keys afterwards);
+tests that flush or restart Redis start a private ``redis-server``
+(``tests.redis_server``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from redis import asyncio as aioredis
+
+from django_durable import WebSocketRequestResponsePair
+from django_durable.exceptions import OwnershipLost, SessionLayerUnavailable
+from django_durable.session.base import CLOSING, OPEN, ObjectSession, SocketRecord
+from django_durable.session.redis import RedisSessionLayer
+from tests.daphne_server import free_port
+from tests.redis_server import PrivateRedis, private_redis
+from tests.services import REDIS_URL, need
+
+KEY = "tests.Thing/object-1"
+
+Factory = Callable[..., RedisSessionLayer]
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"unit-{uuid.uuid4().hex[:12]}:"
+
+
+async def _make_factory(url: str, prefix: str) -> AsyncIterator[Factory]:
+    made: list[RedisSessionLayer] = []
+
+    def make(holder: str, lease_time: float = 5.0, url: str = url) -> RedisSessionLayer:
+        layer = RedisSessionLayer(hosts=[url], prefix=prefix, lease_time=lease_time)
+        layer.holder = holder
+        made.append(layer)
+        return layer
+
+    yield make
+    for layer in made:
+        await layer.close()
+
+
+@pytest.fixture
+async def layers(prefix: str) -> AsyncIterator[Factory]:
+    """``layers(holder, lease_time=5.0)``: layers on the shared Redis, under ``prefix``."""
+    need("redis")
+    async for make in _make_factory(REDIS_URL, prefix):
+        yield make
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def own_redis() -> Any:
+    with private_redis() as server:
+        yield server
+
+
+@pytest.fixture
+async def redis(layers: Factory) -> AsyncIterator[aioredis.Redis]:
+    """A plain client of the shared Redis, to look at what the layer stored."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+async def snapshot(client: aioredis.Redis, prefix: str, key: str = KEY) -> dict[str, Any]:
+    """Everything stored for ``key`` but its lease."""
+    return {
+        "sockets": await client.hgetall(f"{prefix}s:{key}"),
+        "stamps": await client.hgetall(f"{prefix}t:{key}"),
+        "settings": await client.hgetall(f"{prefix}c:{key}"),
+    }
+
+
+async def expired(client: aioredis.Redis, name: str) -> None:
+    """Wait (bounded) until Redis expired ``name``."""
+    async with asyncio.timeout(10):
+        while await client.exists(name):  # noqa: ASYNC110 (Redis sends no event for it)
+            await asyncio.sleep(0.01)
+
+
+def record(sid: str, **kwargs: Any) -> SocketRecord:
+    kwargs.setdefault("holder", "process-a")
+    kwargs.setdefault("state", OPEN)
+    return SocketRecord(sid, **kwargs)
+
+
+# Leases ---------------------------------------------------------------------------------
+
+
+async def test_acquire_renew_release(layers: Factory, redis: aioredis.Redis, prefix: str) -> None:
+    a, b = layers("process-a"), layers("process-b")
+    owned, holder, token = await a.acquire(KEY)
+    assert (owned, holder) == (True, "process-a")
+    assert a.fence_token(KEY) == token and a.owned == {KEY: token}
+    assert await a.owner(KEY) == await b.owner(KEY) == "process-a"
+
+    # Another process cannot take it, and learns who holds it.
+    assert await b.acquire(KEY) == (False, "process-a", token)
+    assert b.fence_token(KEY) is None
+    # The holder taking it again keeps its token and extends the lease.
+    assert await a.acquire(KEY) == (True, "process-a", token)
+    assert await a.renew([KEY]) == []
+    assert 0 < await redis.pttl(f"{prefix}l:{KEY}") <= 5000
+    # Renewing or releasing someone else's lease does nothing to it.
+    assert await b.renew([KEY]) == [KEY]
+    await b.release(KEY, ObjectSession(KEY))
+    assert await b.owner(KEY) == "process-a"
+
+    await a.release(KEY, ObjectSession(KEY))
+    assert await a.owner(KEY) is None
+    assert a.owned == {}
+    owned, holder, token_b = await b.acquire(KEY)
+    assert (owned, holder) == (True, "process-b")
+    assert token_b > token
+
+
+async def test_an_expired_lease_is_reported_lost_and_is_free(
+    layers: Factory, redis: aioredis.Redis, prefix: str
+) -> None:
+    a, b = layers("process-a", lease_time=0.2), layers("process-b")
+    _, _, token = await a.acquire(KEY)
+    await expired(redis, f"{prefix}l:{KEY}")
+    assert await a.owner(KEY) is None
+    assert await a.renew([KEY]) == [KEY]
+    assert a.fence_token(KEY) is None
+    owned, _, token_b = await b.acquire(KEY)
+    assert owned and token_b > token
+
+
+async def test_a_stale_release_leaves_the_new_owners_lease(
+    layers: Factory, redis: aioredis.Redis, prefix: str
+) -> None:
+    a, b = layers("process-a", lease_time=0.2), layers("process-b")
+    await a.acquire(KEY)
+    await expired(redis, f"{prefix}l:{KEY}")
+    _, _, token_b = await b.acquire(KEY)
+    # a never noticed it lost the lease: its release must not end b's.
+    assert KEY in a.owned
+    await a.release(KEY, ObjectSession(KEY))
+    assert await redis.get(f"{prefix}l:{KEY}") == f"process-b|{token_b}".encode()
+
+
+async def test_tokens_keep_growing_after_redis_loses_everything(
+    own_redis: PrivateRedis, prefix: str
+) -> None:
+    async for make in _make_factory(own_redis.url(), prefix):
+        layer = make("process-a")
+        tokens = []
+        for _ in range(50):
+            tokens.append((await layer.acquire(KEY))[2])
+            await layer.release(KEY, ObjectSession(KEY))
+        client = aioredis.Redis.from_url(own_redis.url())
+        try:
+            assert await client.exists(f"{prefix}f:{KEY}")
+            await client.flushall()
+            tokens.append((await layer.acquire(KEY))[2])
+            await layer.release(KEY, ObjectSession(KEY))
+        finally:
+            await client.aclose()
+        # Restarted empty (no persistence): a new connection, the same growth.
+        own_redis.restart()
+        tokens.append((await make("process-b").acquire(KEY))[2])
+        assert tokens == sorted(set(tokens)), tokens
+
+
+# Fencing --------------------------------------------------------------------------------
+
+
+async def test_a_write_after_losing_the_lease_raises_and_writes_nothing(
+    layers: Factory, redis: aioredis.Redis, prefix: str
+) -> None:
+    a, b = layers("process-a", lease_time=0.3), layers("process-b")
+    await a.acquire(KEY)
+    session = ObjectSession(KEY)
+    first = record("s1", tags=("all",), attachment=b"one")
+    session.sockets["s1"] = first
+    session.auto_response = WebSocketRequestResponsePair("ping", "pong")
+    await a.apply(KEY, [("add", first), ("settings", None)], session)
+    await a.touch_auto_response(KEY, "s1", 1.5)
+
+    # a's lease runs out (a stalled process); b takes the object.
+    await expired(redis, f"{prefix}l:{KEY}")
+    _, _, token_b = await b.acquire(KEY)
+    before = await snapshot(redis, prefix)
+
+    first.attachment = b"stale"
+    second = record("s2")
+    session.auto_response = None
+    writes = [("update", first), ("add", second), ("remove", "s1"), ("settings", None)]
+    with pytest.raises(OwnershipLost, match="no longer owns"):
+        await a.apply(KEY, writes, session)
+    for write in (
+        a.add_socket(KEY, second),
+        a.update_socket(KEY, first),
+        a.remove_socket(KEY, "s1"),
+        a.save_settings(session),
+    ):
+        with pytest.raises(OwnershipLost):
+            await write
+    assert await snapshot(redis, prefix) == before
+    assert await redis.get(f"{prefix}l:{KEY}") == f"process-b|{token_b}".encode()
+    assert a.fence_token(KEY) is None
+
+    # The new owner's writes go through.
+    await b.apply(KEY, [("remove", "s1")], ObjectSession(KEY))
+    assert (await b.load(KEY)).sockets == {}
+
+
+async def test_a_write_with_no_lease_at_all_is_refused(
+    layers: Factory, redis: aioredis.Redis, prefix: str
+) -> None:
+    a = layers("process-a")
+    with pytest.raises(OwnershipLost):
+        await a.add_socket(KEY, record("s1"))  # never acquired
+    await a.acquire(KEY)
+    await redis.delete(f"{prefix}l:{KEY}")  # as Redis losing it
+    with pytest.raises(OwnershipLost):
+        await a.add_socket(KEY, record("s1"))
+    assert await snapshot(redis, prefix) == {"sockets": {}, "stamps": {}, "settings": {}}
+
+
+# What is stored ---------------------------------------------------------------------------
+
+
+async def test_load_and_apply_round_trip(layers: Factory) -> None:
+    a, b = layers("process-a"), layers("process-b")
+    assert (await b.load(KEY)).is_empty()
+    await a.acquire(KEY)
+    session = ObjectSession(KEY)
+    one = record("s1", tags=("all", "", "ünïcödé"), attachment=b"\x00\xff", seq=5)
+    two = record("s2", holder="process-b", state=CLOSING)
+    gone = record("s3")
+    session.auto_response = WebSocketRequestResponsePair("ping", b"\x00pong")
+    session.event_timeout_ms = 1234
+    await a.apply(
+        KEY,
+        [
+            ("add", one),
+            ("add", gone),
+            ("add", two),
+            ("update", gone),
+            ("remove", "s3"),
+            ("settings", None),
+        ],
+        session,
+    )
+    await a.touch_auto_response(KEY, "s1", 1_700_000_000.25)
+
+    loaded = await b.load(KEY)  # as another process sees it
+    assert sorted(loaded.sockets) == ["s1", "s2"]
+    got = loaded.sockets["s1"]
+    assert (got.tags, got.attachment, got.holder, got.state, got.seq) == (
+        ("all", "", "ünïcödé"),
+        b"\x00\xff",
+        "process-a",
+        OPEN,
+        5,
+    )
+    assert got.auto_response_at == 1_700_000_000.25
+    got = loaded.sockets["s2"]
+    assert (got.tags, got.attachment, got.holder, got.state, got.seq) == (
+        (),
+        None,
+        "process-b",
+        CLOSING,
+        0,
+    )
+    assert got.auto_response_at is None
+    assert loaded.auto_response == WebSocketRequestResponsePair("ping", b"\x00pong")
+    assert isinstance(loaded.auto_response.response, bytes)
+    assert loaded.event_timeout_ms == 1234
+    assert b.auto_response(KEY) == loaded.auto_response
+
+    # Updates replace, removals take the timestamp along, cleared settings load as None.
+    one.attachment = b"two"
+    one.seq = 6
+    session.auto_response = None
+    session.event_timeout_ms = None
+    await a.apply(KEY, [("update", one), ("remove", "s2"), ("settings", None)], session)
+    loaded = await b.load(KEY)
+    assert list(loaded.sockets) == ["s1"]
+    assert (loaded.sockets["s1"].attachment, loaded.sockets["s1"].seq) == (b"two", 6)
+    assert loaded.auto_response is None and loaded.event_timeout_ms is None
+    assert a.auto_response(KEY) is None
+
+
+async def test_auto_response_timestamps_only_for_registered_sockets(
+    layers: Factory, redis: aioredis.Redis, prefix: str
+) -> None:
+    a = layers("process-a")
+    await a.acquire(KEY)
+    stamps = f"{prefix}t:{KEY}"
+    await a.touch_auto_response(KEY, "never-accepted", 10.0)
+    assert await redis.hgetall(stamps) == {}
+    await a.add_socket(KEY, record("s1"))
+    await a.touch_auto_response(KEY, "s1", 11.0)
+    assert float(await redis.hget(stamps, "s1")) == 11.0
+    await a.remove_socket(KEY, "s1")
+    assert await redis.hgetall(stamps) == {}
+    # A gateway answering after the final event must not bring the socket back.
+    await a.touch_auto_response(KEY, "s1", 12.0)
+    assert await redis.hgetall(stamps) == {}
+    assert (await a.load(KEY)).sockets == {}
+
+
+async def test_heartbeats_and_re_registration(
+    layers: Factory, redis: aioredis.Redis, prefix: str
+) -> None:
+    a, b = layers("process-a"), layers("process-b")
+    assert await a.heartbeat(first=True)
+    assert await a.heartbeat()
+    assert await b.alive(["process-a", "process-b"]) == {"process-a"}
+    await redis.delete(f"{prefix}p:process-a")  # as Redis losing its data
+    assert await a.heartbeat() is False  # says so once, and is back
+    assert await a.heartbeat() is True
+    assert await b.alive(["process-a"]) == {"process-a"}
+
+    # Re-registering puts a socket back, but never over the record the owner keeps.
+    await b.acquire(KEY)
+    await b.add_socket(KEY, record("s1", holder="process-a", attachment=b"kept", seq=3))
+    await a.reregister(KEY, record("s1", holder="process-a", seq=2))
+    await a.reregister(KEY, record("s2", holder="process-a", seq=7))
+    loaded = await b.load(KEY)
+    assert (loaded.sockets["s1"].attachment, loaded.sockets["s1"].seq) == (b"kept", 3)
+    assert (loaded.sockets["s2"].attachment, loaded.sockets["s2"].seq) == (None, 7)
+    assert await b.holders(KEY) == {"process-a"}
+
+
+async def test_unreachable_redis_raises_session_layer_unavailable(prefix: str) -> None:
+    layer = RedisSessionLayer(
+        hosts=[f"redis://127.0.0.1:{free_port()}/0"], prefix=prefix, lease_time=1.0
+    )
+    layer.holder = "process-a"
+    try:
+        for call in (
+            layer.acquire(KEY),
+            layer.owner(KEY),
+            layer.load(KEY),
+            layer.heartbeat(first=True),
+            layer.touch_auto_response(KEY, "s1", time.time()),
+        ):
+            with pytest.raises(SessionLayerUnavailable, match="Redis session layer is unreachable"):
+                await call
+        assert issubclass(SessionLayerUnavailable, ConnectionError)
+    finally:
+        await layer.close()
