@@ -26,3 +26,18 @@ websocket_urlpatterns += [
     path("ws/census-auth/<str:room>/", AuthMiddlewareStack(Census.as_asgi())),
     path("ws/cluster-monitor/", ClusterMonitor()),
 ]
+
+# Storage, alarm and stub tests (tests/test_e2e_storage.py, test_alarms.py, test_stubs.py).
+from .storage_consumers import (  # noqa: E402
+    ReentrantSafe,
+    Safe,
+    StorageMonitor,
+    UngatedReentrantSafe,
+)
+
+websocket_urlpatterns += [
+    path("ws/safe/<str:room>/", Safe.as_asgi()),
+    path("ws/reentrant-safe/<str:room>/", ReentrantSafe.as_asgi()),
+    path("ws/ungated-safe/<str:room>/", UngatedReentrantSafe.as_asgi()),
+    path("ws/storage-monitor/", StorageMonitor.as_asgi()),
+]

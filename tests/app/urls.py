@@ -17,3 +17,12 @@ urlpatterns = [
     path("vault/<str:room>/call/<str:method>/", views.stub_call),
     path("vault/<str:room>/broadcast/", views.broadcast),
 ]
+
+# Storage, alarm and stub tests (tests/test_stubs.py).
+from . import storage_views  # noqa: E402
+
+urlpatterns += [
+    path("safe/<str:room>/call/<str:method>/", storage_views.safe_call),
+    path("safe/<str:room>/roundtrip/", storage_views.safe_roundtrip),
+    path("safe/not-durable/", storage_views.not_durable),
+]
