@@ -453,13 +453,19 @@ async def test_kill_9_of_the_owner_under_load_loses_and_repeats_nothing(cluster)
             lambda m, i=ident: m.get("event") == "close" and m["id"] == i
         )
         assert (event["code"], event["was_clean"]) == (1006, False)
-    closes = [m["id"] for m in observer.json_messages() if m.get("event") == "close"]
-    assert sorted(closes) == sorted(doomed_ids)
+    closes = [
+        (m["id"], t)
+        for m, t in zip(map(_json, observer.messages), observer.arrived, strict=True)
+        if m is not None and m.get("event") == "close"
+    ]
+    assert sorted(sid for sid, _ in closes) == sorted(doomed_ids)
     new_owner = (await observer.ask({"op": "where"}, "where"))["where"]["pid"]
     assert new_owner in (s1.pid, s2.pid)
     print(
         f"recovery after kill -9 of the owner (lease {LEASE_TIME} s): "
         + ", ".join(f"{r:.2f} s" for r in recoveries)
+        + "; 1006 closes after "
+        + ", ".join(f"{t - killed_at:.2f} s" for _, t in closes)
     )
 
 
