@@ -251,6 +251,15 @@ async def test_text_arrives_as_str_and_binary_as_bytes(server) -> None:
         }
 
 
+async def test_empty_frames_are_delivered_with_their_type(server) -> None:
+    ws, _ = await join(server, new_id())
+    async with ws:
+        await ws.send("")
+        assert await ws.recv() == "text:"
+        await ws.send(b"")
+        assert await ws.recv() == b"bytes:"
+
+
 async def test_one_sockets_messages_are_handled_in_order(server) -> None:
     ws, _ = await join(server, new_id())
     async with ws:

@@ -175,6 +175,23 @@ async def test_tag_past_the_byte_limit_fails_and_leaves_no_trace(probe, tag: str
     assert outcome == {"error": error, "fine": 0, "all": 0, "ready_state": CONNECTING}
 
 
+@pytest.mark.parametrize(
+    "tags", [["ok", "\ud800"], ["ok", 7], ["ok", b"bytes"], "a-single-str"], ids=repr
+)
+async def test_tags_that_are_not_strs_of_utf8_fail(probe, tags) -> None:
+    outcome = {}
+
+    def connect(self, ws):
+        outcome["error"] = catch(self.state.accept_websocket, ws, tags)
+        outcome["count"] = len(self.state.get_websockets())
+
+    probe.on_connect(connect)
+    await probe.connect(expect_accept=False)
+    assert isinstance(outcome["error"], exc.InvalidTags)
+    assert isinstance(outcome["error"], ValueError)
+    assert outcome["count"] == 0
+
+
 # MAX_WEBSOCKETS ---------------------------------------------------------------------------
 
 

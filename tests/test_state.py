@@ -156,6 +156,33 @@ async def test_returning_from_connect_without_accepting_rejects_the_handshake(pr
     assert await client.run(lambda self, ws: ids(self.state.get_websockets())) == [client.id]
 
 
+async def test_connect_that_raises_before_accepting_rejects_cleanly(probe, caplog) -> None:
+    def connect(self, ws):
+        raise RuntimeError("connect failed on purpose")
+
+    probe.on_connect(connect)
+    with caplog.at_level(logging.ERROR, logger="django_durable"):
+        await probe.connect(expect_accept=False)
+    assert "connect failed on purpose" in caplog.text
+    probe.on_connect(None)
+    client = await probe.connect()
+    seen = await client.run(lambda self, ws: (ids(self.state.get_websockets()), self.start_number))
+    assert seen == ([client.id], 1)  # nothing registered; the same instance
+
+
+async def test_connect_that_raises_after_accepting_keeps_the_socket(probe, caplog) -> None:
+    def connect(self, ws):
+        self.state.accept_websocket(ws, ["t"])
+        raise RuntimeError("connect failed on purpose")
+
+    probe.on_connect(connect)
+    with caplog.at_level(logging.ERROR, logger="django_durable"):
+        client = await probe.connect()
+    assert "connect failed on purpose" in caplog.text
+    seen = await client.run(lambda self, ws: (ids(self.state.get_websockets("t")), ws.ready_state))
+    assert seen == ([client.id], OPEN)
+
+
 async def test_scope_is_available_only_in_connect(probe) -> None:
     seen = {}
 
@@ -843,3 +870,19 @@ async def test_event_timeout_discards_the_instance_and_ends_only_that_socket(pro
     assert (
         await b.run(lambda self, ws: self.state.get_hibernatable_websocket_event_timeout()) == 100
     )
+
+
+async def test_a_connect_past_the_event_timeout_is_rejected(probe) -> None:
+    a = await probe.connect()
+    await a.run(lambda self, ws: self.state.set_hibernatable_websocket_event_timeout(100))
+
+    async def slow_connect(self, ws):
+        await asyncio.sleep(30)
+        self.state.accept_websocket(ws)
+
+    probe.on_connect(slow_connect)
+    await probe.connect(expect_accept=False)
+    probe.on_connect(None)
+    # The instance was discarded: the next event re-creates it; a stayed connected.
+    seen = await a.run(lambda self, ws: (self.start_number, ids(self.state.get_websockets())))
+    assert seen == (2, [a.id])
