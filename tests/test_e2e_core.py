@@ -565,6 +565,21 @@ async def test_auto_response_does_not_wake_or_create_a_hibernated_object(server)
         assert await ws.recv() == b"bytes:\x00ping"
 
 
+async def test_auto_response_is_answered_while_the_object_is_busy(server) -> None:
+    room = new_id()
+    busy, _ = await join(server, room)
+    pinger, _ = await join(server, room)
+    name = new_id()
+    async with busy, pinger:
+        await ask(pinger, {"op": "auto", "request": "ping", "response": "pong"}, "ok")
+        await ask(busy, {"op": "wait", "name": name, "timeout": TIMEOUT}, "waiting")
+        await pinger.send("ping")
+        assert await pinger.recv() == "pong"  # answered while busy's handler still runs
+        await monitor(server, {"op": "signal", "name": name})
+        # busy's handler was still waiting when the pong came back: the signal reached it.
+        assert await recv_json(busy, TIMEOUT) == {"waited": name, "signalled": True}
+
+
 # Event timeout -------------------------------------------------------------------------------
 
 

@@ -591,6 +591,28 @@ async def test_auto_response_neither_wakes_nor_creates_a_hibernated_object(probe
     assert seen[b.id] is None  # b never sent the request
 
 
+async def test_auto_response_is_answered_while_a_handler_runs(probe) -> None:
+    busy = await probe.connect()
+    pinger = await probe.connect()
+    await busy.run(
+        lambda self, ws: self.state.set_websocket_auto_response(
+            WebSocketRequestResponsePair("ping", "pong")
+        )
+    )
+    gate = asyncio.Event()
+
+    async def blocked(self, ws):
+        await gate.wait()
+        return "released"
+
+    job = await busy.submit(blocked)
+    await pinger.send("ping")
+    assert await pinger.receive_data() == "pong"
+    assert not job.done()  # the handler was still running when the pong was sent
+    gate.set()
+    assert await wait_for(job) == "released"
+
+
 async def test_auto_response_matches_exactly_and_by_frame_type(probe) -> None:
     client = await probe.connect()
     await client.run(

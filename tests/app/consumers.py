@@ -343,6 +343,9 @@ class Monitor(AsyncJsonWebsocketConsumer):
                 reply = {"drained": object_id, "ok": True}
             except TimeoutError:
                 reply = {"drained": object_id, "ok": False}
+        elif op == "signal":
+            _signal(content["name"]).set()
+            reply = {"signalled": content["name"]}
         elif op == "group_send":
             event: dict[str, Any] = {"type": "durable.broadcast"}
             if "bytes_hex" in content:
