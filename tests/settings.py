@@ -96,3 +96,8 @@ if os.environ.get("DURABLE_TEST_ALARM_POLL_INTERVAL"):
     DURABLE_OBJECTS["ALARM_POLL_INTERVAL"] = float(os.environ["DURABLE_TEST_ALARM_POLL_INTERVAL"])
 if os.environ.get("DURABLE_TEST_DATABASE"):
     DURABLE_OBJECTS["DATABASE"] = os.environ["DURABLE_TEST_DATABASE"]
+# bench/storage_bench.py: persistent database connections ("none": forever, or seconds).
+if os.environ.get("DURABLE_TEST_CONN_MAX_AGE"):
+    _age = os.environ["DURABLE_TEST_CONN_MAX_AGE"]
+    for _database in DATABASES.values():
+        _database["CONN_MAX_AGE"] = None if _age == "none" else int(_age)

@@ -329,3 +329,55 @@ class StorageMonitor(AsyncJsonWebsocketConsumer):
         else:
             reply = {"unknown": op}
         await self.send_json({"op": op, **reply})
+
+
+# The storage benchmark (bench/storage_bench.py; not used by the tests).
+
+
+def _timed_ns(samples: list[int], started: int) -> None:
+    samples.append(time.perf_counter_ns() - started)
+
+
+class StorageBench(DurableConsumer):
+    """Runs storage operations inside the object and reports each one's duration (ns)."""
+
+    @rpc
+    async def measure(self, k: int, size: int, batch: int) -> dict[str, Any]:
+        storage = self.state.storage
+        value = "v" * size
+        await storage.delete_all()
+        puts: list[int] = []
+        begun = time.perf_counter_ns()
+        for i in range(k):
+            started = time.perf_counter_ns()
+            await storage.put(f"key{i:08d}", value)
+            _timed_ns(puts, started)
+        puts_total = time.perf_counter_ns() - begun
+        gets: list[int] = []
+        for i in range(k):
+            started = time.perf_counter_ns()
+            found = await storage.get(f"key{i:08d}")
+            _timed_ns(gets, started)
+            assert found == value
+        batches: list[int] = []
+        for b in range(max(1, k // batch)):
+            entries = {f"batch{b:06d}:{i:06d}": value for i in range(batch)}
+            started = time.perf_counter_ns()
+            await storage.put(entries)
+            _timed_ns(batches, started)
+        txns: list[int] = []
+        for b in range(max(1, k // batch)):
+            started = time.perf_counter_ns()
+            async with storage.transaction() as txn:
+                for i in range(batch):
+                    await txn.put(f"txn{b:06d}:{i:06d}", value)
+            _timed_ns(txns, started)
+        await storage.delete_all()
+        return {
+            "put": puts,
+            "put_total": puts_total,
+            "get": gets,
+            "batch": batches,
+            "txn": txns,
+            "pid": os.getpid(),
+        }

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
 from django_durable.stubs import DurableStub
 
-from .storage_consumers import ROUNDTRIP_VALUE, Safe, StorageMonitor
+from .storage_consumers import ROUNDTRIP_VALUE, Safe, StorageBench, StorageMonitor
 
 
 def _jsonable(value: Any) -> Any:
@@ -66,3 +67,31 @@ async def not_durable(request: HttpRequest) -> JsonResponse:
     except Exception as exc:
         return _failure(exc)
     return JsonResponse({"result": _jsonable(result)})
+
+
+async def bench_stub(request: HttpRequest, room: str) -> JsonResponse:
+    """For bench/storage_bench.py: ``?n=&hibernate=0|1``, n sequential ``Safe(room).pid()``
+    calls timed here (ns); with ``hibernate=1`` the object is hibernated in this process
+    before each call (outside the timing)."""
+    from django_durable.testing import hibernate
+
+    n = int(request.GET.get("n", "100"))
+    hibernated = request.GET.get("hibernate") == "1"
+    stub = Safe.get(room)
+    samples: list[int] = []
+    pids: set[int] = set()
+    for _ in range(n):
+        if hibernated:
+            await hibernate(Safe, room)
+        started = time.perf_counter_ns()
+        pids.add(await stub.pid())
+        samples.append(time.perf_counter_ns() - started)
+    return JsonResponse({"samples": samples, "object_pids": sorted(pids), "pid": os.getpid()})
+
+
+async def bench_storage(request: HttpRequest, room: str) -> JsonResponse:
+    """For bench/storage_bench.py: ``StorageBench(room).measure(k, size, batch)``."""
+    k = int(request.GET.get("k", "1000"))
+    size = int(request.GET.get("size", "100"))
+    batch = int(request.GET.get("batch", "100"))
+    return JsonResponse(await StorageBench.get(room).measure(k, size, batch))

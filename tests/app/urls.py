@@ -26,3 +26,9 @@ urlpatterns += [
     path("safe/<str:room>/roundtrip/", storage_views.safe_roundtrip),
     path("safe/not-durable/", storage_views.not_durable),
 ]
+
+# The storage benchmark (bench/storage_bench.py).
+urlpatterns += [
+    path("safe/<str:room>/bench-stub/", storage_views.bench_stub),
+    path("safe/<str:room>/bench-storage/", storage_views.bench_storage),
+]
