@@ -32,3 +32,12 @@ urlpatterns += [
     path("safe/<str:room>/bench-stub/", storage_views.bench_stub),
     path("safe/<str:room>/bench-storage/", storage_views.bench_storage),
 ]
+
+# The durable objects status views (tests/test_status.py): the staff-only one as users
+# mount it, and an open one the status command can read with --url.
+from django_durable import views as durable_views  # noqa: E402
+
+urlpatterns += [
+    path("durable/status/", durable_views.status),
+    path("durable/status/open/", durable_views.status_view(allow=lambda request: True)),
+]

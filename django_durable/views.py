@@ -1,0 +1,66 @@
+"""An optional JSON view of the objects this server (or, with Redis, the cluster) holds.
+
+Mount it in your URLconf; it answers staff users only::
+
+    from django_durable import views as durable_views
+
+    urlpatterns = [path("durable/status/", durable_views.status)]
+
+``status_view(allow=...)`` makes a view with another rule: ``allow(request)`` returns
+(or awaits to) a bool. The JSON is :func:`django_durable.status.status_report`'s, and
+``manage.py durable_status --url http://host:port/durable/status/`` prints it.
+
+The views are ``async`` on purpose: they must run on the server's event loop, where
+its objects are (a sync view runs in a thread, which has no durable runtime).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from .status import status_report
+
+Allow = Callable[[HttpRequest], bool | Awaitable[bool]]
+
+
+async def is_staff(request: HttpRequest) -> bool:
+    """The default rule: an active staff user (needs Django's auth middleware)."""
+    auser = getattr(request, "auser", None)
+    if auser is None:
+        return False
+    user = await auser()
+    return bool(getattr(user, "is_active", False) and getattr(user, "is_staff", False))
+
+
+def status_view(allow: Allow | None = None) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
+    """An async view returning the status JSON to requests that ``allow`` lets in."""
+    rule: Allow = is_staff if allow is None else allow
+
+    async def view(request: HttpRequest) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            response: HttpResponse = JsonResponse({"error": "use GET"}, status=405)
+            response["Allow"] = "GET, HEAD"
+            return response
+        verdict: Any = rule(request)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        if not verdict:
+            return JsonResponse(
+                {"error": "forbidden", "detail": "the durable objects status is for staff users"},
+                status=403,
+            )
+        response = JsonResponse(await status_report())
+        response["Cache-Control"] = "no-store"
+        return response
+
+    return view
+
+
+#: The staff-only status view.
+status = status_view()
+
+__all__ = ["is_staff", "status", "status_view"]
