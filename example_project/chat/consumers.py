@@ -1,12 +1,27 @@
-"""A chat room as a durable object: one instance per room, shared by all its sockets."""
+"""A chat room as a durable object: one instance per room, shared by all its sockets.
+
+What survives hibernation, and where it is kept:
+- each person's name: in their socket's attachment (``ws.scope`` is gone after connect);
+- who is here: the socket list itself (``self.state.get_websockets()``);
+- the last 50 messages: in the room's storage, one key per message;
+- the ping/pong keep-alive: the room's auto-response, answered without waking it.
+Nothing is kept in instance attributes: an instance may be dropped after any event.
+"""
 
 import json
+from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 from django_durable import DurableConsumer, DurableWebSocket, WebSocketRequestResponsePair
 
 NAME_MAX_CHARS = 32
 TEXT_MAX_CHARS = 2000
+HISTORY = 50  # messages kept in storage and sent to each new socket
+
+
+def history_key(number: int) -> str:
+    # Zero-padded, so storage's key order is message order.
+    return f"msg:{number:012d}"
 
 
 class ChatRoom(DurableConsumer):
@@ -23,23 +38,48 @@ class ChatRoom(DurableConsumer):
         name = query.get("name", [""])[0].strip()[:NAME_MAX_CHARS] or "anonymous"
         self.state.accept_websocket(ws, tags=["members"])
         ws.serialize_attachment({"name": name})
-        await self.broadcast_presence()
+        # The newcomer first gets the recent history, then everyone the new presence.
+        await ws.send(json.dumps({"type": "history", "messages": await self.history()}))
+        await self.broadcast_presence(joined=name)
 
     async def websocket_message(self, ws, message):
         if not isinstance(message, str) or not message.strip():
             return
         name = ws.deserialize_attachment()["name"]
-        text = message.strip()[:TEXT_MAX_CHARS]
-        await self.send_to_all({"type": "message", "name": name, "text": text})
+        event = {
+            "type": "message",
+            "name": name,
+            "text": message.strip()[:TEXT_MAX_CHARS],
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        await self.remember(event)
+        await self.send_to_all(event)
 
     async def websocket_close(self, ws, code, reason, was_clean):
         # The server completes the close handshake: no ws.close() needed here.
-        await self.broadcast_presence()
+        await self.broadcast_presence(left=(ws.deserialize_attachment() or {}).get("name"))
 
     async def websocket_error(self, ws, error):
-        await self.broadcast_presence()
+        await self.broadcast_presence(left=(ws.deserialize_attachment() or {}).get("name"))
 
-    async def broadcast_presence(self):
+    # History: the last HISTORY messages, in storage ----------------------------------
+
+    async def remember(self, event):
+        # One transaction: the counter, the new message and the oldest one's removal
+        # are written together or not at all.
+        async with self.state.storage.transaction() as txn:
+            number = (await txn.get("count") or 0) + 1
+            await txn.put({"count": number, history_key(number): event})
+            if number > HISTORY:
+                await txn.delete(history_key(number - HISTORY))
+
+    async def history(self):
+        recent = await self.state.storage.list(prefix="msg:", reverse=True, limit=HISTORY)
+        return list(reversed(recent.values()))
+
+    # Presence: straight from the socket list ------------------------------------------
+
+    async def broadcast_presence(self, joined=None, left=None):
         # The socket list (and each attachment) survives hibernation. A socket whose
         # close is being handled is still listed until then, so keep only open ones.
         members = [
@@ -47,7 +87,12 @@ class ChatRoom(DurableConsumer):
             for ws in self.state.get_websockets("members")
             if ws.ready_state == DurableWebSocket.OPEN
         ]
-        await self.send_to_all({"type": "presence", "members": members})
+        event = {"type": "presence", "members": members}
+        if joined is not None:
+            event["joined"] = joined
+        if left is not None:
+            event["left"] = left
+        await self.send_to_all(event)
 
     async def send_to_all(self, event):
         await self.state.broadcast(json.dumps(event), tag="members")

@@ -1,6 +1,7 @@
 import re
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,7 +21,13 @@ def index(request: HttpRequest) -> HttpResponse:
             query = f"?{urlencode({'name': name})}" if name else ""
             return redirect(reverse("room", args=[room]) + query)
         error = "Room names use letters, digits, '-' and '_' (at most 64)."
-    context = {"rooms": SUGGESTED_ROOMS, "room": room, "name": name, "error": error}
+    context = {
+        "rooms": SUGGESTED_ROOMS,
+        "room": room,
+        "name": name,
+        "error": error,
+        "idle_timeout": f"{settings.DURABLE_OBJECTS.get('IDLE_TIMEOUT', 10):g}",
+    }
     return render(request, "chat/index.html", context)
 
 

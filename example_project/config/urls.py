@@ -1,3 +1,7 @@
 from django.urls import include, path
 
-urlpatterns = [path("", include("chat.urls"))]
+urlpatterns = [
+    path("", include("chat.urls")),
+    path("game/", include("game.urls")),
+    path("", include("dashboard.urls")),
+]
