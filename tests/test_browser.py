@@ -1,0 +1,257 @@
+"""The example project in a real browser: Playwright driving Debian's Chromium.
+
+A daphne process serves ``example_project`` (its own migrated SQLite in a temporary
+directory, a short ``IDLE_TIMEOUT`` and turn timer through the environment variables
+its settings read). Two pages chat in one room; the room hibernates (the status JSON
+says it is no longer live) and messages, presence and history still work. Two pages
+play tic-tac-toe; the turn timer (an alarm) skips the player who does not move.
+
+Needs ``/usr/bin/chromium`` (``apt-get install chromium``) and Playwright for Python
+(``pip install -e ".[browser]"``); never a browser downloaded by Playwright. Without
+them the tests are skipped, or fail when ``DURABLE_REQUIRE_SERVICES=1`` (CI). Set
+``DURABLE_SCREENSHOTS_DIR`` to keep screenshots of the pages (chat, status, game).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.daphne_server import REPO_ROOT, DaphneServer
+from tests.services import services_required
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+EXAMPLE = REPO_ROOT / "example_project"
+IDLE_TIMEOUT = 1.5
+TURN_SECONDS = 3
+WAIT_MS = 10_000
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _missing() -> list[str]:
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append('Playwright is not installed (pip install -e ".[browser]")')
+    return missing
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    missing = _missing()
+    if missing:
+        reason = "; ".join(missing)
+        if services_required():
+            pytest.fail(f"browser tests cannot run: {reason}", pytrace=False)
+        pytest.skip(f"browser tests skipped: {reason}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def example_environment(db: Path) -> dict[str, str]:
+    return {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "PYTHONPATH": os.pathsep.join([str(EXAMPLE), str(REPO_ROOT)]),
+        "DURABLE_EXAMPLE_DB": str(db),
+        "DURABLE_EXAMPLE_IDLE_TIMEOUT": str(IDLE_TIMEOUT),
+        "DURABLE_EXAMPLE_TURN_SECONDS": str(TURN_SECONDS),
+    }
+
+
+@pytest.fixture(scope="module")
+def example_server(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The example project under daphne, with a database of its own."""
+    env = example_environment(tmp_path_factory.mktemp("example") / "db.sqlite3")
+    migrate = subprocess.run(
+        [sys.executable, str(EXAMPLE / "manage.py"), "migrate", "--noinput", "-v0"],
+        cwd=EXAMPLE,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    server = DaphneServer(env, application="config.asgi:application", name="example")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pages(browser: Any, example_server: DaphneServer) -> Iterator[Callable[[str], Any]]:
+    """``open_page(path)``: a new page at ``path``; JavaScript errors fail the test."""
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    errors: list[str] = []
+
+    def open_page(path: str) -> Any:
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(example_server.http_url(path))
+        return page
+
+    try:
+        yield open_page
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def screenshot(page: Any, name: str, tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("DURABLE_SCREENSHOTS_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def status_of(server: DaphneServer, key: str) -> dict[str, Any] | None:
+    with urllib.request.urlopen(server.http_url("status.json"), timeout=10) as response:
+        report = json.loads(response.read())
+    return next((o for o in report["objects"] if o["key"] == key), None)
+
+
+def wait_for_status(
+    server: DaphneServer, key: str, check: Callable[[dict[str, Any]], bool], what: str
+) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT_MS / 1000
+    entry = None
+    while time.monotonic() < deadline:
+        entry = status_of(server, key)
+        if entry is not None and check(entry):
+            return entry
+        time.sleep(0.1)
+    raise AssertionError(f"{key}: never {what}; last status {entry!r}")
+
+
+def send(page: Any, text: str) -> None:
+    page.fill("#text", text)
+    page.press("#text", "Enter")
+
+
+def test_chat_room_hibernates_and_keeps_working(
+    pages: Callable[[str], Any], example_server: DaphneServer, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    room = f"room-{uuid.uuid4().hex[:8]}"
+    key = f"chat.consumers.ChatRoom/{room}"
+    ada = pages(f"chat/{room}/?name=Ada")
+    grace = pages(f"chat/{room}/?name=Grace")
+    for page in (ada, grace):
+        expect(page.locator("#presence li")).to_have_text(["Ada", "Grace"], timeout=WAIT_MS)
+        expect(page.locator("#status")).to_have_text("connected")
+
+    send(ada, "Hello Grace")
+    expect(grace.locator("#log")).to_contain_text("Ada: Hello Grace", timeout=WAIT_MS)
+    send(grace, "Hi Ada")
+    expect(ada.locator("#log")).to_contain_text("Grace: Hi Ada", timeout=WAIT_MS)
+
+    # Idle: the room hibernates; both sockets stay connected.
+    entry = wait_for_status(example_server, key, lambda e: not e["live"], "hibernated")
+    assert entry["sockets"] == 2 and entry["tags"] == {"members": 2}
+    status_page = pages("status/")
+    row = status_page.locator(f'tr[data-key="{key}"]')
+    expect(row.locator(".badge")).to_have_text("hibernated", timeout=WAIT_MS)
+    expect(row.locator("td.num")).to_have_text("2")
+    screenshot(status_page, "status", tmp_path)
+
+    # The next message wakes it, with everyone still there.
+    send(grace, "Still here after hibernation")
+    expect(ada.locator("#log")).to_contain_text(
+        "Grace: Still here after hibernation", timeout=WAIT_MS
+    )
+    for page in (ada, grace):
+        expect(page.locator("#status")).to_have_text("connected")
+
+    # A newcomer gets the history from storage, and everyone the presence list,
+    # computed from the socket list that survived hibernation.
+    wait_for_status(example_server, key, lambda e: not e["live"], "hibernated again")
+    lin = pages(f"chat/{room}/?name=Lin")
+    for page in (ada, grace, lin):
+        expect(page.locator("#presence li")).to_have_text(["Ada", "Grace", "Lin"], timeout=WAIT_MS)
+    history = lin.locator("#log li.history")
+    expect(history).to_have_count(3, timeout=WAIT_MS)
+    expect(history.nth(0)).to_contain_text("Ada: Hello Grace")
+    expect(history.nth(2)).to_contain_text("Grace: Still here after hibernation")
+    expect(ada.locator("#log")).to_contain_text("Lin joined")
+    screenshot(grace, "chat", tmp_path)
+
+    # Someone leaves: the others' presence follows.
+    grace.close()
+    for page in (ada, lin):
+        expect(page.locator("#presence li")).to_have_text(["Ada", "Lin"], timeout=WAIT_MS)
+    expect(ada.locator("#log")).to_contain_text("Grace left")
+    entry = wait_for_status(example_server, key, lambda e: e["sockets"] == 2, "at 2 sockets")
+    assert entry["tags"] == {"members": 2}
+
+
+def test_game_turn_timer_skips_the_slow_player(
+    pages: Callable[[str], Any], example_server: DaphneServer, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    game = f"game-{uuid.uuid4().hex[:8]}"
+    key = f"game.consumers.TicTacToe/{game}"
+    ada = pages(f"game/{game}/?name=Ada")
+    grace = pages(f"game/{game}/?name=Grace")
+    expect(ada.locator("#banner")).to_have_text("Your turn (X)", timeout=WAIT_MS)
+    expect(grace.locator("#banner")).to_have_text("Ada (X) to play", timeout=WAIT_MS)
+    expect(grace.locator("[data-cell='0']")).to_be_disabled()
+
+    entry = wait_for_status(example_server, key, lambda e: e["sockets"] == 2, "with 2 sockets")
+    assert entry["tags"] == {"all": 2, "player:Ada": 1, "player:Grace": 1}
+    assert entry["alarm"] is not None, "the turn timer is the object's alarm"
+
+    ada.click("[data-cell='4']")
+    expect(grace.locator("[data-cell='4']")).to_have_text("X", timeout=WAIT_MS)
+    expect(grace.locator("#banner")).to_have_text("Your turn (O)", timeout=WAIT_MS)
+    # "Your turn" goes to the tag player:<name> only: Ada has just her first one.
+    expect(grace.locator("#news li", has_text="Your turn")).to_have_count(1)
+    expect(ada.locator("#news li", has_text="Your turn")).to_have_count(1)
+    screenshot(grace, "game", tmp_path)
+
+    # Grace does not move: the alarm skips her turn (waking the game if it hibernated).
+    expect(grace.locator("#news")).to_contain_text(
+        "your turn was skipped", timeout=TURN_SECONDS * 1000 + WAIT_MS
+    )
+    expect(ada.locator("#news")).to_contain_text("Grace took too long")
+    expect(ada.locator("#banner")).to_have_text("Your turn (X)")
+    expect(ada.locator("[data-cell='4']")).to_have_text("X")
+
+    ada.click("[data-cell='0']")
+    expect(grace.locator("[data-cell='0']")).to_have_text("X", timeout=WAIT_MS)
+    grace.click("[data-cell='8']")
+    expect(ada.locator("[data-cell='8']")).to_have_text("O", timeout=WAIT_MS)
