@@ -2,7 +2,8 @@
 
 The docstrings say ``:class:`~django_durable.models.StorageEntry``` (Sphinx style);
 mkdocstrings renders that as ``:class:`` followed by inline code. This hook drops the
-role and, for ``~`` references, keeps only the last dotted name, as Sphinx would.
+role and, for ``~`` references, keeps only the last dotted name, as Sphinx would; and
+a paragraph ending in ``::`` (which introduces a literal block) ends in one colon.
 """
 
 from __future__ import annotations
@@ -22,5 +23,9 @@ def _plain(match: re.Match[str]) -> str:
     return f"<code>{target}</code>"
 
 
+# A reST paragraph that introduces a literal block ends with "::"; show one colon.
+LITERAL_INTRO = re.compile(r"::</p>")
+
+
 def on_page_content(html: str, **kwargs: Any) -> str:
-    return ROLE.sub(_plain, html)
+    return LITERAL_INTRO.sub(":</p>", ROLE.sub(_plain, html))
