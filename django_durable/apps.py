@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core.exceptions import ImproperlyConfigured
 
 
 class DurableConfig(AppConfig):
@@ -8,7 +9,15 @@ class DurableConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
-        from .scheduler import start_with_daphne
+        from .checks import check_durable_settings  # importing registers the checks
+        from .scheduler import running_under_daphne, start_with_daphne
 
+        if running_under_daphne():
+            # daphne runs no system checks: refuse to start rather than fail at the
+            # first connection, as runserver would.
+            errors = [e for e in check_durable_settings() if e.is_serious()]
+            if errors:
+                raise ImproperlyConfigured(
+                    "DURABLE_OBJECTS is misconfigured:\n" + "\n".join(str(e) for e in errors)
+                )
         start_with_daphne()

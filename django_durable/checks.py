@@ -1,5 +1,6 @@
 """System checks for ``DURABLE_OBJECTS``: misconfiguration shows in ``manage.py check``
-(and at daphne start-up), not as a traceback at the first connection."""
+(and, since daphne runs no checks, as an ``ImproperlyConfigured`` at daphne start-up:
+see ``apps.py``), not as a traceback at the first connection."""
 
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ import uuid
 from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any
 
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 
@@ -154,13 +155,14 @@ class RedisTransport(LocalTransport):
         )
 
     async def _retrying(self, fn: Any, *args: Any) -> Any:
-        """Retry while Redis is unreachable: the socket's frames wait, none is lost."""
+        """Retry while Redis is unreachable or the owner's channel is full: the
+        socket's frames wait (and TCP pushes back on the client); none is lost."""
         delay = 0.05
         while True:
             try:
                 return await fn(*args)
-            except SessionLayerUnavailable as exc:
-                logger.warning("%s; retrying in %.1f s", exc, delay)
+            except (SessionLayerUnavailable, ChannelFull) as exc:
+                logger.warning("%s; retrying in %.1f s", exc or type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 

@@ -134,9 +134,13 @@ def consumer_class(name: str) -> type[DurableConsumer]:
     return cls if cls is not None else import_string(name)
 
 
+def running_under_daphne() -> bool:
+    return "daphne.server" in sys.modules and "twisted.internet.reactor" in sys.modules
+
+
 def start_with_daphne() -> None:
     """Start the alarm poller when daphne's reactor starts (called from ``ready()``)."""
-    if "daphne.server" not in sys.modules or "twisted.internet.reactor" not in sys.modules:
+    if not running_under_daphne():
         return
     from twisted.internet import reactor
 
