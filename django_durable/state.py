@@ -36,6 +36,11 @@ class DurableState:
     # Sockets ------------------------------------------------------------------------
 
     def accept_websocket(self, ws: DurableWebSocket, tags: Iterable[str] | None = None) -> None:
+        """Accept ``ws`` (in ``connect()``) with its tags, fixed from now on.
+
+        Tags are validated completely first (at most 10 distinct, 256 bytes each) so a
+        failing accept registers nothing; they become the socket's channel-layer groups.
+        """
         record = ws._record
         if record.state != CONNECTING or record.id in self._live.session.sockets:
             raise WebSocketAlreadyAccepted(f"socket {record.id} was already accepted")
@@ -51,6 +56,11 @@ class DurableState:
         self._live.add_socket(record)
 
     def get_websockets(self, tag: str | None = None) -> list[DurableWebSocket]:
+        """Every socket of the object (with ``tag``), wherever its connection is held.
+
+        A socket stays listed until its final event has been dispatched, so a socket
+        being closed shows up as CLOSING (or CLOSED inside its own close handler).
+        """
         live = self._live
         records = live.session.sockets.values()
         if tag is None:
@@ -58,6 +68,7 @@ class DurableState:
         return [DurableWebSocket(r, live) for r in records if tag in r.tags]
 
     def get_tags(self, ws: DurableWebSocket) -> list[str]:
+        """The socket's tags, distinct and in the order they were given at accept."""
         record = self._live.session.sockets.get(ws.id)
         if record is None:
             raise WebSocketNotAccepted(f"socket {ws.id} was never accepted by this object")
@@ -82,6 +93,11 @@ class DurableState:
     # Auto-response ----------------------------------------------------------------
 
     def set_websocket_auto_response(self, pair: WebSocketRequestResponsePair | None = None) -> None:
+        """Let gateways answer ``pair.request`` with ``pair.response`` themselves.
+
+        Matching frames never reach (or wake) the object; the setting survives
+        hibernation. No argument clears it and keeps the recorded timestamps.
+        """
         if pair is not None:
             if not isinstance(pair, WebSocketRequestResponsePair):
                 raise TypeError(
@@ -93,9 +109,15 @@ class DurableState:
         self._live.write_settings()
 
     def get_websocket_auto_response(self) -> WebSocketRequestResponsePair | None:
+        """The object's auto-response pair, or None."""
         return self._live.session.auto_response
 
     def get_websocket_auto_response_timestamp(self, ws: DurableWebSocket) -> datetime | None:
+        """When the gateway last answered this socket's auto-response (aware UTC).
+
+        With the Redis layer, a socket held by another process may show the time as it
+        was when the object woke: gateways record it in Redis without waking the object.
+        """
         record = self._live.session.sockets.get(ws.id)
         when = None if record is None else record.auto_response_at
         return None if when is None else datetime.fromtimestamp(when, UTC)
@@ -103,16 +125,23 @@ class DurableState:
     # Event timeout -------------------------------------------------------------------
 
     def set_hibernatable_websocket_event_timeout(self, timeout_ms: int | None = None) -> None:
+        """Cancel handlers that run longer than ``timeout_ms`` (None or 0: no limit).
+
+        A handler past it is cancelled, the instance is discarded and the socket whose
+        event it was is closed with 1011; the other sockets stay connected.
+        """
         self._live.session.event_timeout_ms = validate_event_timeout(timeout_ms)
         self._live.write_settings()
 
     def get_hibernatable_websocket_event_timeout(self) -> int | None:
+        """The event timeout in milliseconds, or None."""
         return self._live.session.event_timeout_ms
 
     # Storage ----------------------------------------------------------------------------
 
     @property
     def storage(self) -> DurableStorage:
+        """The object's transactional key-value storage (and its alarm), in the database."""
         if self._storage is None:
             self._storage = self._live.make_storage()
         return self._storage

@@ -52,10 +52,12 @@ class DurableWebSocket:
 
     @property
     def id(self) -> str:
+        """A string naming the socket, stable across hibernation and processes."""
         return self._record.id
 
     @property
     def ready_state(self) -> int:
+        """CONNECTING (in ``connect()`` before accepting), OPEN, CLOSING or CLOSED."""
         return self._record.state
 
     @property
@@ -69,6 +71,11 @@ class DurableWebSocket:
         return self._scope
 
     async def send(self, data: str | bytes) -> None:
+        """Send a text (``str``) or binary (``bytes``) message.
+
+        Raises ``WebSocketClosed`` once the socket was closed by either side, also when
+        the close happened before the object hibernated.
+        """
         message = asgi_send_message(data)
         state = self._record.state
         if state == CONNECTING:
@@ -78,6 +85,11 @@ class DurableWebSocket:
         await self._live.send_to(self._record, message)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (codes 1000 and 3000-4999; reason <= 123 bytes).
+
+        The peer's answer arrives as ``websocket_close`` with the peer's code; closing a
+        closed socket does nothing. daphne drops close reasons on the wire.
+        """
         validate_close(code, reason)
         state = self._record.state
         if state == CONNECTING:
@@ -92,6 +104,11 @@ class DurableWebSocket:
         await self._live.close_socket(self._record, code, reason)
 
     def serialize_attachment(self, value: Any) -> None:
+        """Keep ``value`` with the socket across hibernation (and processes).
+
+        Encoded at once (never pickled); over ``ATTACHMENT_MAX_BYTES`` it raises
+        ``AttachmentTooLarge`` and the previous attachment stays.
+        """
         data = encode(value)
         limit = conf.get("ATTACHMENT_MAX_BYTES")
         if len(data) > limit:
@@ -102,6 +119,7 @@ class DurableWebSocket:
         self._live.write_socket(self._record)
 
     def deserialize_attachment(self) -> Any:
+        """A fresh copy of the attachment, or None when none was set."""
         data = self._record.attachment
         return None if data is None else decode(data)
 
