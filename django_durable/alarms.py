@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -135,7 +136,11 @@ def unschedule(object_key: str, *, using: str | None = None) -> bool:
 
 
 def claim_due(
-    now: datetime.datetime, lease_seconds: float, limit: int, using: str | None = None
+    now: datetime.datetime,
+    lease_seconds: float,
+    limit: int,
+    using: str | None = None,
+    object_keys: Collection[str] | None = None,
 ) -> list[ClaimedAlarm]:
     """Claim up to ``limit`` alarms due at ``now``, oldest first, for ``lease_seconds``.
 
@@ -152,6 +157,8 @@ def claim_due(
         .filter(_unclaimed(now))
         .order_by("scheduled_at", "id")
     )
+    if object_keys is not None:
+        due = due.filter(object_key__in=list(object_keys))
     if connections[alias].features.has_select_for_update_skip_locked:
         due = due.select_for_update(skip_locked=True)
     claimed: list[ClaimedAlarm] = []

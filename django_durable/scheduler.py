@@ -10,8 +10,10 @@ lasts ``CLAIM_SECONDS``: if the process dies mid-handler, the alarm fires again 
 that (delivery is at least once).
 
 Under daphne the poller starts with the server (so alarms fire after a restart of
-every process even before any connection); in any other process (tests, a management
-command) it starts when that process sets an alarm.
+every process even before any connection) and runs every due alarm. In any other
+process (tests, a management command) it starts when that process sets an alarm and
+runs only the alarms that process set: a short-lived process must not claim other
+objects' alarms and exit before running them (they would fire a claim later).
 """
 
 from __future__ import annotations
@@ -57,8 +59,15 @@ class AlarmScheduler:
         self.runtime = runtime
         self.task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        #: None: run every due alarm (a server); else only these objects' alarms.
+        self.only: set[str] | None = set()
 
-    def start(self) -> None:
+    def start(self, object_key: str | None = None) -> None:
+        """Poll for every due alarm, or (``object_key``) for that object's too."""
+        if object_key is None:
+            self.only = None
+        elif self.only is not None:
+            self.only.add(object_key)
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._poll(), name="durable-alarms")
 
@@ -67,7 +76,7 @@ class AlarmScheduler:
         failing = False
         while True:
             try:
-                due = await sync_to_async(_claim_due)(using)
+                due = await sync_to_async(_claim_due)(using, self.only)
                 failing = False
             except Exception:
                 # Say it once per outage, not once per poll.
@@ -99,13 +108,14 @@ class AlarmScheduler:
             )
         except Exception as exc:
             if alarm.retry_count >= MAX_RETRIES:
+                # Drop it before saying so: whoever reads the log finds it gone.
+                await sync_to_async(alarms.finish)(alarm.object_key, alarm.version, using)
                 logger.error(
                     "object %s: alarm failed after %d retries; dropped",
                     alarm.object_key,
                     MAX_RETRIES,
                     exc_info=exc,
                 )
-                await sync_to_async(alarms.finish)(alarm.object_key, alarm.version, using)
                 return
             delay = conf.get("ALARM_RETRY_BASE_DELAY") * 2**alarm.retry_count
             logger.warning(
@@ -120,11 +130,11 @@ class AlarmScheduler:
         await sync_to_async(alarms.finish)(alarm.object_key, alarm.version, using)
 
 
-def _claim_due(using: str) -> list[alarms.ClaimedAlarm]:
+def _claim_due(using: str, only: set[str] | None) -> list[alarms.ClaimedAlarm]:
     from . import alarms
 
     close_old_connections()
-    return alarms.claim_due(timezone.now(), CLAIM_SECONDS, 100, using)
+    return alarms.claim_due(timezone.now(), CLAIM_SECONDS, 100, using, only)
 
 
 def consumer_class(name: str) -> type[DurableConsumer]:

@@ -414,7 +414,7 @@ class DurableStorage:
         # Make sure this process polls for alarms (daphne starts its poller anyway).
         from .runtime import get_runtime
 
-        get_runtime().alarms.start()
+        get_runtime().alarms.start(self.object_key)
 
     async def get_alarm(self) -> datetime.datetime | None:
         """When the alarm is set for (aware, UTC), or ``None`` (also while it runs)."""
