@@ -101,3 +101,7 @@ if os.environ.get("DURABLE_TEST_CONN_MAX_AGE"):
     _age = os.environ["DURABLE_TEST_CONN_MAX_AGE"]
     for _database in DATABASES.values():
         _database["CONN_MAX_AGE"] = None if _age == "none" else int(_age)
+# Several processes sharing one SQLite file: BEGIN IMMEDIATE, so that a transaction that
+# reads before it writes waits for the write lock instead of failing "database is locked".
+if os.environ.get("DURABLE_TEST_SQLITE_IMMEDIATE"):
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}

@@ -108,6 +108,18 @@ class E2EDatabase:
     def __repr__(self) -> str:
         return f"<E2EDatabase {self.kind} {self.pg_name or self.sqlite_path}>"
 
+    def env_for(self, processes: int) -> dict[str, str]:
+        """The environment for ``processes`` servers sharing this database.
+
+        Several processes on one SQLite file need ``BEGIN IMMEDIATE``: in SQLite's
+        default deferred mode a transaction that reads before it writes (a fenced write,
+        an alarm claim) fails at once with "database is locked" when another process is
+        writing, rather than waiting for it.
+        """
+        if self.kind == "sqlite" and processes > 1:
+            return {**self.env, "DURABLE_TEST_SQLITE_IMMEDIATE": "1"}
+        return dict(self.env)
+
     def drop(self) -> None:
         if self.pg_name:
             _pg_tool("dropdb", "--if-exists", "--force", self.pg_name)

@@ -68,7 +68,8 @@ def start(daphne_factory, database: E2EDatabase):
     """``start(count, **env)``: servers of this test on this module's database."""
 
     def start_some(count: int = 1, **env: str) -> list[DaphneServer]:
-        return daphne_factory(count, {**database.env, **FAST, **env})
+        # Every test that starts servers has two processes on the database at some point.
+        return daphne_factory(count, {**database.env_for(2), **FAST, **env})
 
     return start_some
 

@@ -74,11 +74,11 @@ class Setup:
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
 def setup(request: pytest.FixtureRequest, database: E2EDatabase) -> Iterator[Setup]:
-    env = {**database.env, "DURABLE_TEST_IDLE_TIMEOUT": IDLE_TIMEOUT}
-    count = 1
+    count = 2 if request.param == "redis" else 1
+    # (Management commands are further processes on the database.)
+    env = {**database.env_for(2), "DURABLE_TEST_IDLE_TIMEOUT": IDLE_TIMEOUT}
     if request.param == "redis":
         env.update(redis_env())
-        count = 2
     servers = start_servers(count, env, first_index=80)
     try:
         yield Setup(request.param, servers[0], servers[-1], env)
