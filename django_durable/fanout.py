@@ -27,14 +27,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 GROUP_REFRESH = 3600.0
+#: Seconds a group with no local socket left is kept before this process leaves it.
+GROUP_LINGER = 30.0
+
+
+def _group_names(sock: LocalSocket, tags: tuple[str, ...]) -> list[str]:
+    cls, object_id = sock.cls, sock.object_id
+    return [cls.tag_group(object_id, None)] + [cls.tag_group(object_id, t) for t in tags]
 
 
 class Membership:
-    __slots__ = ("channel", "key", "name", "reader", "sockets")
+    __slots__ = ("channel", "key", "linger", "name", "reader", "sockets")
 
     def __init__(self, name: str, key: str) -> None:
         self.name = name
         self.key = key
+        self.linger: asyncio.TimerHandle | None = None
         self.sockets: set[str] = set()
         self.channel: str | None = None
         self.reader: asyncio.Task[None] | None = None
@@ -55,31 +63,37 @@ class Fanout:
         self.channel_layer = get_channel_layer()
         self.groups: dict[str, Membership] = {}
         self._refresher: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def join(self, sock: LocalSocket, tags: tuple[str, ...]) -> None:
-        cls, object_id = sock.cls, sock.object_id
-        names = [cls.tag_group(object_id, None)] + [cls.tag_group(object_id, t) for t in tags]
-        joined = []
-        for name in names:
+        for name in _group_names(sock, tags):
             membership = self.groups.get(name)
             if membership is None:
                 membership = self.groups[name] = Membership(name, sock.key)
                 if self.channel_layer is not None:
                     await self._subscribe(membership)
+            elif membership.linger is not None:
+                membership.linger.cancel()
+                membership.linger = None
             membership.sockets.add(sock.id)
-            joined.append(membership.name)
-        sock.groups = tuple(joined)
 
     def leave(self, sock: LocalSocket) -> None:
-        for name in sock.groups:
+        """Forget ``sock``; a group left empty is given up after ``GROUP_LINGER``.
+
+        Lingering keeps churn (a socket leaving and another joining) off the channel
+        layer, and a group reader is stopped by a message, never cancelled: cancelling
+        a channels-redis ``receive()`` can lose a message meant for another channel of
+        the process.
+        """
+        for name in _group_names(sock, sock.tags):
             membership = self.groups.get(name)
-            if membership is None:
+            if membership is None or sock.id not in membership.sockets:
                 continue
             membership.sockets.discard(sock.id)
-            if not membership.sockets:
-                del self.groups[name]
-                self._unsubscribe(membership)
-        sock.groups = ()
+            if not membership.sockets and membership.linger is None:
+                membership.linger = asyncio.get_running_loop().call_later(
+                    GROUP_LINGER, self._expire, membership
+                )
 
     def local_sockets(self, group: str) -> list[str]:
         membership = self.groups.get(group)
@@ -118,15 +132,25 @@ class Fanout:
         if self._refresher is None:
             self._refresher = asyncio.get_running_loop().create_task(self._refresh())
 
-    def _unsubscribe(self, membership: Membership) -> None:
-        if membership.reader is not None:
-            membership.reader.cancel()
+    def _expire(self, membership: Membership) -> None:
+        membership.linger = None
+        if membership.sockets or self.groups.get(membership.name) is not membership:
+            return
+        del self.groups[membership.name]
         if membership.channel is not None:
-            asyncio.get_running_loop().create_task(self._discard(membership))
+            task = asyncio.get_running_loop().create_task(self._retire(membership))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
-    async def _discard(self, membership: Membership) -> None:
+    async def _retire(self, membership: Membership) -> None:
+        """Leave the group, then tell the reader to stop (it ends at that message)."""
         with contextlib.suppress(Exception):
             await self.channel_layer.group_discard(membership.name, membership.channel)
+        try:
+            await self.channel_layer.send(membership.channel, {"type": "durable.stop"})
+        except Exception:
+            if membership.reader is not None:  # the layer is gone: nothing left to lose
+                membership.reader.cancel()
 
     async def _read(self, membership: Membership) -> None:
         layer = self.channel_layer
@@ -141,6 +165,8 @@ class Fanout:
                 await asyncio.sleep(1.0)
                 continue
             kind = event.get("type")
+            if kind == "durable.stop":
+                return
             if kind == "durable.settings":
                 self._settings_changed(membership.key, event)
             elif kind == "durable.broadcast" and event.get("origin") != origin:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,6 @@ class LocalSocket:
         "accepted",
         "asgi_send",
         "cls",
-        "groups",
         "id",
         "key",
         "kill_error",
@@ -69,7 +69,6 @@ class LocalSocket:
         self.accepted = False
         self.open = True
         self.kill_error: BaseException | None = None
-        self.groups: tuple[str, ...] = ()
         self.tags: tuple[str, ...] = ()
         #: The number of the last event this gateway sent its object.
         self.seq = 0
@@ -109,6 +108,8 @@ class Gateway:
         self.consumer_initkwargs: dict[str, Any] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # One coroutine for the whole connection, holding as little as it can: this
+        # frame lives as long as the socket, and there may be tens of thousands.
         if scope["type"] != "websocket":
             raise ValueError(f"{self.consumer_class.__name__} serves WebSocket connections only")
         message = await receive()
@@ -116,36 +117,31 @@ class Gateway:
             return
         cls = self.consumer_class
         try:
-            object_id = validate_object_id(cls.get_object_id(scope))
+            object_id = sys.intern(validate_object_id(cls.get_object_id(scope)))
         except Exception as exc:
             logger.warning("rejecting WebSocket %s: %s", scope.get("path"), exc)
             await send({"type": "websocket.close"})
             return
         runtime = get_runtime()
-        transport = runtime.transport
-        await transport.start()
+        await runtime.transport.start()
         sock = LocalSocket(
-            new_socket_id(), cls, object_id, cls.object_key(object_id), send, asyncio.current_task()
+            new_socket_id(),
+            cls,
+            object_id,
+            sys.intern(cls.object_key(object_id)),
+            send,
+            asyncio.current_task(),
         )
         runtime.sockets[sock.id] = sock
         try:
-            tags = await transport.connect(sock, scope)
+            tags = await runtime.transport.connect(sock, scope)
+            # What connect(ws) saw is not kept: nothing of it may outlive the handshake.
+            del scope, message
             if tags is None:
                 await send({"type": "websocket.close"})
                 return
             sock.tags = tags
             await runtime.fanout.join(sock, tags)
-            await self._serve(runtime, sock, receive)
-        finally:
-            runtime.sockets.pop(sock.id, None)
-            runtime.fanout.leave(sock)
-            transport.gone(sock)
-
-    async def _serve(self, runtime: Any, sock: LocalSocket, receive: Any) -> None:
-        layer = runtime.layer
-        route = runtime.transport.route
-        key = sock.key
-        try:
             while True:
                 message = await receive()
                 mtype = message["type"]
@@ -155,13 +151,13 @@ class Gateway:
                         data = message.get("bytes")
                         if data is None:
                             continue
-                    pair = layer.auto_response(key)
+                    pair = runtime.layer.auto_response(sock.key)
                     if pair is not None and pair.request == data:
                         await sock.send(_asgi_message(pair.response))
-                        await layer.touch_auto_response(key, sock.id, time.time())
+                        await runtime.layer.touch_auto_response(sock.key, sock.id, time.time())
                         continue
                     sock.seq += 1
-                    await route(sock, Event(MESSAGE, sock.id, data, seq=sock.seq))
+                    await runtime.transport.route(sock, Event(MESSAGE, sock.id, data, seq=sock.seq))
                 elif mtype == "websocket.disconnect":
                     sock.open = False
                     code = message.get("code") or 1005
@@ -170,7 +166,7 @@ class Gateway:
                     else:
                         data = (code, "", True)
                     sock.seq += 1
-                    await route(sock, Event(CLOSE, sock.id, data, seq=sock.seq))
+                    await runtime.transport.route(sock, Event(CLOSE, sock.id, data, seq=sock.seq))
                     return
         except asyncio.CancelledError:
             error = sock.kill_error
@@ -181,6 +177,10 @@ class Gateway:
                 task.uncancel()
             # Raising while the socket is open is the only way to make daphne send 1011.
             raise error from None
+        finally:
+            runtime.sockets.pop(sock.id, None)
+            runtime.fanout.leave(sock)
+            runtime.transport.gone(sock)
 
 
 def _asgi_message(data: str | bytes) -> dict[str, Any]:
