@@ -30,7 +30,7 @@ MIDDLEWARE = [
 ROOT_URLCONF = "tests.app.urls"
 ASGI_APPLICATION = "tests.app.asgi.application"
 
-DATABASES = {
+DATABASES: dict[str, dict[str, Any]] = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("DURABLE_TEST_SQLITE", str(BASE_DIR / "test.sqlite3")),
