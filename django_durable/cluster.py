@@ -39,6 +39,7 @@ from .consumer import registry
 from .encoding import decode
 from .events import CALL, CLOSE, CONNECT, HIBERNATE, REJOIN, Event
 from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
+from .fanout import broadcast_event_message
 from .outside import is_connection_error
 from .scopes import export_scope, import_scope
 from .session.base import OPEN, SocketRecord
@@ -507,11 +508,9 @@ class RedisTransport(LocalTransport):
             self._trim_id(sid, seq)
 
     async def _on_send(self, message: dict[str, Any]) -> None:
-        if message.get("text") is not None:
-            out = {"type": "websocket.send", "text": message["text"]}
-        else:
-            out = {"type": "websocket.send", "bytes": message["bytes"]}
-        await self.send_local(message["sids"], out)
+        out = broadcast_event_message(message)
+        if out is not None:
+            await self.send_local(message["sids"], out)
 
     async def _on_close(self, message: dict[str, Any]) -> None:
         sock = self.runtime.sockets.get(message["sid"])

@@ -49,7 +49,8 @@ class Membership:
 
 
 def broadcast_event_message(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The ASGI send message of a ``durable.broadcast`` event (never mutating it)."""
+    """The ASGI send message of an event carrying ``text`` or ``bytes`` (never mutating
+    it: channels-redis hands the same dict to every local receiver)."""
     if "text" in event and event["text"] is not None:
         return {"type": "websocket.send", "text": event["text"]}
     if "bytes" in event and event["bytes"] is not None:
@@ -106,19 +107,8 @@ class Fanout:
         if message is None or membership is None:
             return 0
         excluded = set(event.get("exclude") or ())
-        sockets = self.runtime.sockets
-        sent = 0
-        for sid in list(membership.sockets):
-            sock = sockets.get(sid)
-            if sock is None or not sock.open or sid in excluded:
-                continue
-            try:
-                await sock.send(message)
-            except Exception:
-                logger.debug("broadcast to socket %s failed", sid, exc_info=True)
-                continue
-            sent += 1
-        return sent
+        targets = [sid for sid in membership.sockets if sid not in excluded]
+        return await self.runtime.transport.send_local(targets, message)
 
     # Channel-layer side -----------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .events import CLOSE, MESSAGE, Event
 from .limits import validate_object_id
 from .runtime import get_runtime
+from .websocket import asgi_send_message
 
 if TYPE_CHECKING:
     from .consumer import DurableConsumer
@@ -153,7 +154,7 @@ class Gateway:
                             continue
                     pair = runtime.layer.auto_response(sock.key)
                     if pair is not None and pair.request == data:
-                        await sock.send(_asgi_message(pair.response))
+                        await sock.send(asgi_send_message(pair.response))
                         await runtime.layer.touch_auto_response(sock.key, sock.id, time.time())
                         continue
                     sock.seq += 1
@@ -181,9 +182,3 @@ class Gateway:
             runtime.sockets.pop(sock.id, None)
             runtime.fanout.leave(sock)
             runtime.transport.gone(sock)
-
-
-def _asgi_message(data: str | bytes) -> dict[str, Any]:
-    if isinstance(data, str):
-        return {"type": "websocket.send", "text": data}
-    return {"type": "websocket.send", "bytes": data}

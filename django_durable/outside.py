@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import SessionLayerUnavailable
 from .fanout import broadcast_event_message
 from .runtime import get_runtime
+from .websocket import asgi_send_message
 
 if TYPE_CHECKING:
     from .consumer import DurableConsumer
 
 
-def broadcast_event(message: str | bytes) -> dict[str, object]:
-    if isinstance(message, str):
-        return {"type": "durable.broadcast", "text": message}
-    if isinstance(message, (bytes, bytearray, memoryview)):
-        return {"type": "durable.broadcast", "bytes": bytes(message)}
-    raise TypeError(f"a WebSocket message must be str or bytes; got {type(message).__name__}")
+def broadcast_event(message: str | bytes) -> dict[str, Any]:
+    """The group message of a broadcast: an ASGI send message with another type."""
+    return {**asgi_send_message(message), "type": "durable.broadcast"}
 
 
 async def broadcast_to(
