@@ -22,6 +22,7 @@ the same forms as ``CHANNEL_LAYERS``' (with redis-py 8, give dicts with
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -104,6 +105,8 @@ return 0
 """
 
 SOCKETS, TIMESTAMPS, SETTINGS = 2, 3, 4
+
+logger = logging.getLogger(__name__)
 
 
 def pack_record(record: SocketRecord) -> bytes:
@@ -194,6 +197,8 @@ class RedisSessionLayer(BaseSessionLayer):
             )
         holder, token = _text(holder), int(_text(token))
         if owned:
+            if self.owned.get(key) != token:
+                logger.info("object %s: ownership taken (fencing token %d)", key, token)
             self.owned[key] = token
         return bool(owned), holder, token
 
@@ -216,6 +221,7 @@ class RedisSessionLayer(BaseSessionLayer):
             results = await pipe.execute()
         lost = [key for key, ok in zip(keys, results, strict=True) if not ok]
         for key in lost:
+            logger.warning("object %s: lease lost (not renewed in time)", key)
             self.owned.pop(key, None)
         return lost
 
