@@ -1,0 +1,7 @@
+"""Django project of ``bench/cluster_bench.py``: several daphne processes on one Redis.
+
+Run as ``PYTHONPATH=.:bench DJANGO_SETTINGS_MODULE=clusterapp.settings python -m daphne
+... clusterapp.asgi:application``; the environment variables read by
+:mod:`clusterapp.settings` choose the layers (Redis or in-memory), the key prefix and
+the lease time.
+"""
