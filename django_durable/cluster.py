@@ -305,7 +305,9 @@ class RedisTransport(LocalTransport):
                 local.append(record.id)
             else:
                 remote[record.holder].append(record.id)
-        sent = await self.send_local(local, message) if local else 0
+        # Other processes first: their one message each is on its way while this process
+        # writes its own frames, rather than waiting behind them.
+        sent = 0
         payload = {k: v for k, v in message.items() if k in ("text", "bytes")}
         for holder, sids in remote.items():
             try:
@@ -316,6 +318,8 @@ class RedisTransport(LocalTransport):
                 logger.warning("send to %d sockets on %s failed", len(sids), holder, exc_info=True)
                 continue
             sent += len(sids)
+        if local:
+            sent += await self.send_local(local, message)
         return sent
 
     async def close(self, key: str, record: SocketRecord, code: int, reason: str) -> None:
