@@ -128,16 +128,8 @@ class LiveObject:
 
     # Reaching sockets -------------------------------------------------------------------
 
-    async def send_to(self, record: SocketRecord, message: dict[str, Any]) -> None:
-        await self.runtime.transport.send(self.key, [record], message)
-
-    async def send_many(
-        self,
-        records: list[SocketRecord],
-        message: dict[str, Any],
-        tag: str | None,
-        excluded: set[str],
-    ) -> int:
+    async def send(self, records: list[SocketRecord], message: dict[str, Any]) -> int:
+        """Send to the connections behind ``records``, wherever held; how many."""
         return await self.runtime.transport.send(self.key, records, message)
 
     async def close_socket(self, record: SocketRecord, code: int, reason: str) -> None:

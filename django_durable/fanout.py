@@ -96,10 +96,6 @@ class Fanout:
                     GROUP_LINGER, self._expire, membership
                 )
 
-    def local_sockets(self, group: str) -> list[str]:
-        membership = self.groups.get(group)
-        return [] if membership is None else list(membership.sockets)
-
     async def deliver_local(self, group: str, event: dict[str, Any]) -> int:
         """Fan a ``durable.broadcast`` event out to this process's sockets of ``group``."""
         message = broadcast_event_message(event)

@@ -55,8 +55,3 @@ def get_runtime() -> Runtime:
 
 def all_runtimes() -> list[Runtime]:
     return list(_runtimes.values())
-
-
-def reset_runtimes() -> None:
-    """Forget every runtime (for tests that change ``SESSION_LAYER`` mid-loop)."""
-    _runtimes.clear()

@@ -88,7 +88,7 @@ class DurableState:
             for r in self._live.session.sockets.values()
             if r.state == OPEN and (tag is None or tag in r.tags) and r.id not in excluded
         ]
-        return await self._live.send_many(records, asgi_message, tag, excluded)
+        return await self._live.send(records, asgi_message)
 
     # Auto-response ----------------------------------------------------------------
 

@@ -82,7 +82,7 @@ class DurableWebSocket:
             raise WebSocketNotAccepted(f"socket {self.id} has not been accepted")
         if state != OPEN:
             raise WebSocketClosed(f"socket {self.id} is closed; cannot send")
-        await self._live.send_to(self._record, message)
+        await self._live.send([self._record], message)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (codes 1000 and 3000-4999; reason <= 123 bytes).

@@ -23,7 +23,6 @@ the same forms as ``CHANNEL_LAYERS``' (with redis-py 8, give dicts with
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import msgpack
@@ -377,7 +376,3 @@ class unavailable_as_error:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def now() -> float:
-    return time.time()
