@@ -455,12 +455,6 @@ class Dispatcher:
             live = self.live[key] = LiveObject(self.runtime, cls, object_id, key)
         return live
 
-    def deliver(self, sock: LocalSocket, event: Event) -> None:
-        self.wake(sock.cls, sock.object_id, sock.key).queue.put_nowait(event)
-
-    def requeue(self, dead: LiveObject, event: Event) -> None:
-        self.wake(dead.cls, dead.object_id, dead.key).queue.put_nowait(event)
-
     def put(self, cls: type[DurableConsumer], object_id: str, key: str, event: Event) -> None:
         self.wake(cls, object_id, key).queue.put_nowait(event)
 
@@ -471,7 +465,7 @@ class Dispatcher:
     async def connect(self, sock: LocalSocket, scope: dict[str, Any]) -> tuple[str, ...] | None:
         """Run ``connect(ws)``; the accepted socket's tags, or None when it was rejected."""
         future: asyncio.Future[tuple[str, ...] | None] = asyncio.get_running_loop().create_future()
-        self.deliver(sock, Event(CONNECT, sock.id, (sock, scope), future))
+        self.put(sock.cls, sock.object_id, sock.key, Event(CONNECT, sock.id, (sock, scope), future))
         return await future
 
     async def call(

@@ -39,7 +39,7 @@ class LocalTransport:
         return await self.runtime.dispatcher.connect(sock, scope)
 
     async def route(self, sock: LocalSocket, event: Event) -> None:
-        self.runtime.dispatcher.deliver(sock, event)
+        self.runtime.dispatcher.put(sock.cls, sock.object_id, sock.key, event)
 
     async def call(
         self, cls: type[DurableConsumer], object_id: str, name: str, payload: bytes
@@ -114,4 +114,4 @@ class LocalTransport:
 
     async def reroute(self, live: LiveObject, event: Event) -> None:
         """An event the object could not handle here (it stopped): give it to a new one."""
-        self.runtime.dispatcher.requeue(live, event)
+        self.runtime.dispatcher.put(live.cls, live.object_id, live.key, event)
