@@ -177,19 +177,28 @@ class RedisTransport(LocalTransport):
         hops: int = 0,
     ) -> str:
         """Put ``event`` in the owner's mailbox (taking the object if it has no owner)."""
-        dispatcher = self.runtime.dispatcher
-        live = dispatcher.live.get(key)
-        if live is None or live.lost:
-            while key in self._releasing:
-                await self._releasing[key]
-            owned, owner, _ = await self.layer.acquire(key)
-            if not owned:
-                await self._send_or_unavailable(
-                    owner, self._event_message(cls, object_id, event, holder, hops)
-                )
-                return owner
-        dispatcher.put(cls, object_id, key, event)
+        owner = await self._owner_elsewhere(key)
+        if owner is not None:
+            await self._send_or_unavailable(
+                owner, self._event_message(cls, object_id, event, holder, hops)
+            )
+            return owner
+        self.runtime.dispatcher.put(cls, object_id, key, event)
         return self.channel
+
+    async def _owner_elsewhere(self, key: str) -> str | None:
+        """None when the object runs here (live, or taken now); else its owner's channel.
+
+        Waits for a release of the same object in flight first: taking the lease while
+        this process's own release is on its way would lose it right after.
+        """
+        live = self.runtime.dispatcher.live.get(key)
+        if live is not None and not live.lost:
+            return None
+        while key in self._releasing:
+            await self._releasing[key]
+        owned, owner, _ = await self.layer.acquire(key)
+        return None if owned else owner
 
     def _event_message(
         self, cls: type[DurableConsumer], object_id: str, event: Event, holder: str, hops: int
@@ -245,9 +254,7 @@ class RedisTransport(LocalTransport):
             if alive:
                 return sorted(alive)[0]
         if owner is None or owner == self.channel:
-            owned, owner, _ = await self.layer.acquire(key)
-            if owned:
-                return None
+            return await self._owner_elsewhere(key)
         return owner
 
     async def _remote_call(
@@ -545,14 +552,12 @@ class RedisTransport(LocalTransport):
             if name != ALARM_METHOD:
                 check_rpc(cls, name)  # before waking the object: a refused call runs nothing
             key = cls.object_key(object_id)
-            live = self.runtime.dispatcher.live.get(key)
-            if live is None or live.lost:
-                owned, owner, _ = await self.layer.acquire(key)
-                if not owned:
-                    if message["hops"] >= MAX_HOPS:
-                        raise RPCError(f"{key}: the call found no owner")
-                    await self.channel_layer.send(owner, {**message, "hops": message["hops"] + 1})
-                    return
+            owner = await self._owner_elsewhere(key)
+            if owner is not None:
+                if message["hops"] >= MAX_HOPS:
+                    raise RPCError(f"{key}: the call found no owner")
+                await self.channel_layer.send(owner, {**message, "hops": message["hops"] + 1})
+                return
             result = await self.runtime.dispatcher.call(
                 cls, object_id, key, lambda instance: run_rpc(instance, name, payload)
             )
