@@ -49,6 +49,15 @@ class UnsupportedValue(DurableError, TypeError):
     """A value the attachment encoding cannot represent (it never falls back to pickle)."""
 
 
+class ValueLimitExceeded(UnsupportedValue, ValueError):
+    """A value past the encoding's bounds: nested deeper than 64 levels, an integer over
+    16,384 bits, or a set or dict whose keys were crafted to share one hash."""
+
+
+class CorruptValue(DurableError, ValueError):
+    """Stored bytes that do not decode to a value (corrupt, hostile, or past the bounds)."""
+
+
 class InvalidStorageKey(DurableError, ValueError):
     """A storage key that is not a str, or is over 2,048 bytes."""
 
