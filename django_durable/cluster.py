@@ -493,6 +493,7 @@ class RedisTransport(LocalTransport):
         elif kind == CLOSE:
             data = tuple(data)
         event = Event(kind, sid, data, seq=message["seq"])
+        event.holder = message["holder"]
         if message["hops"] >= MAX_HOPS:
             logger.warning("event for %s dropped after %d hops", message["oid"], MAX_HOPS)
             return

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import conf
 from .events import CALL, CLOSE, CONNECT, ERROR, HIBERNATE, MESSAGE, REJOIN, Event
-from .exceptions import HandlerTimeout, OwnershipLost
+from .exceptions import CorruptValue, HandlerTimeout, OwnershipLost
 from .session.base import CLOSED, OPEN, ObjectSession, SocketRecord
 from .state import DurableState
 from .websocket import DurableWebSocket
@@ -90,6 +90,8 @@ class LiveObject:
         self._held: dict[str, dict[int, Event]] = {}
         self._writes: list[tuple[str, Any]] = []
         self._acks: list[tuple[str, str, int]] = []
+        #: Sockets set aside at load whose connection this object has closed.
+        self._refused: set[str] = set()
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"durable:{key}")
 
     # Writes to the session layer, flushed after each handler -------------------------
@@ -177,6 +179,9 @@ class LiveObject:
                         break
                     self._discard_instance("hibernated")
                     continue
+                if event.socket_id in self.session.set_aside and event.kind != CONNECT:
+                    await self._refuse_set_aside(event)
+                    continue
                 for ready in self._admit(event):
                     if self.instance is None:
                         await self._start()
@@ -244,6 +249,26 @@ class LiveObject:
         self._writes.append(("update", record))
         self._acks.append((record.holder, sid, expected))
         return ready
+
+    async def _refuse_set_aside(self, event: Event) -> None:
+        """An event of a socket whose record was corrupt (set aside at load): the object
+        cannot serve it (no tags, no event number), so its connection is closed with
+        1011 and the client can reconnect; its events are acknowledged, not re-sent."""
+        sid = event.socket_id or ""
+        record = SocketRecord(sid, holder=event.holder or self.runtime.process_id, state=CLOSED)
+        if event.kind not in (CLOSE, ERROR) and sid not in self._refused:
+            self._refused.add(sid)
+            logger.warning(
+                "object %s: closing socket %s, whose record was set aside", self.key, sid
+            )
+            error = CorruptValue(f"the record of socket {sid} was corrupt and set aside")
+            await self.runtime.transport.kill(self.key, record, error)
+        if event.seq is not None:
+            self._acks.append((record.holder, sid, event.seq))
+        try:
+            await self.flush()
+        except Exception:
+            logger.exception("object %s: writing to the session layer failed", self.key)
 
     async def _next_event(self) -> Event | None:
         if self.front:

@@ -8,6 +8,8 @@ Layout (``prefix`` defaults to ``durable:``; ``K`` is the object key):
 - ``{prefix}l:K`` the lease: ``"<holder channel>|<token>"`` with a TTL of ``LEASE_TIME``
 - ``{prefix}f:K`` the last fencing token handed out for ``K``
 - ``{prefix}p:<holder channel>`` a process's heartbeat, with the same TTL
+- ``{prefix}x:K`` hash of records set aside because they could not be decoded (a
+  socket id, ``auto``, ``timeout`` or ``t:<socket id>`` -> the bytes as they were)
 
 Ownership is a lease taken by a Lua script that also hands out a fencing token: the
 Redis server's clock in microseconds (or the last token + 1 if that is larger), so
@@ -22,7 +24,9 @@ the same forms as ``CHANNEL_LAYERS``' (with redis-py 8, give dicts with
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 from typing import Any
 
 import msgpack
@@ -32,10 +36,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .. import conf
+from .. import conf, metrics
 from ..autoresponse import WebSocketRequestResponsePair
-from ..exceptions import OwnershipLost, SessionLayerUnavailable
-from .base import BaseSessionLayer, ObjectSession, SocketRecord
+from ..exceptions import CorruptValue, OwnershipLost, SessionLayerUnavailable
+from ..limits import MAX_EVENT_TIMEOUT_MS
+from .base import CLOSED, CONNECTING, BaseSessionLayer, ObjectSession, SocketRecord
 
 ACQUIRE = """
 local cur = redis.call('GET', KEYS[1])
@@ -103,9 +108,25 @@ end
 return 0
 """
 
+# KEYS: the hash holding a corrupt field, the set-aside hash. ARGV: field, the bytes
+# that failed to decode, the name to keep them under. Moves them only if unchanged, so
+# a record rewritten meanwhile (by its owner, or re-registered) is left alone.
+SET_ASIDE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[2])
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
 SOCKETS, TIMESTAMPS, SETTINGS = 2, 3, 4
 
 logger = logging.getLogger(__name__)
+
+
+class CorruptRecord(CorruptValue):
+    """Bytes in Redis that are not a record this package wrote (corrupt or hostile)."""
 
 
 def pack_record(record: SocketRecord) -> bytes:
@@ -114,8 +135,33 @@ def pack_record(record: SocketRecord) -> bytes:
     )
 
 
+def _unpack(data: bytes | str) -> Any:
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    try:
+        # Plain msgpack (no extension hook): its parse stack is bounded (1,024 levels)
+        # and every length is checked against the input.
+        return msgpack.unpackb(data)
+    except Exception as exc:
+        raise CorruptRecord(f"not msgpack ({type(exc).__name__}: {exc or 'bad format'})") from None
+
+
 def unpack_record(socket_id: str, data: bytes | str) -> SocketRecord:
-    tags, attachment, holder, state, seq = msgpack.unpackb(data)
+    """A socket record, or ``CorruptRecord`` for anything ``pack_record`` cannot have made."""
+    value = _unpack(data)
+    if not (isinstance(value, list) and len(value) == 5):
+        raise CorruptRecord(f"a socket record is a list of 5 items, not {type(value).__name__}")
+    tags, attachment, holder, state, seq = value
+    if not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+        raise CorruptRecord("a socket record's tags are not a list of str")
+    if not (attachment is None or isinstance(attachment, bytes)):
+        raise CorruptRecord("a socket record's attachment is not bytes")
+    if not isinstance(holder, str):
+        raise CorruptRecord("a socket record's holder is not a str")
+    if not (type(state) is int and CONNECTING <= state <= CLOSED):
+        raise CorruptRecord("a socket record's ready state is not 0-3")
+    if not (type(seq) is int and seq >= 0):
+        raise CorruptRecord("a socket record's event number is not an int >= 0")
     return SocketRecord(socket_id, tuple(tags), attachment, None, holder, state, seq)
 
 
@@ -126,8 +172,37 @@ def pack_pair(pair: WebSocketRequestResponsePair) -> bytes:
 def unpack_pair(data: bytes | str | None) -> WebSocketRequestResponsePair | None:
     if not data:
         return None
-    request, response = msgpack.unpackb(data)
-    return WebSocketRequestResponsePair(request, response)
+    value = _unpack(data)
+    if not (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(part, (str, bytes)) for part in value)
+    ):
+        raise CorruptRecord("an auto-response pair is a list of two str or bytes")
+    return WebSocketRequestResponsePair(value[0], value[1])
+
+
+def _unpack_timeout(data: bytes | str | None) -> int | None:
+    """The stored event timeout (a cleared one is stored as 0, which loads as None)."""
+    if data is None:
+        return None
+    try:
+        timeout = int(data)
+    except ValueError:
+        raise CorruptRecord("an event timeout is not an int") from None
+    if not 0 <= timeout <= MAX_EVENT_TIMEOUT_MS:
+        raise CorruptRecord(f"an event timeout of {timeout} ms is out of range")
+    return timeout or None
+
+
+def _unpack_stamp(data: bytes | str) -> float:
+    try:
+        stamp = float(data)
+    except ValueError:
+        raise CorruptRecord("an auto-response timestamp is not a number") from None
+    if not math.isfinite(stamp):
+        raise CorruptRecord("an auto-response timestamp is not finite")
+    return stamp
 
 
 class RedisSessionLayer(BaseSessionLayer):
@@ -157,6 +232,7 @@ class RedisSessionLayer(BaseSessionLayer):
         self._release = self.redis.register_script(RELEASE)
         self._fenced = self.redis.register_script(FENCED_WRITE)
         self._touch = self.redis.register_script(TOUCH)
+        self._set_aside = self.redis.register_script(SET_ASIDE)
 
     @classmethod
     def check_config(cls, config: dict[str, Any]) -> list[str]:
@@ -265,19 +341,56 @@ class RedisSessionLayer(BaseSessionLayer):
             pipe.hgetall(settings_key)
             sockets, stamps, settings = await pipe.execute()
         session = ObjectSession(key)
-        records = [unpack_record(_text(sid), data) for sid, data in sockets.items()]
+        records = []
+        # One corrupt record must not take the object down: it is set aside (moved to
+        # x:K, so it is logged once and never read again) and the rest is served.
+        for sid, data in sockets.items():
+            try:
+                records.append(unpack_record(_text(sid), data))
+            except CorruptRecord as exc:
+                session.set_aside.add(_text(sid))
+                await self._put_aside(key, sockets_key, sid, data, _text(sid), exc)
         for record in records:
             stamp = stamps.get(record.id.encode())
-            record.auto_response_at = None if stamp is None else float(stamp)
+            if stamp is not None:
+                try:
+                    record.auto_response_at = _unpack_stamp(stamp)
+                except CorruptRecord as exc:
+                    await self._put_aside(key, ts_key, record.id, stamp, f"t:{record.id}", exc)
         # Accept order: the hash keeps none, so records carry no order but their seq;
         # sort by id for a stable, process-independent order.
         for record in sorted(records, key=lambda r: r.id):
             session.sockets[record.id] = record
-        session.auto_response = unpack_pair(settings.get(b"auto"))
-        # A cleared timeout is stored as 0 (b"0", which is truthy): it loads as None.
-        session.event_timeout_ms = int(settings.get(b"timeout") or 0) or None
+        try:
+            session.auto_response = unpack_pair(settings.get(b"auto"))
+        except CorruptRecord as exc:
+            await self._put_aside(key, settings_key, "auto", settings[b"auto"], "auto", exc)
+        try:
+            session.event_timeout_ms = _unpack_timeout(settings.get(b"timeout"))
+        except CorruptRecord as exc:
+            await self._put_aside(
+                key, settings_key, "timeout", settings[b"timeout"], "timeout", exc
+            )
         self.auto_cache[key] = session.auto_response
         return session
+
+    async def _put_aside(
+        self, key: str, hash_key: str, field: Any, data: Any, name: str, error: Exception
+    ) -> None:
+        """Move a field that cannot be decoded to ``x:K``, log it once and count it."""
+        logger.error(
+            "object %s: corrupt %s set aside in Redis (%s%s): %s",
+            key,
+            "settings value" if name in ("auto", "timeout") else f"record {name!r}",
+            self.prefix,
+            f"x:{key}",
+            error,
+        )
+        metrics.inc("corrupt_records")
+        async with unavailable_as_error():
+            await self._set_aside(
+                keys=[hash_key, f"{self.prefix}x:{key}"], args=[field, data, name]
+            )
 
     async def apply(self, key: str, writes: list[tuple[str, Any]], session: ObjectSession) -> None:
         args: list[Any] = [self.lease_value(key)]
@@ -332,9 +445,14 @@ class RedisSessionLayer(BaseSessionLayer):
         return self.auto_cache.get(key)
 
     async def load_auto_response(self, key: str) -> None:
+        settings_key = f"{self.prefix}c:{key}"
         async with unavailable_as_error():
-            data = await self.redis.hget(f"{self.prefix}c:{key}", "auto")
-        self.auto_cache[key] = unpack_pair(data)
+            data = await self.redis.hget(settings_key, "auto")
+        try:
+            self.auto_cache[key] = unpack_pair(data)
+        except CorruptRecord as exc:
+            self.auto_cache[key] = None
+            await self._put_aside(key, settings_key, "auto", data, "auto", exc)
 
     async def touch_auto_response(self, key: str, socket_id: str, when: float) -> None:
         _, sockets_key, ts_key, _ = self._keys(key)
@@ -349,7 +467,11 @@ class RedisSessionLayer(BaseSessionLayer):
     async def holders(self, key: str) -> set[str]:
         async with unavailable_as_error():
             values = await self.redis.hvals(f"{self.prefix}s:{key}")
-        return {unpack_record("", v).holder for v in values}
+        holders = set()
+        for value in values:
+            with contextlib.suppress(CorruptRecord):  # set aside at the object's next wake
+                holders.add(unpack_record("", value).holder)
+        return holders
 
     async def close(self) -> None:
         await self.redis.aclose()

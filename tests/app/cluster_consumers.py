@@ -242,4 +242,8 @@ class ClusterMonitor:
         if op == "broadcast_to":
             await cls.broadcast_to(object_id, command["text"], command.get("tag"))
             return {"ok": True}
+        if op == "metrics":
+            from django_durable import metrics
+
+            return {"metrics": metrics.snapshot()}
         return {"unknown": op}
