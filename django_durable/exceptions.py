@@ -42,7 +42,7 @@ class InvalidCloseReason(DurableError, ValueError):
 
 
 class InvalidObjectId(DurableError, ValueError):
-    """An object id that is not a non-empty string of at most 256 bytes."""
+    """An object id that is not 1 to 256 UTF-8 bytes free of control characters."""
 
 
 class UnsupportedValue(DurableError, TypeError):

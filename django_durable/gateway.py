@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .events import CLOSE, MESSAGE, Event
-from .limits import validate_object_id
+from .limits import loggable, printable, validate_object_id
 from .runtime import get_runtime
 from .websocket import asgi_send_message
 
@@ -120,7 +120,13 @@ class Gateway:
         try:
             object_id = sys.intern(validate_object_id(cls.get_object_id(scope)))
         except Exception as exc:
-            logger.warning("rejecting WebSocket %s: %s", scope.get("path"), exc)
+            # Everything here came from the client: quoted and cut, never raw.
+            logger.warning(
+                "rejecting WebSocket %s: %s: %s",
+                loggable(scope.get("path")),
+                type(exc).__name__,
+                printable(str(exc)),
+            )
             await send({"type": "websocket.close"})
             return
         runtime = get_runtime()
