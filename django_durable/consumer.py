@@ -45,6 +45,9 @@ def group_name(durable_name: str, object_id: str, tag: str | None) -> str:
 #: Every DurableConsumer subclass by ``durable_name``, so another process (or an alarm
 #: row) can name a class and get it back.
 registry: dict[str, type[DurableConsumer]] = {}
+#: Every subclass defined, by ``durable_name`` then dotted path, for the system check:
+#: two classes sharing a name would silently share sessions, storage and leases.
+defined: dict[str, dict[str, type[DurableConsumer]]] = {}
 
 
 class DurableConsumer:
@@ -62,9 +65,12 @@ class DurableConsumer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        path = f"{cls.__module__}.{cls.__qualname__}"
         if "durable_name" not in cls.__dict__ or not cls.__dict__["durable_name"]:
-            cls.durable_name = f"{cls.__module__}.{cls.__qualname__}"
+            cls.durable_name = path
         registry[cls.durable_name] = cls
+        # The same path again (a reload, a class made by a function) replaces itself.
+        defined.setdefault(cls.durable_name, {})[path] = cls
 
     @classmethod
     def _create(cls, object_id: str, state: DurableState) -> DurableConsumer:
