@@ -67,11 +67,12 @@ ABNORMAL = "the process holding this socket stopped"
 class RemoteSocket:
     """A socket held by another process's gateway, as its owner knows it."""
 
-    __slots__ = ("holder", "id")
+    __slots__ = ("holder", "id", "subprotocol")
 
     def __init__(self, socket_id: str, holder: str) -> None:
         self.id = socket_id
         self.holder = holder
+        self.subprotocol: str | None = None
 
 
 class RedisTransport(LocalTransport):
@@ -348,9 +349,10 @@ class RedisTransport(LocalTransport):
     async def verdict(self, key: str, sock: Any, record: SocketRecord | None) -> None:
         if isinstance(sock, RemoteSocket):
             tags = None if record is None else list(record.tags)
-            await self.channel_layer.send(
-                sock.holder, {"type": "durable.verdict", "sid": sock.id, "tags": tags}
-            )
+            verdict = {"type": "durable.verdict", "sid": sock.id, "tags": tags}
+            if sock.subprotocol is not None:
+                verdict["subprotocol"] = sock.subprotocol
+            await self.channel_layer.send(sock.holder, verdict)
         elif record is not None:
             await sock.accept()
 
@@ -510,6 +512,7 @@ class RedisTransport(LocalTransport):
         sid, tags = message["sid"], message["tags"]
         sock = self.runtime.sockets.get(sid)
         if tags is not None and sock is not None:
+            sock.subprotocol = message.get("subprotocol")
             await sock.accept()
         future = self._connects.get(sid)
         if future is not None and not future.done():

@@ -41,6 +41,10 @@ class InvalidCloseReason(DurableError, ValueError):
     """A close reason over 123 bytes."""
 
 
+class InvalidSubprotocol(DurableError, ValueError):
+    """A subprotocol given to ``accept_websocket()`` that the client did not offer."""
+
+
 class InvalidObjectId(DurableError, ValueError):
     """An object id that is not 1 to 256 UTF-8 bytes free of control characters."""
 

@@ -48,6 +48,7 @@ class LocalSocket:
         "open",
         "outbox",
         "seq",
+        "subprotocol",
         "tags",
         "task",
     )
@@ -75,11 +76,16 @@ class LocalSocket:
         self.seq = 0
         #: Events forwarded to another process and not yet acknowledged (or None).
         self.outbox: Any = None
+        #: The subprotocol ``connect()`` chose, sent with the accept.
+        self.subprotocol: str | None = None
 
     async def accept(self) -> None:
         if not self.accepted:
             self.accepted = True
-            await self.asgi_send({"type": "websocket.accept"})
+            message: dict[str, Any] = {"type": "websocket.accept"}
+            if self.subprotocol is not None:
+                message["subprotocol"] = self.subprotocol
+            await self.asgi_send(message)
 
     async def send(self, message: dict[str, Any]) -> None:
         if not self.accepted:
