@@ -125,6 +125,7 @@ class RedisTransport(LocalTransport):
     # Gateways -> objects ------------------------------------------------------------
 
     async def connect(self, sock: LocalSocket, scope: dict[str, Any]) -> tuple[str, ...] | None:
+        self.layer.hold(sock.key)  # until gone(sock)
         self.serving = True
         await self.start()
         if sock.key not in self.layer.auto_cache:
@@ -222,6 +223,7 @@ class RedisTransport(LocalTransport):
         }
 
     def gone(self, sock: LocalSocket) -> None:
+        self.layer.unhold(sock.key)
         if sock.outbox:
             self._draining[sock.id] = sock
 

@@ -160,7 +160,7 @@ class Fanout:
 
     def _settings_changed(self, key: str, event: dict[str, Any]) -> None:
         cache = getattr(self.runtime.layer, "auto_cache", None)
-        if cache is not None:
+        if cache is not None and key in cache:  # (an entry is kept while it is needed)
             from .session.redis import unpack_pair
 
             cache[key] = unpack_pair(event.get("auto"))

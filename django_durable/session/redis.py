@@ -6,10 +6,12 @@ Layout (``prefix`` defaults to ``durable:``; ``K`` is the object key):
 - ``{prefix}t:K`` hash, socket id -> auto-response timestamp (written by gateways)
 - ``{prefix}c:K`` hash, ``auto`` -> msgpack ``[request, response]``, ``timeout`` -> ms
 - ``{prefix}l:K`` the lease: ``"<holder channel>|<token>"`` with a TTL of ``LEASE_TIME``
-- ``{prefix}f:K`` the last fencing token handed out for ``K``
+- ``{prefix}f:K`` the last fencing token handed out for ``K``, kept ``fence_key_ttl``
+  after each acquisition (see :attr:`RedisSessionLayer.fence_key_ttl`)
 - ``{prefix}p:<holder channel>`` a process's heartbeat, with the same TTL
 - ``{prefix}x:K`` hash of records set aside because they could not be decoded (a
-  socket id, ``auto``, ``timeout`` or ``t:<socket id>`` -> the bytes as they were)
+  socket id, ``auto``, ``timeout`` or ``t:<socket id>`` -> the bytes as they were),
+  kept a week for an operator to look at
 
 Ownership is a lease taken by a Lua script that also hands out a fencing token: the
 Redis server's clock in microseconds (or the last token + 1 if that is larger), so
@@ -60,7 +62,7 @@ local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local token = now
 if last >= now then token = last + 1 end
 local tok = string.format('%.0f', token)
-redis.call('SET', KEYS[2], tok)
+redis.call('SET', KEYS[2], tok, 'PX', ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. tok, 'PX', ARGV[2])
 return {1, ARGV[1], tok}
 """
@@ -114,6 +116,7 @@ return 0
 SET_ASIDE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], 604800000)
   redis.call('HDEL', KEYS[1], ARGV[1])
   return 1
 end
@@ -225,8 +228,11 @@ class RedisSessionLayer(BaseSessionLayer):
         self.holder = ""
         #: key -> fencing token of each object this process owns.
         self.owned: dict[str, int] = {}
-        #: key -> auto-response pair, for gateways of this process.
+        #: key -> auto-response pair, for gateways of this process; an entry lives while
+        #: the object is owned here or a gateway here holds one of its sockets.
         self.auto_cache: dict[str, WebSocketRequestResponsePair | None] = {}
+        #: key -> how many of this process's gateways hold a socket of it.
+        self.gateways: dict[str, int] = {}
         self._acquire = self.redis.register_script(ACQUIRE)
         self._renew = self.redis.register_script(RENEW)
         self._release = self.redis.register_script(RELEASE)
@@ -258,6 +264,19 @@ class RedisSessionLayer(BaseSessionLayer):
     def lease_ms(self) -> int:
         return int(self.lease_time * 1000)
 
+    @property
+    def fence_key_ttl(self) -> float:
+        """Seconds ``f:K`` outlives the acquisition that set it (not the object).
+
+        Tokens are the Redis server's clock in microseconds; ``f:K`` only makes them
+        grow when that clock has not (two acquisitions in one microsecond, a clock
+        stepped back a little). Keeping it for ever cost one key per object ever
+        used; a minute (or ten lease times) covers both, after which the clock alone
+        keeps tokens growing, as after Redis lost its data, and the database's
+        ``ObjectFence`` row still refuses any lower token.
+        """
+        return max(60.0, 10 * self.lease_time)
+
     def lease_value(self, key: str) -> str:
         return f"{self.holder}|{self.owned.get(key, 0)}"
 
@@ -268,7 +287,8 @@ class RedisSessionLayer(BaseSessionLayer):
         p = self.prefix
         async with unavailable_as_error():
             owned, holder, token = await self._acquire(
-                keys=[f"{p}l:{key}", f"{p}f:{key}"], args=[self.holder, self.lease_ms]
+                keys=[f"{p}l:{key}", f"{p}f:{key}"],
+                args=[self.holder, self.lease_ms, int(self.fence_key_ttl * 1000)],
             )
         holder, token = _text(holder), int(_text(token))
         if owned:
@@ -301,6 +321,8 @@ class RedisSessionLayer(BaseSessionLayer):
         return lost
 
     async def release(self, key: str, session: ObjectSession) -> None:
+        if key not in self.gateways:
+            self.auto_cache.pop(key, None)  # nothing here reads it any more
         if key not in self.owned:
             return
         value = self.lease_value(key)
@@ -440,6 +462,21 @@ class RedisSessionLayer(BaseSessionLayer):
         await self.apply(session.key, [("settings", None)], session)
 
     # The gateway's side ----------------------------------------------------------------
+
+    def hold(self, key: str) -> None:
+        """A gateway of this process took a socket of ``key`` (it reads the auto-response)."""
+        self.gateways[key] = self.gateways.get(key, 0) + 1
+
+    def unhold(self, key: str) -> None:
+        """A gateway's socket of ``key`` ended: forget the object's cached pair with the
+        last one, unless the object itself runs here."""
+        count = self.gateways.get(key, 0) - 1
+        if count > 0:
+            self.gateways[key] = count
+            return
+        self.gateways.pop(key, None)
+        if key not in self.owned:
+            self.auto_cache.pop(key, None)
 
     def auto_response(self, key: str) -> WebSocketRequestResponsePair | None:
         return self.auto_cache.get(key)

@@ -242,6 +242,19 @@ class ClusterMonitor:
         if op == "broadcast_to":
             await cls.broadcast_to(object_id, command["text"], command.get("tag"))
             return {"ok": True}
+        if op == "memory":
+            # What this process keeps per object id (SPEC §11: released when unused).
+            runtime = get_runtime()
+            layer = runtime.layer
+            return {
+                "memory": {
+                    "auto_cache": len(getattr(layer, "auto_cache", ())),
+                    "gateways": len(getattr(layer, "gateways", ())),
+                    "owned": len(getattr(layer, "owned", ())),
+                    "live": len(runtime.dispatcher.live),
+                    "sockets": len(runtime.sockets),
+                }
+            }
         if op == "metrics":
             from django_durable import metrics
 
