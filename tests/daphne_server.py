@@ -93,8 +93,11 @@ class DaphneServer:
         extra_args: Iterable[str] = (),
         startup_timeout: float = STARTUP_TIMEOUT,
         name: str = "daphne",
+        port: int | None = None,
     ) -> None:
         self.env = dict(env or {})
+        #: A port chosen by the caller (to put the server's origin in its settings).
+        self.fixed_port = port
         self.application = application
         self.extra_args = list(extra_args)
         self.startup_timeout = startup_timeout
@@ -113,7 +116,7 @@ class DaphneServer:
         """Start the process without waiting for it (``wait_ready()`` waits)."""
         if self.process is not None and self.process.poll() is None:
             raise DaphneServerError(f"{self!r} is already running")
-        self.port = free_port()
+        self.port = self.fixed_port or free_port()
         command = [
             sys.executable,
             "-m",

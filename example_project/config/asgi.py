@@ -10,13 +10,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
 from chat.routing import websocket_urlpatterns as chat_routes  # noqa: E402
+from django.conf import settings  # noqa: E402
 from game.routing import websocket_urlpatterns as game_routes  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(chat_routes + game_routes)),
+        # Exact origins, scheme and port included (see WEBSOCKET_ALLOWED_ORIGINS).
+        "websocket": OriginValidator(
+            URLRouter(chat_routes + game_routes), settings.WEBSOCKET_ALLOWED_ORIGINS
+        ),
     }
 )

@@ -5,7 +5,9 @@ docs/deployment.md for several processes with Redis and PostgreSQL.
 
 Environment variables (the browser tests use them; the defaults suit a person):
 DURABLE_EXAMPLE_DB (the SQLite file), DURABLE_EXAMPLE_IDLE_TIMEOUT (seconds before an
-idle object hibernates) and DURABLE_EXAMPLE_TURN_SECONDS (the game's turn timer).
+idle object hibernates), DURABLE_EXAMPLE_TURN_SECONDS (the game's turn timer) and
+DURABLE_EXAMPLE_ORIGINS (the origins allowed to open WebSockets, space-separated;
+default http://127.0.0.1:8000 and http://localhost:8000, for daphne on port 8000).
 """
 
 import os
@@ -16,6 +18,14 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET_KEY = "example-only-not-secret"
 DEBUG = True
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+
+# The pages (scheme, host and port) allowed to open WebSockets here, checked by
+# Channels' OriginValidator in config/asgi.py. AllowedHostsOriginValidator would compare
+# the host only (a page on http://127.0.0.1:9999 or https://localhost would pass for
+# this server on http://127.0.0.1:8000). In production: ["https://chat.example.com"].
+WEBSOCKET_ALLOWED_ORIGINS = (
+    os.environ.get("DURABLE_EXAMPLE_ORIGINS") or "http://127.0.0.1:8000 http://localhost:8000"
+).split()
 
 INSTALLED_APPS = [
     "daphne",  # first: its runserver serves ASGI_APPLICATION
