@@ -10,7 +10,11 @@ for a corrupt settings value (the auto-response pair, the event timeout).
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.app.cluster_consumers import Census
 from tests.test_cluster import (  # noqa: F401 (fixtures)
@@ -124,3 +128,34 @@ async def _answers(client, request: str, response: str) -> bool:
     except AssertionError:
         return False
     return True
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.binary(max_size=512))
+def test_fuzz_socket_records_and_pairs_decode_or_are_corrupt(data: bytes) -> None:
+    """Whatever bytes a record holds: a record, or CorruptRecord (then set aside)."""
+    from django_durable.session.redis import CorruptRecord, unpack_pair, unpack_record
+
+    with contextlib.suppress(CorruptRecord):
+        record = unpack_record("sid", data)
+        assert all(isinstance(tag, str) for tag in record.tags)
+    with contextlib.suppress(CorruptRecord):
+        unpack_pair(data)
+
+
+def test_records_this_package_writes_still_decode() -> None:
+    from django_durable.autoresponse import WebSocketRequestResponsePair
+    from django_durable.session.base import OPEN, SocketRecord
+    from django_durable.session.redis import pack_pair, pack_record, unpack_pair, unpack_record
+
+    record = SocketRecord("sid", ("a", ""), b"\x01\x90", None, "holder", OPEN, 7)
+    back = unpack_record("sid", pack_record(record))
+    assert (back.tags, back.attachment, back.holder, back.state, back.seq) == (
+        ("a", ""),
+        b"\x01\x90",
+        "holder",
+        OPEN,
+        7,
+    )
+    pair = WebSocketRequestResponsePair("ping", b"pong")
+    assert unpack_pair(pack_pair(pair)) == pair
