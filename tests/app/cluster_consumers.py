@@ -242,6 +242,10 @@ class ClusterMonitor:
         if op == "broadcast_to":
             await cls.broadcast_to(object_id, command["text"], command.get("tag"))
             return {"ok": True}
+        if op == "gc":
+            import gc
+
+            return {"gc": gc.collect()}
         if op == "memory":
             # What this process keeps per object id (SPEC §11: released when unused).
             runtime = get_runtime()
