@@ -129,10 +129,17 @@ async def settled(port: int, redis: aioredis.Redis, prefix: str) -> dict[str, ob
         if time.monotonic() > deadline:
             raise SystemExit(f"{len(leases)} objects still live after 120 s")
         await asyncio.sleep(0.5)
-    # Tag-group memberships of a process outlive its last socket by GROUP_LINGER (30 s).
+    # Tag-group memberships of a process outlive its last socket by GROUP_LINGER (30 s):
+    # wait until they are gone too (bounded), or their readers would count as kept.
     await asyncio.sleep(35)
+    deadline = time.monotonic() + 180
+    while True:
+        reply = await ask(port, "/ws/cluster-monitor/", {"op": "memory"})
+        groups = reply.get("memory", {}).get("groups", 0)
+        if not groups or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(2)
     await ask(port, "/ws/cluster-monitor/", {"op": "gc"})
-    reply = await ask(port, "/ws/cluster-monitor/", {"op": "memory"})
     return {"memory": reply.get("memory", "(not reported by this version)")}
 
 
@@ -151,6 +158,9 @@ async def main() -> None:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repo", type=Path, default=HERE)
+    parser.add_argument(
+        "--trace", action="store_true", help="print what tracemalloc sees kept after the warm-up"
+    )
     args = parser.parse_args()
 
     prefix = f"released-{uuid.uuid4().hex[:10]}"
@@ -163,6 +173,8 @@ async def main() -> None:
         await visit(port, warm, args.concurrency)
         await settled(port, redis, prefix)
         before = rss_kib(pid)
+        if args.trace:
+            await ask(port, "/ws/cluster-monitor/", {"op": "trace_start"})
         ids = [f"o{i}-{uuid.uuid4().hex[:6]}" for i in range(args.ids)]
         started = time.monotonic()
         await visit(port, ids, args.concurrency)
@@ -170,6 +182,12 @@ async def main() -> None:
         state = await settled(port, redis, prefix)
         after = rss_kib(pid)
         keys = await redis_keys(redis, prefix)
+        if args.trace:
+            top = await ask(port, "/ws/cluster-monitor/", {"op": "trace_top", "n": 15})
+            for size, count, frames in top["trace_top"]:
+                print(
+                    f"{size / args.ids:8.0f} B/id {count:7d} blocks  {' < '.join(frames[::-1][:6])}"
+                )
         print(f"server from {args.repo.resolve()}")
         print(f"{args.ids} ids visited in {elapsed:.0f} s (after {warmup} warm-up ids)")
         print(f"VmRSS {before} KiB -> {after} KiB: {(after - before) * 1024 / args.ids:.0f} B/id")
