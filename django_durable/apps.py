@@ -11,6 +11,7 @@ class DurableConfig(AppConfig):
 
     def ready(self) -> None:
         from .checks import refuse_to_serve  # importing registers the checks
+        from .prometheus import register as register_metrics
         from .scheduler import start_with_daphne
 
         # Daphne's command line (``daphne``, ``python -m daphne``) runs no system checks:
@@ -18,4 +19,5 @@ class DurableConfig(AppConfig):
         # ``runserver``...) import daphne too but run the checks and print them.
         if "daphne.cli" in sys.modules:
             refuse_to_serve()
+        register_metrics()  # in prometheus_client's REGISTRY, if it is installed
         start_with_daphne()

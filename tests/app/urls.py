@@ -41,3 +41,7 @@ urlpatterns += [
     path("durable/status/", durable_views.status),
     path("durable/status/open/", durable_views.status_view(allow=lambda request: True)),
 ]
+
+# Prometheus metrics (tests/test_metrics.py), as a project without django-prometheus
+# mounts them.
+urlpatterns += [path("durable/metrics/", durable_views.metrics_view)]
