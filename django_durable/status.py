@@ -188,6 +188,7 @@ async def _redis_entries(layer: RedisSessionLayer, entries: dict[str, _Entry]) -
 
 def _pending_alarms(keys: list[str], using: str) -> dict[str, str]:
     from django.db import close_old_connections
+    from django.utils import timezone
 
     from .models import Alarm
 
@@ -199,7 +200,8 @@ def _pending_alarms(keys: list[str], using: str) -> dict[str, str]:
         )
         for object_key, when in rows.values_list("object_key", "scheduled_at"):
             if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
+                # USE_TZ = False: the database holds local times of TIME_ZONE.
+                when = timezone.make_aware(when, timezone.get_default_timezone())
             found[object_key] = when.astimezone(UTC).isoformat()
     return found
 

@@ -45,6 +45,11 @@ async def is_staff(request: HttpRequest) -> bool:
 def status_view(allow: Allow | None = None) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
     """An async view returning the status JSON to requests that ``allow`` lets in."""
     rule: Allow = is_staff if allow is None else allow
+    refused = (
+        "the durable objects status is for active staff users"
+        if allow is None
+        else "this status view's rule refused the request"
+    )
 
     async def view(request: HttpRequest) -> HttpResponse:
         if request.method not in ("GET", "HEAD"):
@@ -56,7 +61,7 @@ def status_view(allow: Allow | None = None) -> Callable[[HttpRequest], Awaitable
             verdict = await verdict
         if not verdict:
             return JsonResponse(
-                {"error": "forbidden", "detail": "the durable objects status is for staff users"},
+                {"error": "forbidden", "detail": refused},
                 status=403,
             )
         response = JsonResponse(await status_report())

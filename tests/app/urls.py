@@ -40,6 +40,8 @@ from django_durable import views as durable_views  # noqa: E402
 urlpatterns += [
     path("durable/status/", durable_views.status),
     path("durable/status/open/", durable_views.status_view(allow=lambda request: True)),
+    # A rule of the project's own (the example's: DEBUG on) that refuses.
+    path("durable/status/closed/", durable_views.status_view(allow=lambda request: False)),
 ]
 
 # Prometheus metrics (tests/test_metrics.py), as a project without django-prometheus
