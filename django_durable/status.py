@@ -264,6 +264,13 @@ async def layer_status(layer: BaseSessionLayer, *, alarms: bool = True) -> list[
     return _listed(entries)
 
 
+def short_id(process: str, length: int = 8) -> str:
+    """A process id short enough for a table: the random part of a process channel
+    (``durable.<layer prefix>!<random>``) or of a runtime's id, cut to ``length``."""
+    tail = process.rsplit("!", 1)[-1].rsplit(".", 1)[-1]
+    return tail[:length]
+
+
 def summarize(objects: Iterable[dict[str, Any]]) -> dict[str, int]:
     """Totals of a list from :func:`object_status`."""
     listed = list(objects)
@@ -297,4 +304,4 @@ async def status_report(runtime: Runtime | None = None, *, alarms: bool = True) 
     }
 
 
-__all__ = ["layer_status", "object_status", "status_report", "summarize"]
+__all__ = ["layer_status", "object_status", "short_id", "status_report", "summarize"]

@@ -1,5 +1,6 @@
 """HTTP routes of the test app: the harness's health check and views using stubs."""
 
+from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
@@ -13,6 +14,7 @@ def health(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("health/", health, name="health"),
+    path("admin/", admin.site.urls),
     path("vault/<str:room>/read/<str:key>/", views.stub_read),
     path("vault/<str:room>/call/<str:method>/", views.stub_call),
     path("vault/<str:room>/broadcast/", views.broadcast),
