@@ -46,8 +46,10 @@ def project(tmp_path: Path, durable_objects: str) -> tuple[Path, dict[str, str]]
 
 
 def run(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` (or, for an absolute path first, that program)."""
+    argv = list(args) if os.path.isabs(args[0]) else [sys.executable, *args]
     return subprocess.run(
-        [sys.executable, *args],
+        argv,
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -100,7 +102,12 @@ def test_a_redis_hint_only_for_the_redis_backend(tmp_path) -> None:
     assert "HINT: Check the dotted path" in result.stderr
 
 
-@pytest.mark.parametrize("entry", [["-m", "daphne"]], ids=["python-m-daphne"])
+DAPHNE_SCRIPT = str(Path(sys.executable).parent / "daphne")
+
+
+@pytest.mark.parametrize(
+    "entry", [["-m", "daphne"], [DAPHNE_SCRIPT]], ids=["python-m-daphne", "daphne-script"]
+)
 def test_daphne_refuses_to_start(tmp_path, entry) -> None:
     """Daphne's command line runs no system checks: the package stops it, before it
     listens, with the same message and exit status 1."""
