@@ -641,8 +641,9 @@ class RedisTransport(LocalTransport):
                 entry[3] = await self._deliver(
                     sock.cls, sock.object_id, sock.key, entry[1], self.channel
                 )
-            if owner != self.channel != previous and entry[3] == self.channel and previous:
-                metrics.inc("lease_takeovers")  # its owner stopped answering: taken here
+            # Sent to another owner, which stopped answering: this process took the object.
+            if self.channel not in (owner, previous) and previous and entry[3] == self.channel:
+                metrics.inc("lease_takeovers")
             owners.pop(sock.key, None)
 
     async def _reregister(self) -> None:
