@@ -8,7 +8,8 @@ Environment variables (the browser tests use them; the defaults suit a person):
 DURABLE_EXAMPLE_DB (the SQLite file), DURABLE_EXAMPLE_IDLE_TIMEOUT (seconds before an
 idle object hibernates), DURABLE_EXAMPLE_TURN_SECONDS (the game's turn timer) and
 DURABLE_EXAMPLE_ORIGINS (the origins allowed to open WebSockets, space-separated;
-default http://127.0.0.1:8000 and http://localhost:8000, for daphne on port 8000).
+default http://127.0.0.1 and http://localhost on ports 8000, 8001 and 8002, the
+README's).
 """
 
 import os
@@ -25,7 +26,13 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 # the host only (a page on http://127.0.0.1:9999 or https://localhost would pass for
 # this server on http://127.0.0.1:8000). In production: ["https://chat.example.com"].
 WEBSOCKET_ALLOWED_ORIGINS = (
-    os.environ.get("DURABLE_EXAMPLE_ORIGINS") or "http://127.0.0.1:8000 http://localhost:8000"
+    os.environ.get("DURABLE_EXAMPLE_ORIGINS")
+    # The README's ports: 8000, and 8001 and 8002 for two processes on Redis.
+    or " ".join(
+        f"http://{host}:{port}"
+        for host in ("127.0.0.1", "localhost")
+        for port in (8000, 8001, 8002)
+    )
 ).split()
 
 INSTALLED_APPS = [
