@@ -21,3 +21,6 @@ class DurableConfig(AppConfig):
                     "DURABLE_OBJECTS is misconfigured:\n" + "\n".join(str(e) for e in errors)
                 )
         start_with_daphne()
+        from .lifespan import install_daphne_shutdown
+
+        install_daphne_shutdown()

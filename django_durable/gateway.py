@@ -14,8 +14,16 @@ import logging
 import secrets
 import sys
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from . import conf, metrics
+from .asgi_server import (
+    close_with_code,
+    outgoing_limit,
+    utf8_size,
+    warn_if_server_limit_decides,
+)
 from .events import CLOSE, MESSAGE, Event
 from .limits import validate_object_id
 from .runtime import get_runtime
@@ -29,6 +37,16 @@ logger = logging.getLogger(__name__)
 #: Reason given to ``websocket_close`` for a connection that dropped without a Close frame.
 ABNORMAL_CLOSURE_REASON = "connection dropped without a Close frame"
 
+#: Close codes the package sends on its own, with the reason sent along.
+MESSAGE_TOO_BIG = 1009
+SERVICE_RESTART = 1012
+TRY_AGAIN_LATER = 1013
+CLOSE_REASONS = {
+    MESSAGE_TOO_BIG: "Message is too large",
+    SERVICE_RESTART: "Service Restart",
+    TRY_AGAIN_LATER: "Try Again Later",
+}
+
 
 def new_socket_id() -> str:
     return secrets.token_urlsafe(12)
@@ -40,6 +58,8 @@ class LocalSocket:
     __slots__ = (
         "accepted",
         "asgi_send",
+        "backlog",
+        "backlog_bytes",
         "cls",
         "id",
         "key",
@@ -75,6 +95,33 @@ class LocalSocket:
         self.seq = 0
         #: Events forwarded to another process and not yet acknowledged (or None).
         self.outbox: Any = None
+        #: ``(seq, bytes)`` of the messages routed and not yet handled (or None): what
+        #: this socket has waiting for its object, bounded by MAX_SOCKET_QUEUED_*.
+        self.backlog: deque[tuple[int, int]] | None = None
+        self.backlog_bytes = 0
+
+    def queued(self, seq: int, size: int) -> None:
+        if self.backlog is None:
+            self.backlog = deque()
+        self.backlog.append((seq, size))
+        self.backlog_bytes += size
+
+    def acked(self, seq: int) -> None:
+        """The object handled (and stored) this socket's events up to ``seq``."""
+        backlog = self.backlog
+        while backlog and backlog[0][0] <= seq:
+            self.backlog_bytes -= backlog.popleft()[1]
+        if not backlog:
+            self.backlog = None
+            self.backlog_bytes = 0
+
+    def over_backlog(self, size: int) -> bool:
+        """Whether one more message of ``size`` bytes would pass this socket's bound."""
+        count = len(self.backlog) if self.backlog else 0
+        return (
+            count >= conf.get("MAX_SOCKET_QUEUED_EVENTS")
+            or self.backlog_bytes + size > conf.get("MAX_SOCKET_QUEUED_BYTES")
+        ) and count > 0
 
     async def accept(self) -> None:
         if not self.accepted:
@@ -91,7 +138,19 @@ class LocalSocket:
             return
         await self.accept()
         self.open = False
-        await self.asgi_send({"type": "websocket.close", "code": code})
+        if code in CLOSE_REASONS:
+            # Codes an application may not send through every server's ASGI path.
+            await close_with_code(self.asgi_send, code, CLOSE_REASONS[code])
+        else:
+            await self.asgi_send({"type": "websocket.close", "code": code})
+
+    async def refuse(self, code: int, counter: str, why: str) -> None:
+        """Close this socket with ``code`` for a refusal: logged once and counted."""
+        if not self.open:
+            return
+        logger.warning("object %s: socket %s closed with %d: %s", self.key, self.id, code, why)
+        metrics.inc(counter)
+        await self.close(code)
 
     def kill(self, error: BaseException) -> None:
         """End the connection with 1011: daphne sends it when the application raises."""
@@ -124,7 +183,14 @@ class Gateway:
             await send({"type": "websocket.close"})
             return
         runtime = get_runtime()
+        if runtime.shutting_down:
+            await send({"type": "websocket.close"})  # stopping: no new connection
+            return
         await runtime.transport.start()
+        if runtime.outgoing_limit is None:
+            runtime.outgoing_limit = outgoing_limit(send)
+        max_message = conf.get("MAX_MESSAGE_BYTES")
+        warn_if_server_limit_decides(send, max_message)
         sock = LocalSocket(
             new_socket_id(),
             cls,
@@ -143,21 +209,44 @@ class Gateway:
                 return
             sock.tags = tags
             await runtime.fanout.join(sock, tags)
+            if runtime.shutting_down:
+                await sock.refuse(SERVICE_RESTART, "shutdown_closes", "the server is stopping")
             while True:
                 message = await receive()
                 mtype = message["type"]
                 if mtype == "websocket.receive":
+                    if not sock.open:
+                        # The server closed this socket (1009, 1012, 1013): what the
+                        # client sent after that Close frame is not for the object.
+                        continue
                     data = message.get("text")
                     if data is None:
                         data = message.get("bytes")
                         if data is None:
                             continue
+                    size = utf8_size(data)
+                    if size > max_message:
+                        await sock.refuse(
+                            MESSAGE_TOO_BIG,
+                            "oversize_closes",
+                            f"a message of {size} bytes is over MAX_MESSAGE_BYTES ({max_message})",
+                        )
+                        continue
                     pair = runtime.layer.auto_response(sock.key)
                     if pair is not None and pair.request == data:
                         await sock.send(asgi_send_message(pair.response))
                         await runtime.layer.touch_auto_response(sock.key, sock.id, time.time())
                         continue
+                    if sock.over_backlog(size):
+                        await sock.refuse(
+                            TRY_AGAIN_LATER,
+                            "overload_closes",
+                            f"{len(sock.backlog or ())} messages ({sock.backlog_bytes} bytes) "
+                            "still waiting for the object (MAX_SOCKET_QUEUED_EVENTS/_BYTES)",
+                        )
+                        continue
                     sock.seq += 1
+                    sock.queued(sock.seq, size)
                     await runtime.transport.route(sock, Event(MESSAGE, sock.id, data, seq=sock.seq))
                 elif mtype == "websocket.disconnect":
                     sock.open = False
