@@ -7,7 +7,7 @@ Under daphne the close frame is therefore sent through the connection's protocol
 object, the way daphne itself sends 1011; under uvicorn and hypercorn the ASGI
 ``websocket.close`` message carries any code.
 
-Daphne also applies ``--websocket_max_message_size`` to what the application sends:
+Daphne also applies ``--websocket-max-message-size`` to what the application sends:
 the protocol's limit is read here so that ``ws.send()`` and ``broadcast()`` refuse an
 oversized message before sending anything, with an error that names the limit.
 """
@@ -40,7 +40,7 @@ def check_outgoing(data: str | bytes, limit: int | None) -> None:
 
         raise MessageTooLarge(
             f"a message may be at most {limit} bytes, the server's limit (daphne's "
-            f"--websocket_max_message_size); got {size} bytes; nothing was sent"
+            f"--websocket-max-message-size); got {size} bytes; nothing was sent"
         )
 
 
@@ -81,7 +81,7 @@ def warn_if_server_limit_decides(asgi_send: Any, max_message_bytes: int) -> None
         logger.warning(
             "daphne drops messages over %d bytes without a Close frame (1006) before "
             "MAX_MESSAGE_BYTES (%d) can close them with 1009: start daphne with "
-            "--websocket_max_message_size and --websocket_max_frame_size above %d",
+            "--websocket-max-message-size and --websocket-max-frame-size above %d",
             min(limit for limit in limits if limit > 0),
             max_message_bytes,
             max_message_bytes,

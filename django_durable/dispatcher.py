@@ -162,6 +162,11 @@ class LiveObject:
         if sid is None:
             return
         self._shedding.add(sid)
+        sock = self.runtime.sockets.get(sid)
+        if sock is not None:
+            if not sock.open:
+                return  # closing already (by its client, or past its own bound)
+            sock.open = False  # its gateway routes nothing more from now on
         logger.warning(
             "object %s overloaded (%s): socket %s closed with 1013",
             self.key,
@@ -178,12 +183,15 @@ class LiveObject:
         task.add_done_callback(self._closing_tasks.discard)
 
     async def _close_overloaded(self, sid: str, record: SocketRecord | None) -> None:
-        from .gateway import TRY_AGAIN_LATER
+        from .asgi_server import close_with_code
+        from .gateway import CLOSE_REASONS, TRY_AGAIN_LATER
 
         sock = self.runtime.sockets.get(sid)
         try:
             if sock is not None:
-                await sock.close(TRY_AGAIN_LATER)
+                await close_with_code(
+                    sock.asgi_send, TRY_AGAIN_LATER, CLOSE_REASONS[TRY_AGAIN_LATER]
+                )
             elif record is not None:
                 await self.runtime.transport.close(self.key, record, TRY_AGAIN_LATER, "")
         except Exception:

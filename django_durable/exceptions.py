@@ -59,7 +59,7 @@ class InvalidStorageValue(DurableError, ValueError):
 
 class MessageTooLarge(DurableError, ValueError):
     """An outgoing message over the ASGI server's limit (daphne's
-    ``--websocket_max_message_size``): nothing was sent, the socket stays open."""
+    ``--websocket-max-message-size``): nothing was sent, the socket stays open."""
 
 
 # Invalid state ----------------------------------------------------------------------
