@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import conf, metrics
 from .asgi_server import (
     close_with_code,
+    daphne_protocol,
     outgoing_limit,
     utf8_size,
     warn_if_server_limit_decides,
@@ -261,13 +262,35 @@ class Gateway:
         except asyncio.CancelledError:
             error = sock.kill_error
             if error is None:
+                if sock.open and sock.accepted and daphne_protocol(send) is None:
+                    await _stopped_by_server(runtime, sock)
                 raise
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
+            if daphne_protocol(send) is None:
+                # Other servers carry 1011 in the ASGI close message.
+                await close_with_code(send, 1011, "Internal Error")
+                return
             # Raising while the socket is open is the only way to make daphne send 1011.
             raise error from None
         finally:
             runtime.sockets.pop(sock.id, None)
             runtime.fanout.leave(sock)
             runtime.transport.gone(sock)
+
+
+async def _stopped_by_server(runtime: Any, sock: LocalSocket) -> None:
+    """The server cancelled an open connection (hypercorn does at shutdown): close it
+    with 1012 rather than let the server send 1011, and give the object its final event."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    try:
+        await sock.refuse(SERVICE_RESTART, "shutdown_closes", "the server is stopping")
+        sock.seq += 1
+        event = Event(CLOSE, sock.id, (SERVICE_RESTART, "", True), seq=sock.seq)
+        await runtime.transport.route(sock, event)
+    finally:
+        if task is not None:
+            task.cancel()  # re-cancelled: the server's cancellation still ends the task

@@ -88,8 +88,10 @@ def server_command(server: str, port: int, application: str, extra_args: list[st
         head = ["-m", "daphne", "-b", HOST, "-p", str(port), "--websocket_timeout", "-1"]
     elif server == "uvicorn":
         head = ["-m", "uvicorn", "--host", HOST, "--port", str(port), "--lifespan", "on"]
+        head += ["--ws", os.environ.get("DURABLE_TEST_UVICORN_WS", "auto")]
     elif server == "hypercorn":
-        head = ["-m", "hypercorn", "--bind", f"{HOST}:{port}"]
+        # (--workers 0: serve in this process, as the others do, not in a child.)
+        head = ["-m", "hypercorn", "--bind", f"{HOST}:{port}", "--workers", "0"]
     else:
         raise ValueError(f"unknown ASGI server {server!r}; one of {SERVERS}")
     return [sys.executable, *head, *extra_args, application]

@@ -59,7 +59,7 @@ async def ended(client: Client) -> int | None:
     return client.closed_by.rcvd.code if client.closed_by.rcvd is not None else None
 
 
-@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
+@pytest.mark.parametrize("server", ["daphne", "uvicorn", "hypercorn"])
 async def test_sigterm_closes_every_socket_with_1012_and_the_process_exits(
     daphne_factory, server: str
 ) -> None:
@@ -81,7 +81,7 @@ async def test_sigterm_closes_every_socket_with_1012_and_the_process_exits(
     assert process.wait(WAIT) in STOPPED
 
 
-@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
+@pytest.mark.parametrize("server", ["daphne", "uvicorn", "hypercorn"])
 async def test_sigterm_hands_the_object_over_at_once_with_final_events(
     daphne_factory, server: str
 ) -> None:
