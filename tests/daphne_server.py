@@ -196,10 +196,11 @@ class DaphneServer:
                 self.process.wait(timeout=timeout)
         return self.process.returncode
 
-    def terminate(self) -> None:
-        """SIGTERM without waiting (a graceful shutdown starts; ``wait()`` for its end)."""
+    def terminate(self, signum: int = signal.SIGTERM) -> None:
+        """SIGTERM (or ``signum``) without waiting: a graceful shutdown starts; ``wait()``
+        for its end."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signum)
 
     def wait(self, timeout: float = STOP_TIMEOUT) -> int:
         """Wait (bounded) for the process to exit; its exit code."""

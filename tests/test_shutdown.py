@@ -32,7 +32,7 @@ LONG_LEASE = 60.0
 WAIT = 15.0
 #: Exit codes of a server stopped by SIGTERM: daphne exits 0; uvicorn, once shut down,
 #: raises the signal again so that its status says what stopped it.
-STOPPED = (0, -signal.SIGTERM)
+STOPPED = (0, -signal.SIGTERM, -signal.SIGINT)
 
 
 def oid() -> str:
@@ -59,9 +59,18 @@ async def ended(client: Client) -> int | None:
     return client.closed_by.rcvd.code if client.closed_by.rcvd is not None else None
 
 
-@pytest.mark.parametrize("server", ["daphne", "uvicorn", "hypercorn"])
-async def test_sigterm_closes_every_socket_with_1012_and_the_process_exits(
-    daphne_factory, server: str
+@pytest.mark.parametrize(
+    ("server", "signum"),
+    [
+        ("daphne", signal.SIGTERM),
+        ("daphne", signal.SIGINT),
+        ("uvicorn", signal.SIGTERM),
+        ("hypercorn", signal.SIGTERM),
+    ],
+    ids=["daphne-SIGTERM", "daphne-SIGINT", "uvicorn-SIGTERM", "hypercorn-SIGTERM"],
+)
+async def test_a_stop_signal_closes_every_socket_with_1012_and_the_process_exits(
+    daphne_factory, server: str, signum: int
 ) -> None:
     (process,) = daphne_factory(1, server=server)
     room = oid()
@@ -72,13 +81,16 @@ async def test_sigterm_closes_every_socket_with_1012_and_the_process_exits(
     for ws in sockets:
         await ws.send(json.dumps({"op": "whoami"}))
         assert "id" in await recv_json(ws, WAIT)
-    process.terminate()
+    process.terminate(signum)
     for ws in sockets:
         with pytest.raises(ConnectionClosed) as closed:
             await recv_json(ws, WAIT)
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1012
     assert process.wait(WAIT) in STOPPED
+    if server == "daphne":  # (uvicorn closes them itself, before lifespan shutdown)
+        lines = [line for line in process.output().splitlines() if "WARNING" in line]
+        assert sum(f"Room/{room}: 3 sockets closed with 1012" in line for line in lines) == 1
 
 
 @pytest.mark.parametrize("server", ["daphne", "uvicorn", "hypercorn"])
