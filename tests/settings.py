@@ -56,7 +56,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_durable": {"handlers": ["console"], "level": "WARNING"}},
+    "loggers": {
+        "django_durable": {
+            "handlers": ["console"],
+            "level": os.environ.get("DURABLE_TEST_LOG_LEVEL", "WARNING"),
+        }
+    },
 }
 
 # End-to-end servers are configured by environment variables (tests.daphne_server

@@ -240,3 +240,39 @@ async def test_an_overloaded_object_closes_the_heaviest_socket_and_refuses_stub_
     assert logged(server, "call refused") == 1
     for ws in (observer, light, monitor):
         await ws.close()
+
+
+async def test_with_redis_a_flooder_on_another_process_is_closed_by_its_own_gateway(
+    daphne_factory,
+) -> None:
+    """The owner acknowledges what it handled; the flooder's process counts the rest."""
+    from tests.test_shutdown import redis_cluster
+
+    bound = 40
+    c = redis_cluster(daphne_factory, 2, DURABLE_TEST_MAX_SOCKET_QUEUED_EVENTS=str(bound))
+    s0, s1 = c.servers
+    room, signal = new_id(), new_id()
+    observer = await open_socket(s0, room, "observers")  # first: s0 owns the object
+    flooder = await open_socket(s1, room)
+    other = await open_socket(s1, room)
+    # (Not the Channels consumer ws/monitor/: on channels_redis its receive loop holds
+    # the process's receive lock for seconds at a time, delaying forwarded events.)
+    monitor = await connect(s0.url("ws/cluster-monitor/"), open_timeout=TIMEOUT, proxy=None)
+    flooder_id = (await ask(flooder, {"op": "whoami"}, "id"))["id"]
+    await ask(other, {"op": "whoami"}, "id")
+    try:
+        await observer.send(json.dumps({"op": "wait", "name": signal, "timeout": 60}))
+        await recv_json_until(observer, lambda m: m.get("waiting") == signal, TIMEOUT)
+        await flood(flooder, 10 * bound)
+        await other.send(json.dumps({"op": "seq", "n": 0}))
+        assert await closed_code(flooder) == 1013
+        await monitor.send(json.dumps({"op": "signal", "name": signal}))
+        assert (await recv_json_until(observer, lambda m: "waited" in m, TIMEOUT))["signalled"]
+        assert (await recv_json_until(other, lambda m: "seq" in m, TIMEOUT))["seq"] == 0
+        assert (await close_event(observer, flooder_id))["code"] == 1013
+        memory = (await ask(other, {"op": "memory"}, "memory"))["memory"]
+        assert memory == list(range(bound))
+    finally:
+        for ws in (observer, other, monitor):
+            await ws.close()
+        await c.close()

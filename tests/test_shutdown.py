@@ -39,7 +39,8 @@ def oid() -> str:
     return uuid.uuid4().hex[:10]
 
 
-def redis_cluster(daphne_factory: Any, count: int, server: str = "daphne") -> Cluster:
+def redis_cluster(daphne_factory: Any, count: int, server: str = "daphne", **extra: str) -> Cluster:
+    """``count`` servers on Redis with a long lease (and ``extra`` environment)."""
     need("redis")
     prefix = f"shutdown-{uuid.uuid4().hex[:12]}"
     env = {
@@ -47,6 +48,7 @@ def redis_cluster(daphne_factory: Any, count: int, server: str = "daphne") -> Cl
         "DURABLE_TEST_REDIS_PREFIX": prefix,
         "DURABLE_TEST_REDIS_URL": REDIS_URL,
         "DURABLE_TEST_LEASE_TIME": str(LONG_LEASE),
+        **extra,
     }
     return Cluster(daphne_factory(count, env=env, server=server), env, REDIS_URL, prefix)
 
