@@ -135,7 +135,8 @@ class LiveObject:
     def over_bound(self, count: int | None = None, nbytes: int | None = None) -> bool:
         count = self.queue.count if count is None else count
         nbytes = self.queue.nbytes if nbytes is None else nbytes
-        return bool(count > conf.get("MAX_QUEUED_EVENTS") or nbytes > conf.get("MAX_QUEUED_BYTES"))
+        settings = conf.durable_settings()
+        return bool(count > settings["MAX_QUEUED_EVENTS"] or nbytes > settings["MAX_QUEUED_BYTES"])
 
     def describe_backlog(self) -> str:
         return (

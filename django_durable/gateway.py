@@ -118,11 +118,13 @@ class LocalSocket:
 
     def over_backlog(self, size: int) -> bool:
         """Whether one more message of ``size`` bytes would pass this socket's bound."""
-        count = len(self.backlog) if self.backlog else 0
-        return (
-            count >= conf.get("MAX_SOCKET_QUEUED_EVENTS")
-            or self.backlog_bytes + size > conf.get("MAX_SOCKET_QUEUED_BYTES")
-        ) and count > 0
+        if not self.backlog:
+            return False  # one message always goes, whatever its size
+        settings = conf.durable_settings()
+        return bool(
+            len(self.backlog) >= settings["MAX_SOCKET_QUEUED_EVENTS"]
+            or self.backlog_bytes + size > settings["MAX_SOCKET_QUEUED_BYTES"]
+        )
 
     async def accept(self) -> None:
         if not self.accepted:
