@@ -20,6 +20,16 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+#: Close codes the package sends on its own, with the reason sent along.
+MESSAGE_TOO_BIG = 1009
+SERVICE_RESTART = 1012
+TRY_AGAIN_LATER = 1013
+CLOSE_REASONS = {
+    MESSAGE_TOO_BIG: "Message is too large",
+    SERVICE_RESTART: "Service Restart",
+    TRY_AGAIN_LATER: "Try Again Later",
+}
+
 _warned_incoming = False
 
 

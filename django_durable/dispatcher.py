@@ -22,11 +22,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from . import conf, metrics
+from . import conf
 from .events import CALL, CLOSE, CONNECT, ERROR, HIBERNATE, MESSAGE, REJOIN, Event
-from .exceptions import HandlerTimeout, Overloaded, OwnershipLost
+from .exceptions import HandlerTimeout, OwnershipLost
 from .mailbox import Mailbox
-from .session.base import CLOSED, CLOSING, OPEN, ObjectSession, SocketRecord
+from .overload import Backlog
+from .session.base import CLOSED, OPEN, ObjectSession, SocketRecord
 from .state import DurableState
 from .websocket import DurableWebSocket
 
@@ -91,9 +92,7 @@ class LiveObject:
         self._held: dict[str, dict[int, Event]] = {}
         self._writes: list[tuple[str, Any]] = []
         self._acks: list[tuple[str, str, int]] = []
-        #: Sockets closed with 1013 for this object's backlog (until their final event).
-        self._shedding: set[str] = set()
-        self._closing_tasks: set[asyncio.Task[None]] = set()
+        self.backlog = Backlog(self)
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"durable:{key}")
 
     # Writes to the session layer, flushed after each handler -------------------------
@@ -129,74 +128,6 @@ class LiveObject:
         if self._acks:
             acks, self._acks = self._acks, []
             await self.runtime.transport.ack(acks)
-
-    # Overload -----------------------------------------------------------------------
-
-    def over_bound(self, count: int | None = None, nbytes: int | None = None) -> bool:
-        count = self.queue.count if count is None else count
-        nbytes = self.queue.nbytes if nbytes is None else nbytes
-        settings = conf.durable_settings()
-        return bool(count > settings["MAX_QUEUED_EVENTS"] or nbytes > settings["MAX_QUEUED_BYTES"])
-
-    def describe_backlog(self) -> str:
-        return (
-            f"{self.queue.count} events ({self.queue.nbytes} bytes) waiting; "
-            f"MAX_QUEUED_EVENTS is {conf.get('MAX_QUEUED_EVENTS')}, "
-            f"MAX_QUEUED_BYTES {conf.get('MAX_QUEUED_BYTES')}"
-        )
-
-    def shed_load(self) -> None:
-        """Past the object's bound: close the socket with the most waiting with 1013.
-
-        Its events already queued stay and are handled, then its close; nothing queued
-        is dropped. Its later frames are not routed any more (its gateway sees it closed).
-        What sockets already being closed have waiting does not count again: their
-        backlog drains by itself, and must not get other sockets closed meanwhile.
-        """
-        queue = self.queue
-        shed = [(queue.waiting(s), queue.socket_bytes.get(s, 0)) for s in self._shedding]
-        if not self.over_bound(
-            queue.count - sum(n for n, _ in shed), queue.nbytes - sum(b for _, b in shed)
-        ):
-            return
-        sid = queue.heaviest_socket(exclude=self._shedding)
-        if sid is None:
-            return
-        self._shedding.add(sid)
-        sock = self.runtime.sockets.get(sid)
-        if sock is not None:
-            if not sock.open:
-                return  # closing already (by its client, or past its own bound)
-            sock.open = False  # its gateway routes nothing more from now on
-        logger.warning(
-            "object %s overloaded (%s): socket %s closed with 1013",
-            self.key,
-            self.describe_backlog(),
-            sid,
-        )
-        metrics.inc("overload_closes")
-        record = self.session.sockets.get(sid)
-        if record is not None and record.state == OPEN:
-            record.state = CLOSING
-            self.write_socket(record)
-        task = asyncio.get_running_loop().create_task(self._close_overloaded(sid, record))
-        self._closing_tasks.add(task)
-        task.add_done_callback(self._closing_tasks.discard)
-
-    async def _close_overloaded(self, sid: str, record: SocketRecord | None) -> None:
-        from .asgi_server import close_with_code
-        from .gateway import CLOSE_REASONS, TRY_AGAIN_LATER
-
-        sock = self.runtime.sockets.get(sid)
-        try:
-            if sock is not None:
-                await close_with_code(
-                    sock.asgi_send, TRY_AGAIN_LATER, CLOSE_REASONS[TRY_AGAIN_LATER]
-                )
-            elif record is not None:
-                await self.runtime.transport.close(self.key, record, TRY_AGAIN_LATER, "")
-        except Exception:
-            logger.warning("object %s: closing socket %s failed", self.key, sid, exc_info=True)
 
     # Reaching sockets -------------------------------------------------------------------
 
@@ -459,7 +390,7 @@ class LiveObject:
                 await instance.websocket_error(ws, event.data)
         finally:
             self.session.sockets.pop(sid, None)
-            self._shedding.discard(sid)
+            self.backlog.forget(sid)
             self._writes.append(("remove", sid))
 
     def _failed(self, event: Event, exc: BaseException) -> None:
@@ -531,8 +462,8 @@ class Dispatcher:
     def put(self, cls: type[DurableConsumer], object_id: str, key: str, event: Event) -> None:
         live = self.wake(cls, object_id, key)
         live.queue.put_nowait(event)
-        if event.kind == MESSAGE and live.over_bound():
-            live.shed_load()
+        if event.kind == MESSAGE:
+            live.backlog.check()
 
     def forget(self, live: LiveObject) -> None:
         if self.live.get(live.key) is live:
@@ -553,12 +484,8 @@ class Dispatcher:
     ) -> Any:
         """Run ``fn(instance)`` as an event of the object (waking it) and return its result."""
         live = self.live.get(key)
-        if live is not None and live.over_bound():
-            logger.warning("object %s overloaded (%s): call refused", key, live.describe_backlog())
-            metrics.inc("overload_refusals")
-            raise Overloaded(
-                f"{key} is overloaded ({live.describe_backlog()}); nothing ran, try again later"
-            )
+        if live is not None:
+            live.backlog.refuse_call()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.wake(cls, object_id, key).queue.put_nowait(Event(CALL, None, fn, future))
         return await future

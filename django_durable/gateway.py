@@ -19,6 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import conf, metrics
 from .asgi_server import (
+    CLOSE_REASONS,
+    MESSAGE_TOO_BIG,
+    SERVICE_RESTART,
+    TRY_AGAIN_LATER,
     close_with_code,
     daphne_protocol,
     outgoing_limit,
@@ -37,16 +41,6 @@ logger = logging.getLogger(__name__)
 
 #: Reason given to ``websocket_close`` for a connection that dropped without a Close frame.
 ABNORMAL_CLOSURE_REASON = "connection dropped without a Close frame"
-
-#: Close codes the package sends on its own, with the reason sent along.
-MESSAGE_TOO_BIG = 1009
-SERVICE_RESTART = 1012
-TRY_AGAIN_LATER = 1013
-CLOSE_REASONS = {
-    MESSAGE_TOO_BIG: "Message is too large",
-    SERVICE_RESTART: "Service Restart",
-    TRY_AGAIN_LATER: "Try Again Later",
-}
 
 
 def new_socket_id() -> str:

@@ -65,7 +65,7 @@ async def shutdown(runtime: Runtime, timeout: float | None = None) -> None:  # n
 
 
 async def _close_sockets(runtime: Runtime) -> int:
-    from .gateway import SERVICE_RESTART
+    from .asgi_server import SERVICE_RESTART
 
     per_object: Counter[str] = Counter()
     for sock in list(runtime.sockets.values()):
