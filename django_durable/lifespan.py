@@ -64,13 +64,11 @@ class DurableLifespan:
 def _refuse_bad_settings() -> None:
     from django.core.exceptions import ImproperlyConfigured
 
-    from .checks import check_durable_settings
+    from .checks import check_durable_settings, format_errors
 
     errors = [e for e in check_durable_settings() if e.is_serious()]
     if errors:
-        raise ImproperlyConfigured(
-            "DURABLE_OBJECTS is misconfigured:\n" + "\n".join(str(e) for e in errors)
-        )
+        raise ImproperlyConfigured(format_errors(errors))
 
 
 def install_daphne_shutdown() -> None:

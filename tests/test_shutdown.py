@@ -159,3 +159,13 @@ async def test_a_rolling_restart_under_load_loses_and_repeats_nothing(daphne_fac
         assert (await late.ask({"op": "where"}, "where"))["where"]["pid"] == s1.pid
     finally:
         await c.close()
+
+
+def test_under_uvicorn_bad_settings_stop_the_server_at_lifespan_startup(daphne_factory) -> None:
+    """As daphne's command line does (SPEC section 10), through ASGI lifespan."""
+    from tests.daphne_server import DaphneServerError
+
+    with pytest.raises(DaphneServerError) as failed:
+        daphne_factory(1, {"DURABLE_TEST_MAX_MESSAGE_BYTES": "0"}, server="uvicorn")
+    assert "MAX_MESSAGE_BYTES" in str(failed.value)
+    assert "Traceback" not in str(failed.value)
