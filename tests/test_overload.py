@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.daphne_server import DaphneServer, recv_json, recv_json_until
 from tests.storage_support import eventually, http_json
+from tests.test_metrics import scrape
 
 TIMEOUT = 10.0
 MAX_MESSAGE = 65_536
@@ -126,6 +127,7 @@ async def test_an_incoming_message_over_max_message_bytes_closes_with_1009(
     await observer.send(json.dumps({"op": "whoami"}))
     assert "id" in await recv_json(observer, TIMEOUT)  # no second close event came first
     assert logged(size_server, f"socket {sender_id} closed with 1009") == 1
+    assert scrape(size_server)["durable_oversize_closes_total"] == 1
     await observer.close()
 
 
@@ -199,6 +201,7 @@ async def test_a_flooding_socket_is_closed_with_1013_and_the_others_keep_being_s
         lambda: f"socket {flooder_id} closed with 1013" in server.output(), "the log line"
     )
     assert logged(server, f"socket {flooder_id} closed with 1013") == 1
+    assert scrape(server)["durable_overload_closes_total"] == 1
     for ws in (observer, other, monitor):
         await ws.close()
 
@@ -238,6 +241,9 @@ async def test_an_overloaded_object_closes_the_heaviest_socket_and_refuses_stub_
     assert (status, body) == (200, {"result": 2})
     assert logged(server, f"socket {flooder_id} closed with 1013") == 1
     assert logged(server, "call refused") == 1
+    counters = scrape(server)
+    assert counters["durable_overload_closes_total"] == 1
+    assert counters["durable_overload_refusals_total"] == 1
     for ws in (observer, light, monitor):
         await ws.close()
 
