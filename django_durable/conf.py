@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "ALARM_POLL_INTERVAL": 1.0,
     # Lease time (seconds) of an object's ownership in Redis.
     "LEASE_TIME": 5.0,
+    # Seconds an object's broadcast history (``history = N``) is kept after its last use.
+    "HISTORY_TTL": 3600.0,
 }
 
 
