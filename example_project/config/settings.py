@@ -5,7 +5,8 @@ docs/deployment.md for several processes with Redis and PostgreSQL.
 
 Environment variables (the browser tests use them; the defaults suit a person):
 DURABLE_EXAMPLE_DB (the SQLite file), DURABLE_EXAMPLE_IDLE_TIMEOUT (seconds before an
-idle object hibernates) and DURABLE_EXAMPLE_TURN_SECONDS (the game's turn timer).
+idle object hibernates), DURABLE_EXAMPLE_TURN_SECONDS (the game's turn timer) and
+DURABLE_EXAMPLE_CHAT_HISTORY (broadcasts a room keeps for pages that reconnect).
 """
 
 import os
@@ -19,6 +20,7 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 
 INSTALLED_APPS = [
     "daphne",  # first: its runserver serves ASGI_APPLICATION
+    "django.contrib.staticfiles",  # serves durable-socket.js, the reconnecting client
     "channels",
     "django_durable",
     "chat",
@@ -79,6 +81,12 @@ DURABLE_OBJECTS = {"IDLE_TIMEOUT": float(os.environ.get("DURABLE_EXAMPLE_IDLE_TI
 #
 # The status page then lists every process's objects with their owner, and
 # `python manage.py durable_status` reads them from Redis without --url.
+
+STATIC_URL = "static/"
+
+# Broadcasts each room (and game) keeps for pages that reconnect (`history = N`): a page
+# that was away for fewer broadcasts gets them replayed, one away longer reloads.
+CHAT_HISTORY = int(os.environ.get("DURABLE_EXAMPLE_CHAT_HISTORY") or 100)
 
 # The game's turn timer (an alarm per game): a player who takes longer is skipped.
 GAME_TURN_SECONDS = float(os.environ.get("DURABLE_EXAMPLE_TURN_SECONDS") or 20)

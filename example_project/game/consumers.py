@@ -58,6 +58,9 @@ def winner(board):
 
 class TicTacToe(DurableConsumer):
     object_id_kwarg = "game"
+    # Broadcasts kept for pages that reconnect; every connect() also broadcasts the whole
+    # state, so a page that was away too long (a resync) gets it again anyway.
+    history = 20
 
     async def on_start(self):
         self.state.set_websocket_auto_response(WebSocketRequestResponsePair("ping", "pong"))
