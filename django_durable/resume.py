@@ -104,7 +104,15 @@ async def go_live(runtime: Runtime, sock: LocalSocket) -> None:
     asked = resume.epoch is not None
     replayed: set[int] = set()
     if history:
-        snapshot = await runtime.layer.read_history(sock.key, resume.offset if asked else None)
+        try:
+            snapshot = await runtime.layer.read_history(sock.key, resume.offset if asked else None)
+        except Exception as exc:
+            # Without the history nothing can be promised: close (the client reconnects,
+            # from the position it had) rather than send what was held out of order.
+            logger.warning("socket %s: cannot read the history of %s: %s", sock.id, sock.key, exc)
+            resume.held = None
+            await sock.close(1013)
+            return
         epoch, head = snapshot.epoch, snapshot.head
         reaches = epoch == resume.epoch and snapshot.first <= resume.offset + 1 <= head + 1
     else:

@@ -392,3 +392,47 @@ def test_chat_page_reconnects_after_a_server_restart(
     expect(ada.locator("#log")).to_contain_text("Grace: after the restart", timeout=WAIT_MS)
     lines = [line.split(": ", 1)[1] for line in chat_lines(ada)]
     assert lines == ["before the restart", "after the restart"]
+
+
+def test_client_heartbeat_without_answer_reconnects_and_queue_is_bounded(
+    own_page: Callable[[str], Any],
+) -> None:
+    page = own_page("")  # any page of the site: the module is served next to it
+    result = page.evaluate(
+        """async () => {
+          const { DurableSocket } = await import("/static/django_durable/durable-socket.js");
+          // Nothing answers this request: the missing answer must close and reconnect.
+          const events = await new Promise((resolve) => {
+            const events = [];
+            const socket = new DurableSocket("/ws/chat/heartbeat-test/?name=hb", {
+              heartbeat: { request: "nobody answers", response: "pong", interval: 100, timeout: 200 },
+              minDelay: 50,
+            });
+            socket.addEventListener("open", (e) => events.push(["open", e.reconnected]));
+            socket.addEventListener("close", (e) => events.push(["close", e.code, e.willReconnect]));
+            socket.addEventListener("reconnect", (e) => events.push(["reconnect", e.detail.attempt]));
+            socket.addEventListener("open", (e) => {
+              if (e.reconnected) { socket.close(); resolve(events); }
+            });
+          });
+          // Nowhere to connect: sends are queued up to maxQueue, then refused.
+          const offline = new DurableSocket("ws://127.0.0.1:9/", { maxQueue: 2, minDelay: 10000 });
+          offline.send("one");
+          offline.send("two");
+          let refused = null;
+          try { offline.send("three"); } catch (error) { refused = error.name; }
+          const queued = offline.queued;
+          offline.close();
+          let afterClose = null;
+          try { offline.send("four"); } catch (error) { afterClose = error.message; }
+          return { events, refused, queued, afterClose };
+        }"""
+    )
+    assert result["events"][:4] == [
+        ["open", False],
+        ["close", 4001, True],
+        ["reconnect", 1],
+        ["open", True],
+    ], result["events"]
+    assert result["refused"] == "RangeError" and result["queued"] == 2
+    assert "after close()" in result["afterClose"]

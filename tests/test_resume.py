@@ -74,6 +74,25 @@ def test_resume_requests_are_parsed() -> None:
     assert back is not None and (back.epoch, back.offset, back.previous) == ("ab12", 9, "s-1")
 
 
+def test_history_must_be_a_non_negative_int() -> None:
+    from django_durable import DurableConsumer
+
+    for bad in (-1, 1.5, True, "10"):
+        with pytest.raises(TypeError, match="history must be an int >= 0"):
+            type("Bad", (DurableConsumer,), {"history": bad, "durable_name": "tests.Bad"})
+
+
+async def test_memory_history_expires_after_its_ttl(settings: Any) -> None:
+    settings.DURABLE_OBJECTS = {**settings.DURABLE_OBJECTS, "HISTORY_TTL": 0.05}
+    layer = InMemorySessionLayer()
+    await layer.append_history("K", 3, None, (), "m")
+    assert "K" in layer.histories
+    async with asyncio.timeout(WAIT):
+        while "K" in layer.histories:  # noqa: ASYNC110 (the layer's own timer removes it)
+            await asyncio.sleep(0.01)
+    assert (await layer.read_history("K", None)).head == 0
+
+
 async def test_memory_history_is_bounded_and_numbered() -> None:
     layer = InMemorySessionLayer()
     positions = [await layer.append_history("K", 3, None, (), f"m{i}") for i in range(1, 6)]
@@ -107,6 +126,8 @@ async def test_redis_history_is_bounded_numbered_and_changes_epoch_when_lost() -
             (5, "t", ("x",), "m5"),
         ]
         assert await layer.redis.llen(f"{prefix}h:K") == 3
+        for key in ("hm", "h"):  # both expire HISTORY_TTL after their last use
+            assert 0 < await layer.redis.pttl(f"{prefix}{key}:K") <= 3600 * 1000
         await layer.append_history("K", 3, None, (), b"\x00bin")
         assert (await layer.read_history("K", 5)).entries[0].payload == b"\x00bin"
         # Redis loses the history: a new epoch, offsets from 1 again.
