@@ -169,7 +169,7 @@ class Gateway:
             sock.tags = tags
             await runtime.fanout.join(sock, tags)
             if resume is not None and sock.open:
-                await go_live(runtime, sock)
+                await go_live(runtime.layer, sock)
             del resume
             while True:
                 message = await receive()

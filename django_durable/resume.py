@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from . import framing, metrics
 from .framing import POSITION
-
-if TYPE_CHECKING:
-    from .gateway import LocalSocket
-    from .runtime import Runtime
+from .session.base import BaseSessionLayer
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +63,22 @@ class Resume:
         return offset is not None and self.replayed is not None and offset in self.replayed
 
 
+class ResumingSocket(Protocol):
+    """What this module needs of a gateway's socket (``gateway.LocalSocket``)."""
+
+    id: str
+    key: str
+    tags: tuple[str, ...]
+    resume: Resume | None
+
+    @property
+    def cls(self) -> Any: ...
+
+    async def asgi_send(self, message: dict[str, Any]) -> None: ...
+
+    async def close(self, code: int) -> None: ...
+
+
 def requested(scope: dict[str, Any]) -> Resume | None:
     """The resume request in the query string, or None; ``ValueError`` when malformed."""
     query = scope.get("query_string") or b""
@@ -96,7 +109,7 @@ def requested(scope: dict[str, Any]) -> Resume | None:
     return Resume(epoch, offset, previous)
 
 
-async def go_live(runtime: Runtime, sock: LocalSocket) -> None:
+async def go_live(layer: BaseSessionLayer, sock: ResumingSocket) -> None:
     """Replay (or resync), then the held frames; from then on frames go straight out."""
     resume = sock.resume
     assert resume is not None
@@ -105,7 +118,7 @@ async def go_live(runtime: Runtime, sock: LocalSocket) -> None:
     replayed: set[int] = set()
     if history:
         try:
-            snapshot = await runtime.layer.read_history(sock.key, resume.offset if asked else None)
+            snapshot = await layer.read_history(sock.key, resume.offset if asked else None)
         except Exception as exc:
             # Without the history nothing can be promised: close (the client reconnects,
             # from the position it had) rather than send what was held out of order.
@@ -152,7 +165,7 @@ async def go_live(runtime: Runtime, sock: LocalSocket) -> None:
         resume.held = None
 
 
-async def release_held(sock: LocalSocket) -> None:
+async def release_held(sock: ResumingSocket) -> None:
     """Send what was held, in order, except broadcasts the replay already sent."""
     resume = sock.resume
     if resume is None:

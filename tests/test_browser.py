@@ -290,20 +290,20 @@ def chat_lines(page: Any) -> list[str]:
     return [line for line in page.locator("#log li").all_inner_texts() if ": " in line]
 
 
-def go_offline(page: Any) -> None:
+def go_offline(page: Any, socket: str = "chatSocket") -> None:
     """Cut the page's network and its connection; it keeps trying to reconnect."""
     from playwright.sync_api import expect
 
     page.context.set_offline(True)
-    page.evaluate("window.chatSocket.reconnect()")
+    page.evaluate(f"window.{socket}.reconnect()")
     expect(page.locator("#status")).to_contain_text("reconnecting", timeout=WAIT_MS)
 
 
-def come_back(page: Any) -> None:
+def come_back(page: Any, socket: str = "chatSocket") -> None:
     from playwright.sync_api import expect
 
     page.context.set_offline(False)
-    page.evaluate("window.chatSocket.reconnect()")  # now, rather than at the next backoff
+    page.evaluate(f"window.{socket}.reconnect()")  # now, rather than at the next backoff
     expect(page.locator("#status")).to_have_text("connected", timeout=WAIT_MS)
 
 
@@ -366,6 +366,27 @@ def test_chat_page_away_too_long_resyncs_from_the_room(own_page: Callable[[str],
     expect(ada.locator("#log")).to_contain_text("Grace: live again", timeout=WAIT_MS)
 
 
+def test_game_page_back_online_sees_the_moves_it_missed(own_page: Callable[[str], Any]) -> None:
+    from playwright.sync_api import expect
+
+    game = f"game-{uuid.uuid4().hex[:8]}"
+    ada = own_page(f"game/{game}/?name=Ada")
+    grace = own_page(f"game/{game}/?name=Grace")
+    expect(ada.locator("#banner")).to_have_text("Your turn (X)", timeout=WAIT_MS)
+    expect(grace.locator("#banner")).to_have_text("Ada (X) to play", timeout=WAIT_MS)
+    go_offline(grace, "gameSocket")
+    ada.click("[data-cell='4']")
+    expect(ada.locator("[data-cell='4']")).to_have_text("X", timeout=WAIT_MS)
+    expect(grace.locator("[data-cell='4']")).to_have_text("")  # offline: not yet
+    come_back(grace, "gameSocket")
+    # She kept her seat, and got the move and the "Your turn" sent to her tag while she
+    # was away (replayed, once), whatever the turn timer did since.
+    expect(grace.locator("[data-cell='4']")).to_have_text("X", timeout=WAIT_MS)
+    expect(grace.locator("#players li").first).to_contain_text("Ada")
+    expect(grace.locator("#players li").nth(1)).to_contain_text("Grace")
+    expect(grace.locator("#news li", has_text="Your turn: ")).to_have_count(1, timeout=WAIT_MS)
+
+
 def test_chat_page_reconnects_after_a_server_restart(
     own_page: Callable[[str], Any], example_server: DaphneServer
 ) -> None:
@@ -405,12 +426,15 @@ def test_client_heartbeat_without_answer_reconnects_and_queue_is_bounded(
           const events = await new Promise((resolve) => {
             const events = [];
             const socket = new DurableSocket("/ws/chat/heartbeat-test/?name=hb", {
-              heartbeat: { request: "nobody answers", response: "pong", interval: 100, timeout: 200 },
+              heartbeat: {
+                request: "nobody answers", response: "pong", interval: 100, timeout: 200,
+              },
               minDelay: 50,
             });
-            socket.addEventListener("open", (e) => events.push(["open", e.reconnected]));
-            socket.addEventListener("close", (e) => events.push(["close", e.code, e.willReconnect]));
-            socket.addEventListener("reconnect", (e) => events.push(["reconnect", e.detail.attempt]));
+            const add = (...event) => events.push(event);
+            socket.addEventListener("open", (e) => add("open", e.reconnected));
+            socket.addEventListener("close", (e) => add("close", e.code, e.willReconnect));
+            socket.addEventListener("reconnect", (e) => add("reconnect", e.detail.attempt));
             socket.addEventListener("open", (e) => {
               if (e.reconnected) { socket.close(); resolve(events); }
             });
