@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from . import conf
+from .asgi_server import check_outgoing
 from .autoresponse import WebSocketRequestResponsePair
 from .exceptions import TooManyWebSockets, WebSocketAlreadyAccepted, WebSocketNotAccepted
 from .framing import POSITION
@@ -86,8 +87,12 @@ class DurableState:
         With ``history = N`` on the class the broadcast is kept first, and the sockets
         are listed after that: a socket accepted meanwhile is then either listed here or
         finds the broadcast in the history it replays (docs/reconnecting.md).
+
+        A message over the server's limit raises ``MessageTooLarge`` before anything is
+        sent to anyone.
         """
         asgi_message = asgi_send_message(message)
+        check_outgoing(message, self._live.runtime.outgoing_limit)
         excluded = {e.id if isinstance(e, DurableWebSocket) else e for e in exclude}
         live = self._live
         if live.cls.history:
