@@ -121,6 +121,11 @@ class RedisTransport(LocalTransport):
             ]
             logger.info("process channel %s started", channel)
 
+    async def group_channel(self) -> str | None:
+        # One channel and one reader per process, for tag groups too.
+        await self.start()
+        return self.channel
+
     # Gateways -> objects ------------------------------------------------------------
 
     async def connect(self, sock: LocalSocket, scope: dict[str, Any]) -> tuple[str, ...] | None:
@@ -445,9 +450,15 @@ class RedisTransport(LocalTransport):
 
     async def settings_changed(self, live: LiveObject) -> None:
         pair = live.session.auto_response
+        group = live.cls.tag_group(live.object_id, None)
         await self.channel_layer.group_send(
-            live.cls.tag_group(live.object_id, None),
-            {"type": "durable.settings", "auto": None if pair is None else pack_pair(pair)},
+            group,
+            {
+                "type": "durable.settings",
+                "group": group,
+                "key": live.key,
+                "auto": None if pair is None else pack_pair(pair),
+            },
         )
 
     # The process channel -----------------------------------------------------------------
@@ -463,6 +474,9 @@ class RedisTransport(LocalTransport):
             "durable.call": self._on_call,
             "durable.result": self._on_result,
             "durable.rejoin": self._on_rejoin,
+            # Tag groups' messages (this channel is joined to them: see fanout.py).
+            "durable.broadcast": self.runtime.fanout.handle,
+            "durable.settings": self.runtime.fanout.handle,
         }
         while True:
             try:

@@ -258,9 +258,11 @@ class LiveObject:
                     return None
 
     async def _start(self) -> None:
-        created_before = self.runtime.dispatcher.seen(self.key)
+        # "re-created" when it had sockets or settings to come back to: nothing per
+        # object is kept in the process to tell (SPEC §12).
+        woke_with_state = not self.session.is_empty()
         self.instance = instance = self.cls._create(self.object_id, DurableState(self))
-        logger.info("object %s %s", self.key, "re-created" if created_before else "created")
+        logger.info("object %s %s", self.key, "re-created" if woke_with_state else "created")
         timeout = self._timeout()
         try:
             async with asyncio.timeout(timeout):
@@ -440,14 +442,6 @@ class Dispatcher:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.live: dict[str, LiveObject] = {}
-        self._seen: set[str] = set()
-
-    def seen(self, key: str) -> bool:
-        """True when this process has created an instance of ``key`` before."""
-        if key in self._seen:
-            return True
-        self._seen.add(key)
-        return False
 
     def wake(self, cls: type[DurableConsumer], object_id: str, key: str) -> LiveObject:
         live = self.live.get(key)

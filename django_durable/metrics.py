@@ -25,6 +25,7 @@ COUNTERS: dict[str, str] = {
     "lease_takeovers": "Objects whose lease this process took from another (or expired) owner.",
     "lease_losses": "Objects whose lease this process lost while it had them live.",
     "corrupt_records": "Stored records set aside because they could not be decoded.",
+    "group_messages_refused": "Tag-group messages refused for not naming their group.",
 }
 
 _counts: Counter[str] = Counter()

@@ -599,6 +599,7 @@ import django
 django.setup()
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django_durable import broadcast_event
 from tests.app.consumers import Room
 
 room = sys.argv[1]
@@ -606,11 +607,11 @@ room = sys.argv[1]
 async def main():
     layer = get_channel_layer()
     vip, everyone = Room.tag_group(room, "vip"), Room.tag_group(room, None)
-    await layer.group_send(vip, {"type": "durable.broadcast", "text": "vip"})
+    await layer.group_send(vip, broadcast_event(vip, "vip"))
     await Room.broadcast_to(room, "vip-too", tag="vip")
-    await layer.group_send(everyone, {"type": "durable.broadcast", "text": "all"})
+    await layer.group_send(everyone, broadcast_event(everyone, "all"))
     await Room.broadcast_to(room, b"bytes")
-    await layer.group_send(everyone, {"type": "durable.broadcast", "text": "end"})
+    await layer.group_send(everyone, broadcast_event(everyone, "end"))
 
 async_to_sync(main)()
 print("sent")

@@ -20,6 +20,7 @@ Channels (the consumers send later), ``state.broadcast()`` for the durable objec
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
 import json
@@ -92,7 +93,16 @@ def status() -> dict[str, Any]:
         "server_ms": list(SERVER_MS),
         "server_cpu_ms": list(SERVER_CPU_MS),
         "tracemalloc": tracemalloc.is_tracing(),
+        # Every asyncio task of the server's event loop (bench/many_objects.py).
+        "tasks": _tasks(),
     }
+
+
+def _tasks() -> int | None:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop
+        return None
 
 
 def _owner(frames: tracemalloc.Traceback) -> str:
