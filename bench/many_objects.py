@@ -28,7 +28,9 @@ For each layout, one after another (one server set up at a time):
 - idle CPU: the servers' CPU time over ``--idle`` (10) seconds with nothing happening,
   as a share of one core;
 - wake: every socket sends ``warmup`` at once and the time until every ``warm`` reply
-  arrived (``many``: every object is woken once; ``one``: one object, N events).
+  arrived (``many``: every object is woken once; ``one``: one object, N events); and
+  for ``many``, from inside the first server (``GET /bench/wake``): a stub call to each
+  object, 200 at a time, from the first wake to the last hibernation, no client frames.
 
 Prints a table and writes ``bench/results/many-<layer>-<timestamp>.json``;
 ``--plot`` draws ``docs/img/bench-many-objects.png`` from one or more result files.
@@ -194,6 +196,8 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
     for _ in range(processes):
         server = Server("raw" if layout == "raw" else "durable", env)
         server.app = app
+        if args.ping_interval:
+            server.extra_args = ["--ping-interval", str(args.ping_interval)]
         servers.append(server)
     clients: ManyClients | None = None
     result: dict[str, Any] = {"layout": layout, "processes": processes}
@@ -241,6 +245,12 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
             cpu0 = sum(proc_cpu_seconds(s.pid) for s in servers)
             result["wake_s"] = clients.wake()
             result["wake_server_cpu_s"] = sum(proc_cpu_seconds(s.pid) for s in servers) - cpu0
+            wait_settled(servers, args.sockets)
+        if layout == "many":
+            # The same from inside the first server (a stub call per object): the cost
+            # of a wake without the clients' frames.
+            woke = servers[0].get(f"/bench/wake?n={args.sockets}", timeout=1800)
+            result["wake_inside"] = {"seconds": woke["seconds"], "cpu": woke["cpu_seconds"]}
             wait_settled(servers, args.sockets)
         log(
             f"{layout}: {result['memory']['per_socket_bytes'] / 1024:.2f} KiB/socket, "
@@ -309,6 +319,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "connect per batch, one/raw, server CPU": connect_ratio("one", "server_cpu_s"),
         "wake every object once (many), s": layouts.get("many", {}).get("wake_s"),
         "N events to one object (one), s": layouts.get("one", {}).get("wake_s"),
+        "wake every object once from inside (many), s": layouts.get("many", {})
+        .get("wake_inside", {})
+        .get("seconds"),
     }
     return summary
 
@@ -382,6 +395,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50, help="handshakes in flight")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU")
     parser.add_argument("--settle", type=float, default=1.0)
+    parser.add_argument(
+        "--ping-interval",
+        type=int,
+        default=0,
+        help="daphne's --ping-interval (default: daphne's own, 20 s); a long one keeps "
+        "its pings of every socket out of the idle CPU figure",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
     parser.add_argument("--label", default="", help="a name for this run in the plot")
     parser.add_argument("--output", type=Path, default=None)

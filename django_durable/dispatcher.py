@@ -47,11 +47,13 @@ class InputGate:
 
     def __init__(self) -> None:
         self._holders = 0
-        self._open = asyncio.Event()
-        self._open.set()
+        # Made on first use: most objects never hold the gate, and every wake makes one.
+        self._open: asyncio.Event | None = None
 
     @contextlib.asynccontextmanager
     async def closed(self) -> AsyncIterator[None]:
+        if self._open is None:
+            self._open = asyncio.Event()
         self._holders += 1
         self._open.clear()
         try:
@@ -62,7 +64,7 @@ class InputGate:
                 self._open.set()
 
     async def wait_open(self) -> None:
-        if self._holders:
+        if self._holders and self._open is not None:
             await self._open.wait()
 
 
@@ -248,6 +250,8 @@ class LiveObject:
     async def _next_event(self) -> Event | None:
         if self.front:
             return self.front.popleft()
+        if not self.queue.empty():
+            return self.queue.get_nowait()  # no idle timer for an event already here
         idle = conf.get("IDLE_TIMEOUT")
         while True:
             try:
