@@ -149,6 +149,9 @@ class RedisTransport(LocalTransport):
         self._trim(sock, 0)
         if tags is not None:
             sock.tags = tuple(tags)
+            if sock.key not in self.layer.auto_cache:
+                # A rejected socket of the object let go of it meanwhile (fanout.leave).
+                await self._retrying(self.layer.load_auto_response, sock.key)
         return None if tags is None else tuple(tags)
 
     async def route(self, sock: LocalSocket, event: Event) -> None:

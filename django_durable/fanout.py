@@ -106,6 +106,8 @@ class Fanout:
         for index, name in enumerate(_group_names(sock, sock.tags)):
             members = self.groups.get(name)
             if not members:
+                if index == 0 and members is None:
+                    self._forget(sock.key)  # never joined (rejected): nor is anyone else
                 continue
             if isinstance(members, set):
                 members.discard(sock.id)
