@@ -361,24 +361,25 @@ def plot(paths: list[Path], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    batch = 1000
     for path in paths:
         data = json.loads(path.read_text())
         tag = data.get("label") or f"{data['args']['layer']}"
-        for name in ("many", "one", "raw"):
+        batch = data["args"]["batch"]
+        for name in ("many", "one"):
             res = data["layouts"].get(name)
             if res is None:
                 continue
-            batch = data["args"]["batch"]
             xs = [(i + 1) * batch for i in range(len(res["batches"]))]
-            ys = [b["wall_s"] for b in res["batches"]]
-            style = {"many": "-o", "one": "--s", "raw": ":^"}[name]
+            ys = [b["server_cpu_s"] for b in res["batches"]]
+            style = {"many": "-o", "one": "--s"}[name]
             ax.plot(xs, ys, style, markersize=3, label=f"{tag}: {name}")
-    ax.set_xlabel("sockets connected (one per object for 'many')")
-    ax.set_ylabel(f"seconds per {batch:,} connects")
+    ax.set_xlabel("sockets connected (one per object for 'many', all on one for 'one')")
+    ax.set_ylabel(f"server CPU seconds per {batch:,} connects")
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title("Connect time per 1,000 sockets as objects accumulate")
+    ax.set_title("Connect cost per 1,000 sockets as objects accumulate (HIBERNATE_EAGERLY)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
