@@ -37,6 +37,12 @@ DURABLE_OBJECTS: dict = {
     # bench/many_objects.py: every object hibernates after each event.
     "HIBERNATE_EAGERLY": os.environ.get("BENCH_HIBERNATE_EAGERLY") == "1",
 }
+# bench/overload_bench.py: the flood against a server without bounds, for comparison.
+if os.environ.get("BENCH_UNBOUNDED"):
+    for _key in ("MAX_QUEUED_EVENTS", "MAX_QUEUED_BYTES"):
+        DURABLE_OBJECTS[_key] = 10**12
+    for _key in ("MAX_SOCKET_QUEUED_EVENTS", "MAX_SOCKET_QUEUED_BYTES"):
+        DURABLE_OBJECTS[_key] = 10**12
 
 if os.environ.get("BENCH_LAYER") == "redis":
     # bench/many_objects.py with two processes: Redis layers as docs/deployment.md says,
