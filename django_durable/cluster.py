@@ -40,6 +40,7 @@ from .encoding import decode
 from .events import CALL, CLOSE, CONNECT, HIBERNATE, REJOIN, Event
 from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
 from .fanout import broadcast_event_message
+from .framing import POSITION
 from .outside import is_connection_error
 from .scopes import export_scope, import_scope
 from .session.base import OPEN, SocketRecord
@@ -324,7 +325,7 @@ class RedisTransport(LocalTransport):
         # Other processes first: their one message each is on its way while this process
         # writes its own frames, rather than waiting behind them.
         sent = 0
-        payload = {k: v for k, v in message.items() if k in ("text", "bytes")}
+        payload = {k: v for k, v in message.items() if k in ("text", "bytes", POSITION)}
         for holder, sids in remote.items():
             try:
                 await self.channel_layer.send(

@@ -8,6 +8,7 @@ from channels.layers import InMemoryChannelLayer
 
 from .exceptions import SessionLayerUnavailable
 from .fanout import broadcast_event_message
+from .framing import POSITION
 from .runtime import all_runtimes, get_runtime
 from .websocket import asgi_send_message
 
@@ -33,10 +34,19 @@ async def broadcast_to(
 ) -> None:
     """Through the tag's group when there is a channel layer, so every process fans out;
     straight to the sockets when the only process is this one (the in-memory channel
-    layer scans all its groups on every message)."""
+    layer scans all its groups on every message).
+
+    With ``history = N`` the broadcast is kept (and numbered) before it is sent, as
+    ``state.broadcast()`` does.
+    """
     runtime = get_runtime()
     group = cls.tag_group(object_id, tag)
     event = broadcast_event(group, message)
+    if cls.history:
+        epoch, offset = await runtime.layer.append_history(
+            cls.object_key(object_id), cls.history, tag, (), message
+        )
+        event[POSITION] = [epoch, offset]
     layer = runtime.fanout.channel_layer
     if layer is None or (isinstance(layer, InMemoryChannelLayer) and len(all_runtimes()) == 1):
         assert broadcast_event_message(event) is not None

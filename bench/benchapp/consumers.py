@@ -62,3 +62,10 @@ class BenchRoom(DurableConsumer):
     async def ping(self) -> int:
         """A stub call that wakes the object (bench/many_objects.py)."""
         return 1
+
+
+class BenchHistoryRoom(BenchRoom):
+    """(c) keeping its last 100 broadcasts for clients that reconnect."""
+
+    durable_name = "bench.BenchHistoryRoom"
+    history = 100
