@@ -396,7 +396,7 @@ async def test_an_outage_or_freeze_of_redis_expires_no_lease_and_no_heartbeat(
             assert await a.heartbeat(first=True) and await b.heartbeat(first=True)
             await a.acquire(KEY)
             async with asyncio.timeout(10):
-                while await b.alive(["process-dead"]):  # noqa: ASYNC110 (no event)
+                while await b.alive(["process-dead"]):
                     await b.heartbeat()
                     await a.renew([KEY])
                     await asyncio.sleep(0.05)

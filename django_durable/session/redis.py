@@ -62,6 +62,9 @@ local function lease_expiry(value)
   local last = string.find(value, '|[^|]*$')
   return tonumber(string.sub(value, last + 1)) or 0
 end
+local function lease_value(head, live, lease_ms)
+  return head .. '|' .. string.format('%.0f', live + lease_ms)
+end
 local function lease_is(value, mine)
   return value ~= false and string.sub(value, 1, #mine + 1) == mine .. '|'
 end
@@ -82,7 +85,7 @@ if cur then
   local rest = string.sub(cur, sep + 1)
   local token = string.sub(rest, 1, (string.find(rest, '|', 1, true) or (#rest + 1)) - 1)
   if holder == ARGV[2] then
-    redis.call('SET', KEYS[3], holder .. '|' .. token .. '|' .. string.format('%.0f', live + lease_ms), 'PX', ARGV[4])
+    redis.call('SET', KEYS[3], lease_value(holder .. '|' .. token, live, lease_ms), 'PX', ARGV[4])
     return {1, holder, token}
   end
   if lease_expiry(cur) > live then
@@ -96,7 +99,7 @@ local token = now
 if last >= now then token = last + 1 end
 local tok = string.format('%.0f', token)
 redis.call('SET', KEYS[4], tok)
-redis.call('SET', KEYS[3], ARGV[2] .. '|' .. tok .. '|' .. string.format('%.0f', live + lease_ms), 'PX', ARGV[4])
+redis.call('SET', KEYS[3], lease_value(ARGV[2] .. '|' .. tok, live, lease_ms), 'PX', ARGV[4])
 return {1, ARGV[2], tok}
 """
 )
@@ -110,7 +113,7 @@ RENEW = (
 local live = live_now(KEYS[1], KEYS[2], tonumber(ARGV[1]))
 local cur = redis.call('GET', KEYS[3])
 if lease_is(cur, ARGV[2]) then
-  redis.call('SET', KEYS[3], ARGV[2] .. '|' .. string.format('%.0f', live + tonumber(ARGV[3])), 'PX', ARGV[4])
+  redis.call('SET', KEYS[3], lease_value(ARGV[2], live, tonumber(ARGV[3])), 'PX', ARGV[4])
   return 1
 end
 return 0
