@@ -25,6 +25,10 @@ DEFAULTS: dict[str, Any] = {
     "ALARM_POLL_INTERVAL": 1.0,
     # Lease time (seconds) of an object's ownership in Redis.
     "LEASE_TIME": 5.0,
+    # Bytes of client events a process holds while Redis is away (django_durable.held).
+    "MAX_HELD_BYTES": 64 * 1024 * 1024,
+    # Seconds a storage call may take before it fails with StorageTimeout (None: never).
+    "STORAGE_TIMEOUT": 10.0,
 }
 
 

@@ -17,6 +17,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .events import CLOSE, MESSAGE, Event
+from .exceptions import SessionLayerUnavailable
+from .held import STALL_AFTER
 from .limits import validate_object_id
 from .runtime import get_runtime
 from .websocket import asgi_send_message
@@ -155,7 +157,7 @@ class Gateway:
                     pair = runtime.layer.auto_response(sock.key)
                     if pair is not None and pair.request == data:
                         await sock.send(asgi_send_message(pair.response))
-                        await runtime.layer.touch_auto_response(sock.key, sock.id, time.time())
+                        await _touch(runtime, sock, time.time())
                         continue
                     sock.seq += 1
                     await runtime.transport.route(sock, Event(MESSAGE, sock.id, data, seq=sock.seq))
@@ -182,3 +184,13 @@ class Gateway:
             runtime.sockets.pop(sock.id, None)
             runtime.fanout.leave(sock)
             runtime.transport.gone(sock)
+
+
+async def _touch(runtime: Any, sock: LocalSocket, when: float) -> None:
+    """Record the auto-response timestamp, best effort: while Redis is away or frozen
+    the gateway must keep reading its socket (its frames and close must not wait)."""
+    try:
+        async with asyncio.timeout(STALL_AFTER):
+            await runtime.layer.touch_auto_response(sock.key, sock.id, when)
+    except (TimeoutError, SessionLayerUnavailable) as exc:
+        logger.debug("socket %s: auto-response timestamp not stored: %s", sock.id, exc)
