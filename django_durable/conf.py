@@ -27,8 +27,9 @@ DEFAULTS: dict[str, Any] = {
     "LEASE_TIME": 5.0,
     # Bytes of client events a process holds while Redis is away (django_durable.held).
     "MAX_HELD_BYTES": 64 * 1024 * 1024,
-    # Seconds a storage call may take before it fails with StorageTimeout (None: never).
-    "STORAGE_TIMEOUT": 10.0,
+    # Seconds a storage call may take before it fails with StorageTimeout (None: never);
+    # also the bound of the status view.
+    "STORAGE_TIMEOUT": 30.0,
 }
 
 
