@@ -40,7 +40,7 @@ from .encoding import decode
 from .events import CALL, CLOSE, CONNECT, HIBERNATE, REJOIN, Event
 from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
 from .fanout import broadcast_event_message
-from .held import STALL_AFTER, TRY_AGAIN_LATER, HeldEvents
+from .held import STALL_AFTER, TRY_AGAIN_LATER, HeldEvents, close_try_again_later
 from .outside import is_connection_error
 from .scopes import export_scope, import_scope
 from .session.base import OPEN, SocketRecord
@@ -172,7 +172,7 @@ class RedisTransport(LocalTransport):
                 TRY_AGAIN_LATER,
                 self.held.bytes,
             )
-            await sock.close(TRY_AGAIN_LATER)
+            await close_try_again_later(sock)
 
     async def _deliver_held(self, sock: LocalSocket, event: Event) -> str:
         return await self._deliver(sock.cls, sock.object_id, sock.key, event, self.channel)

@@ -44,6 +44,26 @@ EVENT_OVERHEAD = 256
 TRY_AGAIN_LATER = 1013
 
 
+async def close_try_again_later(sock: LocalSocket) -> None:
+    """Close ``sock`` with 1013, and never raise: its gateway must go on reading.
+
+    Autobahn refuses application close codes other than 1000 and 3000-4999, so under
+    daphne the Close frame is sent by daphne's protocol object itself (the first
+    argument of the ASGI ``send`` daphne hands the application); elsewhere, the ASGI
+    ``websocket.close`` carries the code.
+    """
+    sock.open = False
+    protocol = getattr(sock.asgi_send, "args", (None,))[0]
+    try:
+        if protocol is not None and hasattr(protocol, "sendCloseFrame"):
+            await sock.accept()
+            protocol.sendCloseFrame(code=TRY_AGAIN_LATER, isReply=False)
+        else:
+            await sock.asgi_send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
+    except Exception:
+        logger.warning("socket %s: closing it with %d failed", sock.id, TRY_AGAIN_LATER)
+
+
 def event_size(event: Event) -> int:
     data = event.data
     if isinstance(data, (str, bytes)):

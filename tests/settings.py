@@ -94,6 +94,8 @@ if os.environ.get("DURABLE_TEST_SESSION_LAYER") == "redis":
 # "postgres" alias (whose NAME comes from DURABLE_TEST_PG_NAME) instead of SQLite.
 if os.environ.get("DURABLE_TEST_ALARM_POLL_INTERVAL"):
     DURABLE_OBJECTS["ALARM_POLL_INTERVAL"] = float(os.environ["DURABLE_TEST_ALARM_POLL_INTERVAL"])
+if os.environ.get("DURABLE_TEST_MAX_HELD_BYTES"):
+    DURABLE_OBJECTS["MAX_HELD_BYTES"] = int(os.environ["DURABLE_TEST_MAX_HELD_BYTES"])
 if os.environ.get("DURABLE_TEST_STORAGE_TIMEOUT"):
     DURABLE_OBJECTS["STORAGE_TIMEOUT"] = float(os.environ["DURABLE_TEST_STORAGE_TIMEOUT"])
 if os.environ.get("DURABLE_TEST_DATABASE"):

@@ -638,6 +638,35 @@ async def test_a_client_that_disconnects_while_redis_is_frozen_loses_nothing(
     assert "took too long to shut down and was killed" not in s1.output()
 
 
+async def test_events_held_past_the_bound_close_the_socket_with_1013_and_lose_nothing(
+    cluster, private_redis_server: PrivateRedis
+) -> None:
+    """While Redis is frozen a process holds what its clients send, up to MAX_HELD_BYTES
+    (4 KiB here): the socket whose frame passes it is closed with 1013 (Try Again
+    Later), and every frame it had sent, and its close, still reach the object."""
+    c = cluster(2, redis_url=private_redis_server.url(), max_held_bytes="4096")
+    s0, s1 = c.servers
+    room = oid()
+    observer = await c.census(s0, room, "?observe=1")
+    flooder = await c.census(s1, room)
+    ident = (await flooder.ask({"op": "whoami"}, "id"))["id"]
+    mark = len(observer.messages)
+    texts = [f"f{n}-" + "x" * 1000 for n in range(8)]
+    private_redis_server.freeze()
+    try:
+        for text in texts:
+            await flooder.send({"op": "broadcast", "text": text, "tag": "observers"})
+        async with asyncio.timeout(WAIT):
+            await flooder.ended.wait()
+    finally:
+        private_redis_server.thaw()
+    assert flooder.closed_by is not None and flooder.closed_by.rcvd is not None
+    assert flooder.closed_by.rcvd.code == 1013
+    closed = await observer.wait_json(lambda m: m.get("event") == "close", mark, timeout=30)
+    assert closed["id"] == ident
+    assert observer.texts() == texts
+
+
 # Auto-response ------------------------------------------------------------------------------
 
 
