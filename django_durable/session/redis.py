@@ -5,9 +5,11 @@ Layout (``prefix`` defaults to ``durable:``; ``K`` is the object key):
 - ``{prefix}s:K`` hash, socket id -> msgpack ``[tags, attachment, holder, state, seq]``
 - ``{prefix}t:K`` hash, socket id -> auto-response timestamp (written by gateways)
 - ``{prefix}c:K`` hash, ``auto`` -> msgpack ``[request, response]``, ``timeout`` -> ms
-- ``{prefix}l:K`` the lease: ``"<holder channel>|<token>"`` with a TTL of ``LEASE_TIME``
+- ``{prefix}l:K`` the lease: ``"<holder channel>|<token>|<expiry>"``, the expiry on the
+  live clock (``LIVE_CLOCK``), kept by Redis ``LEASE_TIME`` + ``RIDE_THROUGH``
 - ``{prefix}f:K`` the last fencing token handed out for ``K``
-- ``{prefix}p:<holder channel>`` a process's heartbeat, with the same TTL
+- ``{prefix}p:<holder channel>`` a process's heartbeat: its expiry on the live clock
+- ``{prefix}clock``, ``{prefix}pause``: the live clock (the last tick, the pauses)
 
 Ownership is a lease taken by a Lua script that also hands out a fencing token: the
 Redis server's clock in microseconds (or the last token + 1 if that is larger), so
