@@ -43,6 +43,8 @@ LOG_LINES = {
     "session writes failed": "writing to the session layer failed",
     "lost data (wrongly)": "Redis lost this process's data",
     "cancelled by daphne": "took too long to shut down and was killed",
+    "sends failed": "sockets on",
+    "dropped": "dropped",
 }
 
 
@@ -159,8 +161,15 @@ async def disconnect_scenario(args: Any, sqlite: Path) -> dict[str, Any]:
         redis.close()
 
 
+LOG_DIR: Path | None = None
+
+
 def logs(servers: list[DaphneServer]) -> dict[str, int]:
     output = "".join(server.output() for server in servers)
+    if LOG_DIR is not None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        for server in servers:
+            (LOG_DIR / f"{server.name}-{time.time_ns()}.log").write_text(server.output())
     return {label: output.count(text) for label, text in LOG_LINES.items()}
 
 
@@ -170,14 +179,20 @@ async def main() -> None:
     parser.add_argument("--interval", type=float, default=0.02)
     parser.add_argument("--outage", type=float, default=10.0)
     parser.add_argument("--stall", type=float, default=15.0)
+    parser.add_argument("--only", choices=["outage", "freeze", "disconnect"])
+    parser.add_argument("--log-dir", help="copy the servers' logs there")
     args = parser.parse_args()
+    global LOG_DIR
+    LOG_DIR = Path(args.log_dir) if args.log_dir else None
     sqlite = Path(tempfile.mkdtemp(prefix="faults-bench-")) / "db.sqlite3"
     migrate_sqlite(sqlite)
-    results = {
-        "outage": await load_scenario("outage", args, sqlite),
-        "freeze": await load_scenario("freeze", args, sqlite),
-        "disconnect": await disconnect_scenario(args, sqlite),
-    }
+    results = {}
+    for name in ("outage", "freeze", "disconnect"):
+        if args.only in (None, name):
+            if name == "disconnect":
+                results[name] = await disconnect_scenario(args, sqlite)
+            else:
+                results[name] = await load_scenario(name, args, sqlite)
     for name, result in results.items():
         print(f"{name:>10}: " + ", ".join(f"{k} {v}" for k, v in result.items()))
 

@@ -317,17 +317,24 @@ class RedisTransport(LocalTransport):
         raise _rebuild_error(*reply["error"])
 
     async def _send_retrying(self, channel: str, message: dict[str, Any]) -> None:
-        """Send, trying again on a lost connection: the first command on each pooled
-        connection after Redis restarted fails (the server closed it), and a frame the
-        object sent must not be dropped for that."""
-        for attempt in range(3):
+        """Send, trying again while the connection to Redis is lost: a frame the object
+        sent must not be dropped for an outage (the first command on each pooled
+        connection after Redis restarted fails too). The handler waits meanwhile, as
+        the object would for its session writes."""
+        delay = 0.05
+        warned = False
+        while True:
             try:
                 await self.channel_layer.send(channel, message)
                 return
             except Exception as exc:
-                if attempt == 2 or not is_connection_error(exc):
+                if not is_connection_error(exc):
                     raise
-            await asyncio.sleep(0.05 * (attempt + 1))
+                if not warned and delay >= 0.4:
+                    logger.warning("sending to %s: Redis unreachable (%s); retrying", channel, exc)
+                    warned = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def _send_or_unavailable(self, channel: str, message: dict[str, Any]) -> None:
         try:
