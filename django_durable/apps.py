@@ -1,5 +1,6 @@
+import sys
+
 from django.apps import AppConfig
-from django.core.exceptions import ImproperlyConfigured
 
 
 class DurableConfig(AppConfig):
@@ -9,15 +10,14 @@ class DurableConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from .checks import check_durable_settings  # importing registers the checks
-        from .scheduler import running_under_daphne, start_with_daphne
+        from .checks import refuse_to_serve  # importing registers the checks
+        from .prometheus import register as register_metrics
+        from .scheduler import start_with_daphne
 
-        if running_under_daphne():
-            # daphne runs no system checks: refuse to start rather than fail at the
-            # first connection, as runserver would.
-            errors = [e for e in check_durable_settings() if e.is_serious()]
-            if errors:
-                raise ImproperlyConfigured(
-                    "DURABLE_OBJECTS is misconfigured:\n" + "\n".join(str(e) for e in errors)
-                )
+        # Daphne's command line (``daphne``, ``python -m daphne``) runs no system checks:
+        # refuse to start there. Management commands (``check``, ``migrate``,
+        # ``runserver``...) import daphne too but run the checks and print them.
+        if "daphne.cli" in sys.modules:
+            refuse_to_serve()
+        register_metrics()  # in prometheus_client's REGISTRY, if it is installed
         start_with_daphne()

@@ -1,13 +1,15 @@
 """System checks for ``DURABLE_OBJECTS``: misconfiguration shows in ``manage.py check``
-(and, since daphne runs no checks, as an ``ImproperlyConfigured`` at daphne start-up:
-see ``apps.py``), not as a traceback at the first connection."""
+(and every other management command) as check messages, not as a traceback at the
+first connection. Daphne's own command line runs no checks: :func:`refuse_to_serve`
+prints the same messages and stops it before it listens (see ``apps.py``)."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS
@@ -29,7 +31,13 @@ def check_durable_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if config is None:
         return []
     if not isinstance(config, dict):
-        return [Error("DURABLE_OBJECTS must be a dict.", id=f"{ID}.E001", obj=config)]
+        # No ``obj``: Django would print the value itself as a prefix ("yes: ...").
+        return [
+            Error(
+                f"DURABLE_OBJECTS must be a dict; got {type(config).__name__} {config!r}.",
+                id=f"{ID}.E001",
+            )
+        ]
     errors: list[Any] = []
     for key in sorted(set(config) - set(DEFAULTS)):
         errors.append(
@@ -100,10 +108,18 @@ def _check_session_layer(spec: Any) -> list[Any]:
     try:
         backend = import_string(spec["BACKEND"])
     except ImportError as exc:
+        redis = spec["BACKEND"].startswith("django_durable.session.Redis") or spec[
+            "BACKEND"
+        ].startswith("django_durable.session.redis")
         return [
             Error(
                 f"SESSION_LAYER BACKEND {spec['BACKEND']!r} cannot be imported: {exc}",
-                hint="Is the 'redis' extra installed (pip install django-durable[redis])?",
+                hint=(
+                    "Is the 'redis' extra installed (pip install "
+                    '"django-durable-objects[redis]")?'
+                    if redis
+                    else "Check the dotted path: the module, then the class name."
+                ),
                 id=f"{ID}.E011",
             )
         ]
@@ -121,3 +137,23 @@ def _check_session_layer(spec: Any) -> list[Any]:
     if validate is not None:
         return [Error(msg, id=f"{ID}.E014") for msg in validate(config)]
     return []
+
+
+def format_errors(errors: list[CheckMessage]) -> str:
+    """``errors`` as ``manage.py check`` prints them (without colours)."""
+    lines = "\n".join(sorted(str(e) for e in errors))
+    count = len(errors)
+    return (
+        "SystemCheckError: System check identified some issues:\n\nERRORS:\n"
+        f"{lines}\n\nSystem check identified {count} issue{'s' if count != 1 else ''}."
+    )
+
+
+def refuse_to_serve() -> None:
+    """Stop a server that runs no system checks (daphne's command line) when
+    ``DURABLE_OBJECTS`` has errors: the check's messages on stderr, exit status 1, no
+    traceback, before it listens. ``runserver`` runs the checks itself."""
+    errors = [e for e in check_durable_settings() if e.is_serious()]
+    if errors:
+        sys.stderr.write(format_errors(errors) + "\n")
+        raise SystemExit(1)

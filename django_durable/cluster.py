@@ -34,7 +34,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 
-from . import exceptions
+from . import exceptions, metrics
 from .consumer import registry
 from .encoding import decode
 from .events import CALL, CLOSE, CONNECT, HIBERNATE, REJOIN, Event
@@ -204,6 +204,7 @@ class RedisTransport(LocalTransport):
             await self._send_or_unavailable(
                 owner, self._event_message(cls, object_id, event, holder, hops)
             )
+            metrics.inc("forwarded_events")
             return owner
         self.runtime.dispatcher.put(cls, object_id, key, event)
         return self.channel
@@ -678,11 +679,15 @@ class RedisTransport(LocalTransport):
             owner = owners[sock.key]
             if owner is not None and owner == outbox[0][3]:
                 continue  # the same owner is alive and holds its lease: it is just busy
+            previous = outbox[0][3]
             for entry in list(outbox):
                 entry[2] = now
                 entry[3] = await self._deliver(
                     sock.cls, sock.object_id, sock.key, entry[1], self.channel
                 )
+            # Sent to another owner, which stopped answering: this process took the object.
+            if self.channel not in (owner, previous) and previous and entry[3] == self.channel:
+                metrics.inc("lease_takeovers")
             owners.pop(sock.key, None)
 
     async def _reregister(self) -> None:

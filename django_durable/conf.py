@@ -15,7 +15,7 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_LAYER": {"BACKEND": "django_durable.session.InMemorySessionLayer", "CONFIG": {}},
     "IDLE_TIMEOUT": 10.0,
     "MAX_WEBSOCKETS": 32_768,
-    "ATTACHMENT_MAX_BYTES": 2_048,
+    "ATTACHMENT_MAX_BYTES": 16_384,
     "HIBERNATE_EAGERLY": False,
     # The database alias that storage and alarms use.
     "DATABASE": "default",

@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from . import conf
+from . import conf, metrics
 from .events import CALL, CLOSE, CONNECT, ERROR, HIBERNATE, MESSAGE, REJOIN, Event
 from .exceptions import HandlerTimeout, OwnershipLost, SessionLayerUnavailable
 from .session.base import CLOSED, OPEN, ObjectSession, SocketRecord
@@ -217,6 +218,7 @@ class LiveObject:
                     if stopping:
                         break
                     self._discard_instance("hibernated")
+                    metrics.inc("hibernations")
                     continue
                 for ready in self._admit(event):
                     await self.wait_renewed()
@@ -252,12 +254,14 @@ class LiveObject:
             with contextlib.suppress(Exception):
                 await runtime.transport.released(self)
             if self.instance is not None:
+                metrics.inc("hibernations")
                 logger.info("object %s hibernated", self.key)
 
     def lose(self) -> None:
         """This process no longer owns the object: stop after the running handler."""
         if not self.lost:
             logger.warning("object %s: ownership lost; handing events on", self.key)
+            metrics.inc("lease_losses")
             self.lost = True
             self._discard_instance("ownership lost")
             self.queue.put_nowait(Event(HIBERNATE))
@@ -306,6 +310,7 @@ class LiveObject:
     async def _start(self) -> None:
         created_before = self.runtime.dispatcher.seen(self.key)
         self.instance = instance = self.cls._create(self.object_id, DurableState(self))
+        metrics.inc("wakes")
         logger.info("object %s %s", self.key, "re-created" if created_before else "created")
         timeout = self._timeout()
         try:
@@ -366,6 +371,7 @@ class LiveObject:
         instance = self.instance
         assert instance is not None
         timeout = asyncio.timeout(self._timeout())
+        started = time.perf_counter()
         try:
             async with timeout:
                 await self._handle(instance, event)
@@ -377,6 +383,8 @@ class LiveObject:
         except Exception as exc:
             self._failed(event, exc)
         finally:
+            metrics.inc("events_handled")
+            metrics.observe("handler_seconds", time.perf_counter() - started)
             try:
                 await self.flush_held()
             except OwnershipLost:

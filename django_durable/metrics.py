@@ -5,12 +5,16 @@ and must not need ``prometheus_client``: the exporter (if installed) reads these
 when it is scraped, rather than every call site talking to Prometheus directly.
 
 Names are fixed here so that a typo is an error at import rather than a metric nobody
-sees. ``inc(name)`` adds to a counter; ``snapshot()`` returns every value.
+sees. ``inc(name)`` adds to a counter; ``observe(name, seconds)`` adds a duration to a
+histogram; ``snapshot()`` and ``histograms()`` return every value. The Prometheus
+exporter is :mod:`django_durable.prometheus`.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
+from itertools import accumulate
 
 #: Counter name -> help text (the Prometheus metric is ``durable_<name>_total``).
 COUNTERS: dict[str, str] = {
@@ -27,7 +31,33 @@ COUNTERS: dict[str, str] = {
     "corrupt_records": "Stored records set aside because they could not be decoded.",
 }
 
+#: Histogram name -> help text (the Prometheus metric is ``durable_<name>``).
+HISTOGRAMS: dict[str, str] = {
+    "handler_seconds": "Time a handler ran (on_start excluded), in seconds.",
+}
+#: Upper bounds (seconds) of the histograms' buckets; +Inf is implied.
+BUCKETS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
 _counts: Counter[str] = Counter()
+#: name -> [count per bucket (non-cumulative, the last one +Inf), sum]
+_histograms: dict[str, tuple[list[int], list[float]]] = {
+    name: ([0] * (len(BUCKETS) + 1), [0.0]) for name in HISTOGRAMS
+}
 
 
 def inc(name: str, amount: int = 1) -> None:
@@ -45,3 +75,19 @@ def value(name: str) -> int:
 def snapshot() -> dict[str, int]:
     """Every counter's current value (zero for those never incremented)."""
     return {name: _counts[name] for name in COUNTERS}
+
+
+def observe(name: str, seconds: float) -> None:
+    """Add one observation of ``seconds`` to the histogram ``name`` (of :data:`HISTOGRAMS`)."""
+    buckets, total = _histograms[name]
+    buckets[bisect_left(BUCKETS, seconds)] += 1
+    total[0] += seconds
+
+
+def histograms() -> dict[str, tuple[list[int], float]]:
+    """Each histogram's cumulative bucket counts (one per :data:`BUCKETS`, then +Inf)
+    and the sum of its observations."""
+    result = {}
+    for name, (buckets, total) in _histograms.items():
+        result[name] = (list(accumulate(buckets)), total[0])
+    return result

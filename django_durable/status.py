@@ -188,6 +188,7 @@ async def _redis_entries(layer: RedisSessionLayer, entries: dict[str, _Entry]) -
 
 def _pending_alarms(keys: list[str], using: str) -> dict[str, str]:
     from django.db import close_old_connections
+    from django.utils import timezone
 
     from .models import Alarm
 
@@ -199,7 +200,8 @@ def _pending_alarms(keys: list[str], using: str) -> dict[str, str]:
         )
         for object_key, when in rows.values_list("object_key", "scheduled_at"):
             if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
+                # USE_TZ = False: the database holds local times of TIME_ZONE.
+                when = timezone.make_aware(when, timezone.get_default_timezone())
             found[object_key] = when.astimezone(UTC).isoformat()
     return found
 
@@ -272,6 +274,13 @@ async def layer_status(layer: BaseSessionLayer, *, alarms: bool = True) -> list[
     return _listed(entries)
 
 
+def short_id(process: str, length: int = 8) -> str:
+    """A process id short enough for a table: the random part of a process channel
+    (``durable.<layer prefix>!<random>``) or of a runtime's id, cut to ``length``."""
+    tail = process.rsplit("!", 1)[-1].rsplit(".", 1)[-1]
+    return tail[:length]
+
+
 def summarize(objects: Iterable[dict[str, Any]]) -> dict[str, int]:
     """Totals of a list from :func:`object_status`."""
     listed = list(objects)
@@ -305,4 +314,4 @@ async def status_report(runtime: Runtime | None = None, *, alarms: bool = True) 
     }
 
 
-__all__ = ["layer_status", "object_status", "status_report", "summarize"]
+__all__ = ["layer_status", "object_status", "short_id", "status_report", "summarize"]

@@ -1,4 +1,5 @@
-"""An optional JSON view of the objects this server (or, with Redis, the cluster) holds.
+"""Optional views: the objects this server (or, with Redis, the cluster) holds, as JSON,
+and the Prometheus metrics.
 
 Mount it in your URLconf; it answers staff users only::
 
@@ -9,6 +10,11 @@ Mount it in your URLconf; it answers staff users only::
 ``status_view(allow=...)`` makes a view with another rule: ``allow(request)`` returns
 (or awaits to) a bool. The JSON is :func:`django_durable.status.status_report`'s, and
 ``manage.py durable_status --url http://host:port/durable/status/`` prints it.
+
+:func:`metrics_view` serves ``prometheus_client``'s default registry (django-durable's
+metrics and whatever else is registered there) in Prometheus's text format, to anyone:
+mount it where only your Prometheus reaches it. With django-prometheus you need no
+view: its ``/metrics`` shows django-durable's metrics already.
 
 The views are ``async`` on purpose: they must run on the server's event loop, where
 its objects are (a sync view runs in a thread, which has no durable runtime).
@@ -40,6 +46,11 @@ async def is_staff(request: HttpRequest) -> bool:
 def status_view(allow: Allow | None = None) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
     """An async view returning the status JSON to requests that ``allow`` lets in."""
     rule: Allow = is_staff if allow is None else allow
+    refused = (
+        "the durable objects status is for active staff users"
+        if allow is None
+        else "this status view's rule refused the request"
+    )
 
     async def view(request: HttpRequest) -> HttpResponse:
         if request.method not in ("GET", "HEAD"):
@@ -68,7 +79,7 @@ def status_view(allow: Allow | None = None) -> Callable[[HttpRequest], Awaitable
             return response
         if report is None:
             return JsonResponse(
-                {"error": "forbidden", "detail": "the durable objects status is for staff users"},
+                {"error": "forbidden", "detail": refused},
                 status=403,
             )
         response = JsonResponse(report)
@@ -81,4 +92,23 @@ def status_view(allow: Allow | None = None) -> Callable[[HttpRequest], Awaitable
 #: The staff-only status view.
 status = status_view()
 
-__all__ = ["is_staff", "status", "status_view"]
+
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics (``prometheus_client``'s default registry) in the text format.
+
+    Answers 501 with the install command when ``prometheus_client`` is not installed."""
+    try:
+        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+    except ImportError:
+        return HttpResponse(
+            'prometheus_client is not installed: pip install "django-durable-objects[metrics]"\n',
+            status=501,
+            content_type="text/plain; charset=utf-8",
+        )
+    from .prometheus import register
+
+    register()  # already done by the app's ready(), unless the registry was replaced
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+__all__ = ["is_staff", "metrics_view", "status", "status_view"]

@@ -173,3 +173,25 @@ def test_manage_py_check_fails_on_a_bad_setting() -> None:
         call_command("check")
     with override_settings(DURABLE_OBJECTS=BASE):
         call_command("check")  # and passes on a good one
+
+
+@pytest.mark.parametrize(
+    ("backend", "redis_hint"),
+    [
+        ("django_durable.session.RedisSessionLayerTypo", True),
+        ("django_durable.session.redis_typo.RedisSessionLayer", True),
+        ("myproject.layers.Custom", False),
+        ("django_durable.session.InMemoryLayerTypo", False),
+    ],
+)
+def test_the_redis_extra_hint_only_for_the_redis_backend(backend, redis_hint) -> None:
+    found = errors({**BASE, "SESSION_LAYER": {"BACKEND": backend}})
+    assert [m.id for m in found] == ["django_durable.E011"]
+    assert ('"django-durable-objects[redis]"' in found[0].hint) is redis_hint
+    assert ("redis" in found[0].hint.lower()) is redis_hint
+
+
+def test_a_value_that_is_not_a_dict_is_named_in_the_message_not_as_a_prefix() -> None:
+    (found,) = errors("yes")
+    assert found.obj is None  # Django prints obj as a prefix: "yes: (...)"
+    assert str(found) == "?: (django_durable.E001) DURABLE_OBJECTS must be a dict; got str 'yes'."

@@ -277,7 +277,8 @@ def value_encoding_to(size: int, make) -> object:
     ids=["str", "bytes", "dict"],
 )
 async def test_attachment_at_the_limit_fits_and_one_byte_more_fails(probe, make) -> None:
-    limit = 2048
+    """The default limit is 16,384 bytes encoded (SPEC §3, Cloudflare's since 2026)."""
+    limit = 16_384
     at_limit = value_encoding_to(limit, make)
     over = value_encoding_to(limit + 1, make)
     client = await probe.connect()
@@ -293,8 +294,8 @@ async def test_attachment_at_the_limit_fits_and_one_byte_more_fails(probe, make)
     assert isinstance(error, exc.AttachmentTooLarge)
     assert isinstance(error, ValueError)
     assert isinstance(error, exc.DurableError)
-    assert "2048" in str(error)
-    assert "2049" in str(error)
+    assert "16384" in str(error)
+    assert "16385" in str(error)
     assert kept == at_limit  # the previous attachment is kept
 
 

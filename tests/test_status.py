@@ -255,7 +255,8 @@ def test_command_with_the_in_memory_layer_says_what_it_cannot_see() -> None:
     text = out.getvalue()
     assert "InMemorySessionLayer" in text
     assert "cannot see which objects are live or hibernated" in text
-    assert "--url" in text
+    assert "--url http://<host>:<port>/<path>" in text  # no port of anyone's server
+    assert "8000" not in text
     assert "Pending alarms: 0" in text
     assert "Objects with storage:" in text
 
@@ -352,6 +353,14 @@ async def test_command_with_url_explains_refusals(daphne_factory) -> None:
     result = await asyncio.to_thread(run_command, "--url", server.http_url(STAFF_PATH))
     assert result.returncode != 0
     assert "403" in result.stderr and "staff" in result.stderr
+    assert "The view says: the durable objects status is for active staff users" in result.stderr
+    # A view with a rule of its own (the example's needs DEBUG only) is not "staff only".
+    closed = await asyncio.to_thread(
+        run_command, "--url", server.http_url("durable/status/closed/")
+    )
+    assert closed.returncode != 0
+    assert "403" in closed.stderr
+    assert "The view says: this status view's rule refused the request." in closed.stderr
     for path, expected in [("no/such/path/", "404"), ("health/", "did not answer JSON")]:
         with pytest.raises(CommandError, match=expected):
             await asyncio.to_thread(fetch_report, server.http_url(path), [], 10.0)
@@ -443,3 +452,19 @@ async def test_command_reads_objects_and_owners_from_redis(daphne_factory) -> No
         await eventually(gone, TIMEOUT * 2)
     finally:
         await _delete_prefix(prefix)
+
+
+@pytest.mark.django_db
+def test_pending_alarms_read_naive_times_in_the_projects_time_zone() -> None:
+    """With USE_TZ = False the database holds naive local times of TIME_ZONE, not UTC."""
+    from datetime import datetime
+
+    from django.test import override_settings
+
+    from django_durable.models import Alarm
+    from django_durable.status import _pending_alarms
+
+    with override_settings(USE_TZ=False, TIME_ZONE="America/New_York"):
+        Alarm.objects.create(object_key="c/naive", scheduled_at=datetime(2026, 1, 15, 12, 0))
+        found = _pending_alarms(["c/naive"], "default")
+    assert found == {"c/naive": "2026-01-15T17:00:00+00:00"}  # noon in New York (UTC-5)

@@ -1,7 +1,8 @@
-"""Settings of the django-durable example: one process, in-memory layers, SQLite.
+"""Settings of the django-durable example: one process, in-memory layers, SQLite; or,
+with DURABLE_EXAMPLE_CLUSTER=1, several daphne processes on Redis and PostgreSQL.
 
 For development only (DEBUG is on and the secret key is public). See
-docs/deployment.md for several processes with Redis and PostgreSQL.
+docs/deployment.md for production settings.
 
 Environment variables (the browser tests use them; the defaults suit a person):
 DURABLE_EXAMPLE_DB (the SQLite file), DURABLE_EXAMPLE_IDLE_TIMEOUT (seconds before an
@@ -58,27 +59,40 @@ CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}
 # sockets stay connected, and the next message brings it back.
 DURABLE_OBJECTS = {"IDLE_TIMEOUT": float(os.environ.get("DURABLE_EXAMPLE_IDLE_TIMEOUT") or 10)}
 
-# Several daphne processes (pip install "django-durable[redis]", a Redis on
-# 127.0.0.1:6379, and PostgreSQL instead of SQLite for storage and alarms): replace the
-# two settings above with
-#
-# REDIS_HOST = {"address": "redis://127.0.0.1:6379/0", "socket_timeout": None}
-# CHANNEL_LAYERS = {
-#     "default": {
-#         "BACKEND": "channels_redis.core.RedisChannelLayer",
-#         "CONFIG": {"hosts": [REDIS_HOST]},
-#     }
-# }
-# DURABLE_OBJECTS = {
-#     "IDLE_TIMEOUT": 10,
-#     "SESSION_LAYER": {
-#         "BACKEND": "django_durable.session.RedisSessionLayer",
-#         "CONFIG": {"hosts": [REDIS_HOST]},
-#     },
-# }
-#
-# The status page then lists every process's objects with their owner, and
-# `python manage.py durable_status` reads them from Redis without --url.
+# DURABLE_EXAMPLE_CLUSTER=1: several daphne processes on one Redis and one PostgreSQL
+# database (pip install -e ".[redis,postgres]" in the clone, that is
+# django-durable-objects[redis,postgres]). The values are docs/deployment.md's.
+# DURABLE_EXAMPLE_REDIS_URL (default redis://127.0.0.1:6379/0) and
+# DURABLE_EXAMPLE_PG_NAME, _USER, _HOST, _PORT (default django_durable_example,
+# postgres, 127.0.0.1, 5432) say where they are. Then the status page lists every
+# process's objects with their owner, and `python manage.py durable_status` reads them
+# from Redis without --url.
+if os.environ.get("DURABLE_EXAMPLE_CLUSTER") == "1":
+    REDIS_HOST = {
+        "address": os.environ.get("DURABLE_EXAMPLE_REDIS_URL") or "redis://127.0.0.1:6379/0",
+        # channels_redis waits on Redis 5 seconds at a time, which redis-py 8's default
+        # socket timeout breaks; the pool's default of 100 connections fails in bursts.
+        "socket_timeout": None,
+        "max_connections": 1000,
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_HOST], "capacity": 10_000},
+        }
+    }
+    DURABLE_OBJECTS["SESSION_LAYER"] = {
+        "BACKEND": "django_durable.session.RedisSessionLayer",
+        "CONFIG": {"hosts": [REDIS_HOST]},
+    }
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("DURABLE_EXAMPLE_PG_NAME") or "django_durable_example",
+        "USER": os.environ.get("DURABLE_EXAMPLE_PG_USER") or "postgres",
+        "PASSWORD": os.environ.get("DURABLE_EXAMPLE_PG_PASSWORD") or "",
+        "HOST": os.environ.get("DURABLE_EXAMPLE_PG_HOST") or "127.0.0.1",
+        "PORT": os.environ.get("DURABLE_EXAMPLE_PG_PORT") or "5432",
+    }
 
 # The game's turn timer (an alarm per game): a player who takes longer is skipped.
 GAME_TURN_SECONDS = float(os.environ.get("DURABLE_EXAMPLE_TURN_SECONDS") or 20)

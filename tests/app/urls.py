@@ -1,5 +1,6 @@
 """HTTP routes of the test app: the harness's health check and views using stubs."""
 
+from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
@@ -13,6 +14,7 @@ def health(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("health/", health, name="health"),
+    path("admin/", admin.site.urls),
     path("vault/<str:room>/read/<str:key>/", views.stub_read),
     path("vault/<str:room>/call/<str:method>/", views.stub_call),
     path("vault/<str:room>/broadcast/", views.broadcast),
@@ -40,4 +42,10 @@ from django_durable import views as durable_views  # noqa: E402
 urlpatterns += [
     path("durable/status/", durable_views.status),
     path("durable/status/open/", durable_views.status_view(allow=lambda request: True)),
+    # A rule of the project's own (the example's: DEBUG on) that refuses.
+    path("durable/status/closed/", durable_views.status_view(allow=lambda request: False)),
 ]
+
+# Prometheus metrics (tests/test_metrics.py), as a project without django-prometheus
+# mounts them.
+urlpatterns += [path("durable/metrics/", durable_views.metrics_view)]

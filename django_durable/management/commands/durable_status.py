@@ -33,9 +33,10 @@ Session layer: {layer} (in memory)
 This command cannot see which objects are live or hibernated, nor their sockets and
 tags: with the in-memory session layer they exist only in the memory of the server
 process, and this command runs in a process of its own. To see them:
-  - ask the running server: manage.py durable_status --url http://127.0.0.1:8000/<path>
-    where <path> is where your URLconf mounts django_durable.views.status (staff only;
-    pass a session cookie with --header "Cookie: sessionid=...") or a status_view();
+  - ask the running server: manage.py durable_status --url http://<host>:<port>/<path>
+    where <path> is where your URLconf mounts a status view: django_durable.views.status
+    answers active staff users (pass a session cookie with --header
+    "Cookie: sessionid=..."), a status_view(allow=...) whom its rule lets in;
   - or use the Redis session layer, which this command reads directly."""
 
 
@@ -100,10 +101,7 @@ def fetch_report(url: str, headers: list[str], timeout: float) -> dict[str, Any]
     except urllib.error.HTTPError as exc:
         hint = ""
         if exc.code == 403:
-            hint = (
-                " The status view answers staff users only: pass their session cookie "
-                "(--header 'Cookie: sessionid=...') or mount a status_view(allow=...)."
-            )
+            hint = f" {_refusal(exc)}"
         elif exc.code == 404:
             hint = " Is django_durable.views.status mounted at that path?"
         raise CommandError(f"{url} answered {exc.code} {exc.reason}.{hint}") from None
@@ -117,6 +115,20 @@ def fetch_report(url: str, headers: list[str], timeout: float) -> dict[str, Any]
     if not isinstance(report, dict) or "objects" not in report:
         raise CommandError(f"{url} answered JSON that is not a durable objects status")
     return report
+
+
+def _refusal(exc: urllib.error.HTTPError) -> str:
+    """What a 403 from a status view means: its own words, and how to get in."""
+    try:
+        detail = json.loads(exc.read()).get("detail")
+    except Exception:
+        detail = None
+    said = f"The view says: {detail}. " if isinstance(detail, str) and detail else ""
+    return (
+        f"{said}django_durable.views.status answers active staff users (pass a session "
+        "cookie: --header 'Cookie: sessionid=...'); a status_view(allow=...) answers "
+        "whom its rule lets in."
+    )
 
 
 async def redis_report(layer: Any, seconds: float) -> dict[str, Any]:
