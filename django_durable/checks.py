@@ -59,6 +59,12 @@ def check_durable_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             lambda v: v is None or _positive_number(v),
             "a positive number of seconds or None",
         ),
+        "MAX_MESSAGE_BYTES": (_positive_int, "a positive int"),
+        "MAX_QUEUED_EVENTS": (_positive_int, "a positive int"),
+        "MAX_QUEUED_BYTES": (_positive_int, "a positive int"),
+        "MAX_SOCKET_QUEUED_EVENTS": (_positive_int, "a positive int"),
+        "MAX_SOCKET_QUEUED_BYTES": (_positive_int, "a positive int"),
+        "SHUTDOWN_TIMEOUT": (_positive_number, "a positive number of seconds"),
     }
     for key, (valid, what) in numbers.items():
         if key in config and not valid(config[key]):

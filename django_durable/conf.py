@@ -30,6 +30,17 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a storage call may take before it fails with StorageTimeout (None: never);
     # also the bound of the status view.
     "STORAGE_TIMEOUT": 30.0,
+    # Incoming messages over this many bytes close their socket with 1009 (section 11).
+    "MAX_MESSAGE_BYTES": 1_048_576,
+    # Events waiting for one object (count and bytes): past either, the socket with the
+    # most of them is closed with 1013 and stub calls raise Overloaded.
+    "MAX_QUEUED_EVENTS": 10_000,
+    "MAX_QUEUED_BYTES": 64 * 1_048_576,
+    # Events one socket may have waiting for its object; past either it is closed (1013).
+    "MAX_SOCKET_QUEUED_EVENTS": 1_000,
+    "MAX_SOCKET_QUEUED_BYTES": 8 * 1_048_576,
+    # Seconds a graceful shutdown waits for handlers and close handshakes.
+    "SHUTDOWN_TIMEOUT": 5.0,
 }
 
 

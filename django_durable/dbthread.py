@@ -29,6 +29,7 @@ def executor() -> ThreadPoolExecutor:
     return _executor
 
 
-async def run_db(function: Callable[..., Any], *args: Any) -> Any:
-    """``function(*args)`` in the database thread; its result."""
-    return await sync_to_async(function, thread_sensitive=False, executor=executor())(*args)
+async def run_db(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)`` in the database thread; its result."""
+    call = sync_to_async(function, thread_sensitive=False, executor=executor())
+    return await call(*args, **kwargs)

@@ -28,6 +28,7 @@ from typing import Any
 from channels.exceptions import ChannelFull
 
 from . import conf
+from .asgi_server import TRY_AGAIN_LATER
 from .events import Event
 from .exceptions import SessionLayerUnavailable
 
@@ -40,26 +41,12 @@ logger = logging.getLogger(__name__)
 STALL_AFTER = 1.0
 #: Bytes counted for each held event besides its payload (the event, the outbox entry).
 EVENT_OVERHEAD = 256
-#: Close code for a socket whose frames would pass the bound (Try Again Later).
-TRY_AGAIN_LATER = 1013
 
 
 async def close_try_again_later(sock: LocalSocket) -> None:
-    """Close ``sock`` with 1013, and never raise: its gateway must go on reading.
-
-    Autobahn refuses application close codes other than 1000 and 3000-4999, so under
-    daphne the Close frame is sent by daphne's protocol object itself (the first
-    argument of the ASGI ``send`` daphne hands the application); elsewhere, the ASGI
-    ``websocket.close`` carries the code.
-    """
-    sock.open = False
-    protocol = getattr(sock.asgi_send, "args", (None,))[0]
+    """Close ``sock`` with 1013, and never raise: its gateway must go on reading."""
     try:
-        if protocol is not None and hasattr(protocol, "sendCloseFrame"):
-            await sock.accept()
-            protocol.sendCloseFrame(code=TRY_AGAIN_LATER, isReply=False)
-        else:
-            await sock.asgi_send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
+        await sock.close(TRY_AGAIN_LATER)
     except Exception:
         logger.warning("socket %s: closing it with %d failed", sock.id, TRY_AGAIN_LATER)
 

@@ -101,11 +101,23 @@ class AlarmScheduler:
             await run_db(alarms.finish, alarm.object_key, alarm.version, using)
             return
         from .encoding import encode
+        from .exceptions import Overloaded
 
         try:
             await self.runtime.transport.call(
                 cls, alarm.object_id, ALARM_METHOD, encode([[alarm.retry_count], {}])
             )
+        except Overloaded:
+            # Nothing ran: try again soon, without counting it as a failure of the handler.
+            await run_db(
+                alarms.retry,
+                alarm.object_key,
+                alarm.version,
+                conf.get("ALARM_RETRY_BASE_DELAY"),
+                using,
+                count=False,
+            )
+            return
         except Exception as exc:
             if alarm.retry_count >= MAX_RETRIES:
                 # Drop it before saying so: whoever reads the log finds it gone.

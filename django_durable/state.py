@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from . import conf
+from .asgi_server import check_outgoing
 from .autoresponse import WebSocketRequestResponsePair
 from .exceptions import TooManyWebSockets, WebSocketAlreadyAccepted, WebSocketNotAccepted
 from .limits import validate_auto_response_part, validate_event_timeout, validate_tags
@@ -80,8 +81,13 @@ class DurableState:
         tag: str | None = None,
         exclude: Iterable[DurableWebSocket | str] = (),
     ) -> int:
-        """Send to every OPEN socket (of ``tag``) except ``exclude``; return how many."""
+        """Send to every OPEN socket (of ``tag``) except ``exclude``; return how many.
+
+        A message over the server's limit raises ``MessageTooLarge`` before anything is
+        sent to anyone.
+        """
         asgi_message = asgi_send_message(message)
+        check_outgoing(message, self._live.runtime.outgoing_limit)
         excluded = {e.id if isinstance(e, DurableWebSocket) else e for e in exclude}
         records = [
             r

@@ -100,6 +100,11 @@ class LocalTransport:
 
     async def ack(self, acks: list[tuple[str, str, int]]) -> None:
         """Numbered events ``(holder, socket id, seq)`` were handled and stored."""
+        sockets = self.runtime.sockets
+        for _, sid, seq in acks:
+            sock = sockets.get(sid)
+            if sock is not None:
+                sock.acked(seq)
 
     async def scope_for(self, sock: Any, scope: dict[str, Any]) -> dict[str, Any]:
         """The scope ``connect(ws)`` sees (a distributed transport rebuilds it)."""

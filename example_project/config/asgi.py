@@ -1,4 +1,8 @@
-"""ASGI entry point: ``daphne config.asgi:application`` (run from example_project/)."""
+"""ASGI entry point: ``daphne config.asgi:application`` (run from example_project/).
+
+``uvicorn config.asgi:application`` works too: the ``lifespan`` entry starts the alarm
+poller and shuts down gracefully (daphne sends no lifespan events and needs none).
+"""
 
 import os
 
@@ -14,9 +18,12 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from chat.routing import websocket_urlpatterns as chat_routes  # noqa: E402
 from game.routing import websocket_urlpatterns as game_routes  # noqa: E402
 
+from django_durable.lifespan import DurableLifespan  # noqa: E402
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(URLRouter(chat_routes + game_routes)),
+        "lifespan": DurableLifespan(),
     }
 )
