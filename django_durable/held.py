@@ -13,8 +13,9 @@ ends. The sockets (and their outboxes) stay referenced here until every event is
 
 Memory is bounded: the payload bytes held (plus ``EVENT_OVERHEAD`` per event) may reach
 ``MAX_HELD_BYTES`` per process. A socket whose frame passes the bound is closed with
-1013 (Try Again Later); what it had sent before that is still held and delivered, so
-the bound may be passed by what clients send before their Close arrives.
+1013 (Try Again Later); what it had sent up to that frame is still held and delivered,
+and what it sends after the server's Close is not for the object (the gateway's rule
+for every close the server makes).
 """
 
 from __future__ import annotations

@@ -638,12 +638,13 @@ async def test_a_client_that_disconnects_while_redis_is_frozen_loses_nothing(
     assert "took too long to shut down and was killed" not in s1.output()
 
 
-async def test_events_held_past_the_bound_close_the_socket_with_1013_and_lose_nothing(
+async def test_events_held_past_the_bound_close_the_socket_with_1013_keeping_what_came_before(
     cluster, private_redis_server: PrivateRedis
 ) -> None:
     """While Redis is frozen a process holds what its clients send, up to MAX_HELD_BYTES
     (4 KiB here): the socket whose frame passes it is closed with 1013 (Try Again
-    Later), and every frame it had sent, and its close, still reach the object."""
+    Later); every frame it had sent up to that one, and its close, still reach the
+    object (what it sends after the server's Close is not for the object)."""
     c = cluster(2, redis_url=private_redis_server.url(), max_held_bytes="4096")
     s0, s1 = c.servers
     room = oid()
@@ -664,7 +665,9 @@ async def test_events_held_past_the_bound_close_the_socket_with_1013_and_lose_no
     assert flooder.closed_by.rcvd.code == 1013
     closed = await observer.wait_json(lambda m: m.get("event") == "close", mark, timeout=30)
     assert closed["id"] == ident
-    assert observer.texts() == texts
+    got = observer.texts()
+    assert 1 <= len(got) < len(texts)
+    assert got == texts[: len(got)]
 
 
 # Auto-response ------------------------------------------------------------------------------
