@@ -52,6 +52,7 @@ def check_durable_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         "ALARM_RETRY_BASE_DELAY": (_positive_number, "a positive number of seconds"),
         "ALARM_POLL_INTERVAL": (_positive_number, "a positive number of seconds"),
         "LEASE_TIME": (_positive_number, "a positive number of seconds"),
+        "HISTORY_TTL": (_positive_number, "a positive number of seconds"),
         "MAX_WEBSOCKETS": (_positive_int, "a positive int"),
         "ATTACHMENT_MAX_BYTES": (_positive_int, "a positive int"),
         "MAX_HELD_BYTES": (_positive_int, "a positive int"),

@@ -41,6 +41,7 @@ from .encoding import decode
 from .events import CALL, CLOSE, CONNECT, HIBERNATE, REJOIN, Event
 from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
 from .fanout import broadcast_event_message
+from .framing import POSITION
 from .held import STALL_AFTER, HeldEvents, close_try_again_later
 from .outside import is_connection_error
 from .scopes import export_scope, import_scope
@@ -359,7 +360,7 @@ class RedisTransport(LocalTransport):
         # Other processes first: their one message each is on its way while this process
         # writes its own frames, rather than waiting behind them.
         sent = 0
-        payload = {k: v for k, v in message.items() if k in ("text", "bytes")}
+        payload = {k: v for k, v in message.items() if k in ("text", "bytes", POSITION)}
         for holder, sids in remote.items():
             try:
                 await self._send_retrying(holder, {"type": "durable.send", "sids": sids, **payload})

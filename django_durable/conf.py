@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_SOCKET_QUEUED_BYTES": 8 * 1_048_576,
     # Seconds a graceful shutdown waits for handlers and close handshakes.
     "SHUTDOWN_TIMEOUT": 5.0,
+    # Seconds an object's broadcast history (``history = N``) is kept after its last use.
+    "HISTORY_TTL": 3600.0,
 }
 
 

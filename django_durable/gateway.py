@@ -17,7 +17,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from . import conf, metrics
+from . import conf, framing, metrics
 from .asgi_server import (
     CLOSE_REASONS,
     MESSAGE_TOO_BIG,
@@ -33,6 +33,7 @@ from .events import CLOSE, MESSAGE, Event
 from .exceptions import SessionLayerUnavailable
 from .held import STALL_AFTER
 from .limits import validate_object_id
+from .resume import Resume, go_live, release_held, requested
 from .runtime import get_runtime
 from .websocket import asgi_send_message
 
@@ -64,6 +65,7 @@ class LocalSocket:
         "object_id",
         "open",
         "outbox",
+        "resume",
         "seq",
         "tags",
         "task",
@@ -92,6 +94,8 @@ class LocalSocket:
         self.seq = 0
         #: Events forwarded to another process and not yet acknowledged (or None).
         self.outbox: Any = None
+        #: For a client that opted in to resuming: its request and held frames.
+        self.resume: Resume | None = None
         #: ``(seq, bytes)`` of the messages routed and not yet handled (or None): what
         #: this socket has waiting for its object, bounded by MAX_SOCKET_QUEUED_*.
         self.backlog: deque[tuple[int, int]] | None = None
@@ -128,14 +132,32 @@ class LocalSocket:
             await self.asgi_send({"type": "websocket.accept"})
 
     async def send(self, message: dict[str, Any]) -> None:
+        if self.resume is not None:
+            await self.send_framed(framing.frame(message), framing.offset_of(message))
+            return
         if not self.accepted:
             await self.accept()
+        await self.asgi_send(message)
+
+    async def send_framed(self, message: dict[str, Any], offset: int | None) -> None:
+        """Send a frame for a resuming client (held until its replay is done)."""
+        if not self.accepted:
+            await self.accept()
+        resume = self.resume
+        if resume is not None:
+            if resume.held is not None:
+                resume.held.append((offset, message))
+                return
+            if resume.duplicate(offset):
+                return
         await self.asgi_send(message)
 
     async def close(self, code: int) -> None:
         if not self.open:
             return
         await self.accept()
+        if self.resume is not None:
+            await release_held(self)
         self.open = False
         if code in CLOSE_REASONS:
             # Codes an application may not send through every server's ASGI path.
@@ -177,6 +199,7 @@ class Gateway:
         cls = self.consumer_class
         try:
             object_id = sys.intern(validate_object_id(cls.get_object_id(scope)))
+            resume = requested(scope)
         except Exception as exc:
             logger.warning("rejecting WebSocket %s: %s", scope.get("path"), exc)
             await send({"type": "websocket.close"})
@@ -198,6 +221,7 @@ class Gateway:
             send,
             asyncio.current_task(),
         )
+        sock.resume = resume
         runtime.sockets[sock.id] = sock
         try:
             tags = await runtime.transport.connect(sock, scope)
@@ -210,6 +234,9 @@ class Gateway:
             await runtime.fanout.join(sock, tags)
             if runtime.shutting_down:
                 await sock.refuse(SERVICE_RESTART, "shutdown_closes", "the server is stopping")
+            if resume is not None and sock.open:
+                await go_live(runtime.layer, sock)
+            del resume
             while True:
                 message = await receive()
                 mtype = message["type"]

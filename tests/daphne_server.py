@@ -134,11 +134,15 @@ class DaphneServer:
 
     # -- life cycle ----------------------------------------------------------------
 
-    def launch(self) -> None:
-        """Start the process without waiting for it (``wait_ready()`` waits)."""
+    def launch(self, same_port: bool = False) -> None:
+        """Start the process without waiting for it (``wait_ready()`` waits).
+
+        ``same_port``: listen where the last process did (a restart clients reconnect to).
+        """
         if self.process is not None and self.process.poll() is None:
             raise DaphneServerError(f"{self!r} is already running")
-        self.port = free_port()
+        if not same_port or self.port is None:
+            self.port = free_port()
         command = server_command(self.server, self.port, self.application, self.extra_args)
         self._log_file.write(f"$ {' '.join(command)}\n".encode())
         self._log_file.flush()
@@ -182,6 +186,25 @@ class DaphneServer:
         self.launch()
         self.wait_ready()
         return self
+
+    def restart(self) -> DaphneServer:
+        """Kill the process and start a new one on the same port (``kill -9``, then up)."""
+        self.kill()
+        self.launch(same_port=True)
+        deadline = time.monotonic() + self.startup_timeout
+        while True:  # the old socket may linger a moment: retry while the port is taken
+            assert self.process is not None
+            if port_accepts(self._require_port()) and self.process.poll() is None:
+                return self
+            if self.process.poll() is not None and "Address already in use" in self.output():
+                if time.monotonic() > deadline:
+                    raise DaphneServerError(f"{self.name} could not listen again on {self.port}")
+                time.sleep(0.2)
+                self.launch(same_port=True)
+                continue
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise DaphneServerError(f"{self.name} did not restart.\n{self.output_tail()}")
+            time.sleep(0.05)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit code."""
