@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import conf, metrics
 from .events import CALL, CLOSE, CONNECT, ERROR, HIBERNATE, MESSAGE, REJOIN, Event
-from .exceptions import HandlerTimeout, OwnershipLost
+from .exceptions import HandlerTimeout, OwnershipLost, SessionLayerUnavailable
 from .mailbox import Mailbox
 from .overload import Backlog
 from .session.base import CLOSED, OPEN, ObjectSession, SocketRecord
@@ -90,6 +90,10 @@ class LiveObject:
         self.front: deque[Event] = deque()
         #: Set when this process lost the object's lease: stop and hand events on.
         self.lost = False
+        #: Cleared while this process could not renew the object's lease (Redis away):
+        #: no handler starts until it is renewed again (or found lost).
+        self.renewed = asyncio.Event()
+        self.renewed.set()
         self._busy_sockets: dict[str, deque[Event]] = {}
         #: Numbered events that arrived ahead of their turn, by socket then number.
         self._held: dict[str, dict[int, Event]] = {}
@@ -131,6 +135,43 @@ class LiveObject:
         if self._acks:
             acks, self._acks = self._acks, []
             await self.runtime.transport.ack(acks)
+
+    async def flush_held(self) -> None:
+        """Flush, holding the object while the session layer cannot take the writes.
+
+        A handler that ran has had its effects (replies, storage writes): its events
+        must be recorded as handled before anything else runs, or the gateways' outboxes
+        would send them again and the handler would run twice. So while Redis is away
+        the object runs nothing and keeps its writes, and retries them until they go
+        through (Redis keeps the lease through an outage: see the Redis layer's live
+        clock), or until another process took the object (``OwnershipLost``).
+        """
+        delay = 0.05
+        warned = False
+        while True:
+            try:
+                await self.flush()
+                if warned:
+                    logger.warning("object %s: the session layer is back; writes stored", self.key)
+                return
+            except SessionLayerUnavailable as exc:
+                if self.lost:
+                    raise
+                if not warned:
+                    logger.warning(
+                        "object %s: writing to the session layer failed (%s); holding its "
+                        "events until it is back",
+                        self.key,
+                        exc,
+                    )
+                    warned = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def wait_renewed(self) -> None:
+        if not self.renewed.is_set():
+            logger.warning("object %s: lease not renewed (Redis away); holding events", self.key)
+            await self.renewed.wait()
 
     # Reaching sockets -------------------------------------------------------------------
 
@@ -185,6 +226,10 @@ class LiveObject:
                     metrics.inc("hibernations")
                     continue
                 for ready in self._admit(event):
+                    await self.wait_renewed()
+                    if self.lost:
+                        await self.runtime.transport.reroute(self, ready)
+                        continue
                     if self.instance is None:
                         await self._start()
                     if self.cls.reentrant:
@@ -225,6 +270,7 @@ class LiveObject:
             self.lost = True
             self._discard_instance("ownership lost")
             self.queue.put_nowait(Event(HIBERNATE))
+            self.renewed.set()
 
     def _admit(self, event: Event) -> list[Event]:
         """Numbered socket events in order, each once; others as they come."""
@@ -283,7 +329,7 @@ class LiveObject:
             logger.error("object %s: on_start() ran past the event timeout", self.key)
         except Exception:
             logger.exception("object %s: on_start() raised", self.key)
-        await self.flush()
+        await self.flush_held()
 
     def _timeout(self) -> float | None:
         ms = self.session.event_timeout_ms
@@ -349,7 +395,9 @@ class LiveObject:
             metrics.inc("events_handled")
             metrics.observe("handler_seconds", time.perf_counter() - started)
             try:
-                await self.flush()
+                await self.flush_held()
+            except OwnershipLost:
+                pass  # logged by lose(); the new owner runs the events
             except Exception:
                 logger.exception("object %s: writing to the session layer failed", self.key)
 
