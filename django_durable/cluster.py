@@ -735,15 +735,11 @@ class RedisTransport(LocalTransport):
             owner = owners[sock.key]
             if owner is not None and owner == outbox[0][3]:
                 continue  # the same owner is alive and holds its lease: it is just busy
-            previous = outbox[0][3]
             for entry in list(outbox):
                 entry[2] = now
                 entry[3] = await self._deliver(
                     sock.cls, sock.object_id, sock.key, entry[1], self.channel
                 )
-            # Sent to another owner, which stopped answering: this process took the object.
-            if self.channel not in (owner, previous) and previous and entry[3] == self.channel:
-                metrics.inc("lease_takeovers")
             owners.pop(sock.key, None)
 
     async def _reregister(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from redis import asyncio as aioredis
 
-from django_durable import WebSocketRequestResponsePair
+from django_durable import WebSocketRequestResponsePair, metrics
 from django_durable.exceptions import OwnershipLost, SessionLayerUnavailable
 from django_durable.session.base import CLOSING, OPEN, ObjectSession, SocketRecord
 from django_durable.session.redis import RIDE_THROUGH, RedisSessionLayer
@@ -156,6 +156,22 @@ async def test_an_expired_lease_is_reported_lost_and_is_free(
     assert owned and token_b > token
     assert await a.renew([KEY]) == [KEY]
     assert a.fence_token(KEY) is None
+
+
+async def test_taking_an_expired_lease_of_another_process_counts_as_a_takeover(
+    layers: Factory,
+) -> None:
+    a, b = layers("process-a", lease_time=0.2), layers("process-b", lease_time=0.2)
+    before = metrics.value("lease_takeovers")
+    await a.acquire(KEY)
+    await a.acquire(KEY)  # renewing its own lease is no takeover
+    await a.release(KEY, ObjectSession(KEY))
+    await b.acquire(KEY)  # a released it (a graceful hand-over): no takeover either
+    assert metrics.value("lease_takeovers") == before
+    await expired(b)
+    owned, holder, _ = await a.acquire(KEY)  # b's lease ran out: a takes the object
+    assert (owned, holder) == (True, "process-a")
+    assert metrics.value("lease_takeovers") == before + 1
 
 
 async def test_a_stale_release_leaves_the_new_owners_lease(

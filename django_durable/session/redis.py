@@ -100,6 +100,7 @@ ACQUIRE = (
     + """
 local live = live_now(KEYS[1], KEYS[2], tonumber(ARGV[1]))
 local lease_ms = tonumber(ARGV[3])
+local took_over = 0
 local cur = redis.call('GET', KEYS[3])
 if cur then
   local sep = string.find(cur, '|', 1, true)
@@ -113,6 +114,7 @@ if cur then
   if lease_expiry(cur) > live then
     return {0, holder, token}
   end
+  took_over = 1
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -122,7 +124,7 @@ if last >= now then token = last + 1 end
 local tok = string.format('%.0f', token)
 redis.call('SET', KEYS[4], tok, 'PX', ARGV[5])
 redis.call('SET', KEYS[3], lease_value(ARGV[2] .. '|' .. tok, live, lease_ms), 'PX', ARGV[4])
-return {1, ARGV[2], tok}
+return {1, ARGV[2], tok, took_over}
 """
 )
 
@@ -465,7 +467,7 @@ class RedisSessionLayer(BaseSessionLayer):
         """Take the object's lease if nobody holds it: (owned, holder, token)."""
         p = self.prefix
         async with unavailable_as_error():
-            owned, holder, token = await self._acquire(
+            owned, holder, token, *took_over = await self._acquire(
                 keys=[*self._clock, f"{p}l:{key}", f"{p}f:{key}"],
                 args=[
                     self._gap_ms,
@@ -476,6 +478,10 @@ class RedisSessionLayer(BaseSessionLayer):
                 ],
             )
         holder, token = _text(holder), int(_text(token))
+        if took_over and took_over[0]:
+            # Another process's lease ran out (it died or was cut off) and this process
+            # took the object; a release at shutdown deletes the lease, so it is not this.
+            metrics.inc("lease_takeovers")
         if owned:
             if self.owned.get(key) != token:
                 logger.info("object %s: ownership taken (fencing token %d)", key, token)
