@@ -36,6 +36,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import exceptions, metrics
 from .consumer import registry
+from .delivery import send_waiting
 from .encoding import decode
 from .events import CALL, CLOSE, CONNECT, HIBERNATE, REJOIN, Event
 from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
@@ -44,6 +45,7 @@ from .outside import is_connection_error
 from .scopes import export_scope, import_scope
 from .session.base import OPEN, SocketRecord
 from .session.redis import pack_pair, pack_record, unpack_record
+from .stamps import flush_stamps_forever, on_stamps_message
 from .transport import LocalTransport
 
 if TYPE_CHECKING:
@@ -118,6 +120,7 @@ class RedisTransport(LocalTransport):
             self._tasks = [
                 loop.create_task(self._read(), name="durable-process-channel"),
                 loop.create_task(self._maintain(), name="durable-maintenance"),
+                loop.create_task(flush_stamps_forever(self), name="durable-stamps"),
             ]
             logger.info("process channel %s started", channel)
 
@@ -159,10 +162,16 @@ class RedisTransport(LocalTransport):
         """Retry while Redis is unreachable or the owner's channel is full: the
         socket's frames wait (and TCP pushes back on the client); none is lost."""
         delay = 0.05
+        full_pause = 0.002
         while True:
             try:
                 return await fn(*args)
-            except (SessionLayerUnavailable, ChannelFull) as exc:
+            except ChannelFull:
+                # The owner is behind: try again soon (a long sleep here would leave
+                # its channel empty and cap the socket at a few events a second).
+                await asyncio.sleep(full_pause)
+                full_pause = min(full_pause * 2, 0.1)
+            except SessionLayerUnavailable as exc:
                 logger.warning("%s; retrying in %.1f s", exc or type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -317,40 +326,50 @@ class RedisTransport(LocalTransport):
         # writes its own frames, rather than waiting behind them.
         sent = 0
         payload = {k: v for k, v in message.items() if k in ("text", "bytes")}
+        failure: Exception | None = None
         for holder, sids in remote.items():
             try:
-                await self.channel_layer.send(
-                    holder, {"type": "durable.send", "sids": sids, **payload}
+                await send_waiting(
+                    self.channel_layer, holder, {"type": "durable.send", "sids": sids, **payload}
                 )
-            except Exception:
-                logger.warning("send to %d sockets on %s failed", len(sids), holder, exc_info=True)
+            except Exception as exc:
+                failure = failure or exc
                 continue
             sent += len(sids)
         if local:
             sent += await self.send_local(local, message)
+        if failure is not None:
+            # The handler must know: a frame it sent did not reach every socket.
+            raise failure
         return sent
 
     async def close(self, key: str, record: SocketRecord, code: int, reason: str) -> None:
         if record.id in self.runtime.sockets:
             await super().close(key, record, code, reason)
         else:
-            await self.channel_layer.send(
-                record.holder, {"type": "durable.close", "sid": record.id, "code": code}
+            await send_waiting(
+                self.channel_layer,
+                record.holder,
+                {"type": "durable.close", "sid": record.id, "code": code},
             )
 
     async def kill(self, key: str, record: SocketRecord, error: BaseException) -> None:
         if record.id in self.runtime.sockets:
             await super().kill(key, record, error)
         else:
-            await self.channel_layer.send(
-                record.holder, {"type": "durable.kill", "sid": record.id, "error": str(error)}
+            await send_waiting(
+                self.channel_layer,
+                record.holder,
+                {"type": "durable.kill", "sid": record.id, "error": str(error)},
             )
 
     async def verdict(self, key: str, sock: Any, record: SocketRecord | None) -> None:
         if isinstance(sock, RemoteSocket):
             tags = None if record is None else list(record.tags)
-            await self.channel_layer.send(
-                sock.holder, {"type": "durable.verdict", "sid": sock.id, "tags": tags}
+            await send_waiting(
+                self.channel_layer,
+                sock.holder,
+                {"type": "durable.verdict", "sid": sock.id, "tags": tags},
             )
         elif record is not None:
             await sock.accept()
@@ -464,6 +483,7 @@ class RedisTransport(LocalTransport):
             "durable.call": self._on_call,
             "durable.result": self._on_result,
             "durable.rejoin": self._on_rejoin,
+            "durable.stamps": self._on_stamps,
         }
         while True:
             try:
@@ -571,6 +591,9 @@ class RedisTransport(LocalTransport):
         future = self._calls.get(message["call_id"])
         if future is not None and not future.done():
             future.set_result(message)
+
+    async def _on_stamps(self, message: dict[str, Any]) -> None:
+        await on_stamps_message(self, message)
 
     async def _on_rejoin(self, message: dict[str, Any]) -> None:
         self._rejoin(message["key"], [unpack_record(sid, data) for sid, data in message["records"]])

@@ -95,12 +95,15 @@ end
 return 1
 """
 
-# KEYS: sockets, timestamps. Only for a socket that is still registered.
-TOUCH = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  return redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+# KEYS: sockets, timestamps, lease. ARGV: socket id, timestamp, ... Records the
+# timestamps of sockets still registered; returns the lease (who to tell), or nil.
+TOUCH_MANY = """
+for i = 1, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
 end
-return 0
+return redis.call('GET', KEYS[3])
 """
 
 SOCKETS, TIMESTAMPS, SETTINGS = 2, 3, 4
@@ -156,7 +159,9 @@ class RedisSessionLayer(BaseSessionLayer):
         self._renew = self.redis.register_script(RENEW)
         self._release = self.redis.register_script(RELEASE)
         self._fenced = self.redis.register_script(FENCED_WRITE)
-        self._touch = self.redis.register_script(TOUCH)
+        self._touch_many = self.redis.register_script(TOUCH_MANY)
+        #: key -> socket id -> auto-response timestamp not yet written (see flush_stamps).
+        self.pending_stamps: dict[str, dict[str, float]] = {}
 
     @classmethod
     def check_config(cls, config: dict[str, Any]) -> list[str]:
@@ -337,9 +342,40 @@ class RedisSessionLayer(BaseSessionLayer):
         self.auto_cache[key] = unpack_pair(data)
 
     async def touch_auto_response(self, key: str, socket_id: str, when: float) -> None:
-        _, sockets_key, ts_key, _ = self._keys(key)
-        async with unavailable_as_error():
-            await self._touch(keys=[sockets_key, ts_key], args=[socket_id, repr(when)])
+        """Note the time; :meth:`flush_stamps` writes a whole second's worth at once, so
+        a ping costs no round trip (the transport calls it about every half second)."""
+        self.pending_stamps.setdefault(key, {})[socket_id] = when
+
+    async def flush_stamps(self) -> dict[str, tuple[str | None, dict[str, float]]]:
+        """Write the timestamps noted since the last call, in one pipeline.
+
+        Returns, per object key, the owner's channel (None when the object is
+        hibernated: nothing is woken) and the timestamps written. Kept for the next
+        call if Redis cannot be reached.
+        """
+        pending, self.pending_stamps = self.pending_stamps, {}
+        if not pending:
+            return {}
+        keys = list(pending)
+        try:
+            async with unavailable_as_error(), self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    lease, sockets_key, ts_key, _ = self._keys(key)
+                    args: list[Any] = []
+                    for sid, when in pending[key].items():
+                        args += [sid, repr(when)]
+                    await self._touch_many(
+                        keys=[sockets_key, ts_key, lease], args=args, client=pipe
+                    )
+                leases = await pipe.execute()
+        except BaseException:
+            for key, stamps in pending.items():  # newer ones noted meanwhile win
+                self.pending_stamps[key] = {**stamps, **self.pending_stamps.get(key, {})}
+            raise
+        return {
+            key: (None if lease is None else _text(lease).split("|", 1)[0], pending[key])
+            for key, lease in zip(keys, leases, strict=True)
+        }
 
     async def reregister(self, key: str, record: SocketRecord) -> None:
         """Put back a socket this process holds, after Redis lost its data."""

