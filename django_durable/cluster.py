@@ -36,6 +36,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import exceptions, metrics
 from .consumer import registry
+from .copies import RecordCopies
 from .delivery import send_waiting
 from .encoding import decode
 from .events import CALL, CLOSE, CONNECT, HIBERNATE, REJOIN, Event
@@ -102,6 +103,9 @@ class RedisTransport(LocalTransport):
         self._reregistering = False
         #: Holders whose heartbeat this process found missing: [first seen, last seen].
         self._missing: dict[str, list[float]] = {}
+        #: Attachments and tags of this process's sockets, to put back if Redis loses them.
+        self.copies = RecordCopies(self)
+        self.layer.on_written = self.copies.written
 
     # Start-up --------------------------------------------------------------------------
 
@@ -446,6 +450,7 @@ class RedisTransport(LocalTransport):
 
     async def released(self, live: LiveObject) -> None:
         key = live.key
+        self.copies.forget(live.session.sockets)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._releasing[key] = future
         try:
@@ -484,6 +489,7 @@ class RedisTransport(LocalTransport):
             "durable.result": self._on_result,
             "durable.rejoin": self._on_rejoin,
             "durable.stamps": self._on_stamps,
+            "durable.records": self._on_records,
         }
         while True:
             try:
@@ -592,6 +598,9 @@ class RedisTransport(LocalTransport):
         if future is not None and not future.done():
             future.set_result(message)
 
+    async def _on_records(self, message: dict[str, Any]) -> None:
+        self.copies.received(message)
+
     async def _on_stamps(self, message: dict[str, Any]) -> None:
         await on_stamps_message(self, message)
 
@@ -640,6 +649,7 @@ class RedisTransport(LocalTransport):
             self._reregistering = False
         await self._resend_stale()
         self._forget_missing()
+        self.copies.prune()
         for live in list(dispatcher.live.values()):
             if not live.lost:
                 for event in await self._dead_socket_closes(live):
@@ -684,9 +694,14 @@ class RedisTransport(LocalTransport):
             if not sock.accepted:
                 continue
             acked = sock.outbox[0][0] - 1 if sock.outbox else sock.seq
-            record = SocketRecord(sock.id, sock.tags, None, None, self.channel, OPEN, acked)
+            attachment = self.copies.attachment(sock.id)
+            record = SocketRecord(sock.id, sock.tags, attachment, None, self.channel, OPEN, acked)
             await self.layer.reregister(sock.key, record)
             sockets[sock.key].append((sock, record))
+        for key in sockets:
+            live = self.runtime.dispatcher.live.get(key)
+            timeout = None if live is None else live.session.event_timeout_ms
+            await self.layer.restore_settings(key, self.layer.auto_cache.get(key), timeout)
         await self.runtime.fanout.resubscribe()
         for key, pairs in sockets.items():
             owner = await self.layer.owner(key)

@@ -9,15 +9,21 @@ several Redis hosts, and a Sentinel in front of one.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
+import msgpack
 import pytest
 
+from tests.app.cluster_consumers import Census
+from tests.redis_server import PrivateRedis
 from tests.test_cluster import (  # noqa: F401 (fixtures)
     WAIT,
     Client,
     cluster,
     oid,
+    private_redis_server,
     until,
 )
 
@@ -106,3 +112,63 @@ async def test_live_owner_sees_the_timestamp_of_a_ping_answered_by_another_proce
     after = (await b.ask({"op": "where"}, "where"))["where"]
     assert (after["pid"], after["instance"]) == (s0.pid, before["instance"])
     assert after["events"] > before["events"]  # the same live instance all along
+
+
+# Redis losing its data ------------------------------------------------------------------------
+
+
+async def test_flushall_under_load_restores_every_socket_tags_and_attachment(
+    cluster,  # noqa: F811
+    private_redis_server: PrivateRedis,  # noqa: F811
+) -> None:
+    c = cluster(2, redis_url=private_redis_server.url())
+    s0, s1 = c.servers
+    room = oid()
+    clients = [await c.census(s0, room, "?tags=zero")]  # s0 owns
+    for n in range(3):
+        clients.append(await c.census(s1, room, f"?tags=one,n{n}"))
+    clients.append(await c.census(s0, room, "?tags=zero,late"))
+    assert (await clients[0].ask({"op": "auto", "request": "ping", "response": "pong"}, "auto"))[
+        "auto"
+    ]
+    for n, client in enumerate(clients):
+        assert (await client.ask({"op": "attach", "value": f"note-{n}"}, "attached"))["attached"]
+    expected = (await clients[0].ask({"op": "sockets"}, "sockets"))["sockets"]
+    assert len(expected) == len(clients)
+    assert {a["note"] for _, _, a in expected} == {f"note-{n}" for n in range(len(clients))}
+
+    # Load: every client keeps asking for echoes while Redis loses everything.
+    stop = asyncio.Event()
+
+    async def load(client: Client) -> int:
+        sent = 0
+        while not stop.is_set():
+            await client.ask({"op": "echo", "value": sent}, "echo")
+            sent += 1
+        return sent
+
+    loaders = [asyncio.create_task(load(client)) for client in clients]
+    await asyncio.gather(*(cl.ask({"op": "echo", "value": "warm"}, "echo") for cl in clients))
+    await c.redis.flushall()
+    # Serving goes on; the object sees every socket again, with its tags and attachment.
+    listed: list[Any] = []
+
+    async def restored() -> bool:
+        nonlocal listed
+        listed = (await clients[1].ask({"op": "sockets"}, "sockets"))["sockets"]
+        return bool(listed == expected)
+
+    try:
+        await until(restored, f"every socket back as before the flush (last seen: {listed})")
+    finally:
+        stop.set()
+        counts = await asyncio.gather(*loaders)
+    assert all(count > 0 for count in counts)
+    # The auto-response setting is back too (the gateways knew it).
+    settings_key = f"{c.prefix}:durable:c:{Census.object_key(room)}"
+
+    async def pair_back() -> bool:
+        data = await c.redis.hget(settings_key, "auto")
+        return data is not None and msgpack.unpackb(data) == ["ping", "pong"]
+
+    await until(pair_back, "the auto-response pair back in Redis")

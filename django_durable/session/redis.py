@@ -160,6 +160,9 @@ class RedisSessionLayer(BaseSessionLayer):
         self._release = self.redis.register_script(RELEASE)
         self._fenced = self.redis.register_script(FENCED_WRITE)
         self._touch_many = self.redis.register_script(TOUCH_MANY)
+        #: Called with (key, records written, socket ids removed) after each owner's
+        #: write (the transport keeps holders' copies of attachments up to date).
+        self.on_written: Any = None
         #: key -> socket id -> auto-response timestamp not yet written (see flush_stamps).
         self.pending_stamps: dict[str, dict[str, float]] = {}
 
@@ -318,6 +321,8 @@ class RedisSessionLayer(BaseSessionLayer):
                         f"this process no longer owns {key}: its write was refused"
                     ) from exc
                 raise
+        if self.on_written is not None:
+            self.on_written(key, list(latest.values()), removed)
 
     async def add_socket(self, key: str, record: SocketRecord) -> None:
         await self.apply(key, [("add", record)], ObjectSession(key))
@@ -381,6 +386,18 @@ class RedisSessionLayer(BaseSessionLayer):
         """Put back a socket this process holds, after Redis lost its data."""
         async with unavailable_as_error():
             await self.redis.hsetnx(f"{self.prefix}s:{key}", record.id, pack_record(record))
+
+    async def restore_settings(
+        self, key: str, pair: WebSocketRequestResponsePair | None, timeout_ms: int | None
+    ) -> None:
+        """Put back an object's settings after Redis lost its data (unless set again)."""
+        settings_key = f"{self.prefix}c:{key}"
+        async with unavailable_as_error(), self.redis.pipeline(transaction=False) as pipe:
+            if pair is not None:
+                pipe.hsetnx(settings_key, "auto", pack_pair(pair))
+            if timeout_ms:
+                pipe.hsetnx(settings_key, "timeout", timeout_ms)
+            await pipe.execute()
 
     async def holders(self, key: str) -> set[str]:
         async with unavailable_as_error():
