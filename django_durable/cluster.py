@@ -46,6 +46,7 @@ from .outside import is_connection_error
 from .scopes import export_scope, import_scope
 from .session.base import OPEN, SocketRecord
 from .session.redis import pack_pair, pack_record, unpack_record
+from .shards import new_deliverable_channel
 from .stamps import flush_stamps_forever, on_stamps_message
 from .transport import LocalTransport
 
@@ -115,7 +116,7 @@ class RedisTransport(LocalTransport):
         async with self._start_lock:
             if self.channel:
                 return
-            channel = await self.channel_layer.new_channel("durable")
+            channel = await new_deliverable_channel(self.channel_layer, "durable")
             self.layer.holder = channel
             self.runtime.process_id = channel
             await self.layer.heartbeat(first=True)

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from channels.layers import get_channel_layer
 
+from .shards import new_deliverable_channel
+
 if TYPE_CHECKING:
     from .gateway import LocalSocket
     from .runtime import Runtime
@@ -110,7 +112,7 @@ class Fanout:
 
     async def _subscribe(self, membership: Membership) -> None:
         layer = self.channel_layer
-        membership.channel = await layer.new_channel(prefix="durable")
+        membership.channel = await new_deliverable_channel(layer, "durable")
         await layer.group_add(membership.name, membership.channel)
         membership.reader = asyncio.get_running_loop().create_task(
             self._read(membership), name=f"durable-group:{membership.name}"

@@ -15,9 +15,11 @@ from typing import Any
 
 import msgpack
 import pytest
+from channels_redis.utils import _consistent_hash
+from redis import asyncio as aioredis
 
 from tests.app.cluster_consumers import Census
-from tests.redis_server import PrivateRedis
+from tests.redis_server import PrivateRedis, private_redis, private_sentinel
 from tests.test_cluster import (  # noqa: F401 (fixtures)
     WAIT,
     Client,
@@ -172,3 +174,74 @@ async def test_flushall_under_load_restores_every_socket_tags_and_attachment(
         return data is not None and msgpack.unpackb(data) == ["ping", "pong"]
 
     await until(pair_back, "the auto-response pair back in Redis")
+
+
+# Several hosts, and Sentinel --------------------------------------------------------------
+
+
+async def _serves_across_processes(c: Any, room: str) -> None:
+    """Sockets on both processes connect, are answered, and get a broadcast."""
+    s0, s1 = c.servers
+    a = await c.census(s0, room)
+    b = await c.census(s1, room)
+    for client in (a, b):
+        assert (await client.ask({"op": "echo", "value": room}, "echo"))["echo"] == room
+    assert (await b.ask({"op": "broadcast", "text": f"to-{room}"}, "sent"))["sent"] == 2
+    for client in (a, b):
+        await client.wait_for(lambda m: m == f"to-{room}")
+
+
+async def test_two_redis_hosts_spread_objects_by_key_and_serve_every_process(
+    cluster,  # noqa: F811
+) -> None:
+    with private_redis() as first, private_redis() as second:
+        urls = [first.url(), second.url()]
+        c = cluster(2, redis_url=first.url(), redis_urls=",".join(urls))
+        rooms: dict[int, list[str]] = {0: [], 1: []}
+        while min(len(r) for r in rooms.values()) < 2:
+            room = oid()
+            rooms[_consistent_hash(Census.object_key(room), 2)].append(room)
+        hosts = [aioredis.Redis.from_url(url) for url in urls]
+        try:
+            for index, names in rooms.items():
+                for room in names[:2]:
+                    await _serves_across_processes(c, room)
+                    key = Census.object_key(room)
+                    # The object's lease and sockets are on its own host, not the other.
+                    own, other = hosts[index], hosts[1 - index]
+                    for kind in ("l", "s"):
+                        name = f"{c.prefix}:durable:{kind}:{key}"
+                        assert await own.exists(name), name
+                        assert not await other.exists(name), name
+        finally:
+            for host in hosts:
+                await host.aclose()
+
+
+async def test_redis_sentinel_hosts_in_channels_redis_form(cluster) -> None:  # noqa: F811
+    with private_redis() as master, private_sentinel(master) as sentinel_port:
+        c = cluster(2, redis_url=master.url(), redis_sentinel=f"127.0.0.1:{sentinel_port}/durable")
+        room = oid()
+        await _serves_across_processes(c, room)
+        # What the servers stored went to the master the Sentinel named.
+        lease = f"{c.prefix}:durable:l:{Census.object_key(room)}"
+        assert await c.redis.exists(lease)
+
+
+async def test_process_channels_are_read_on_the_host_they_are_sent_to() -> None:
+    """channels_redis 4.3 sends to ``a.b!c`` on the host of the whole name but reads the
+    host of ``a.b!``: the names django-durable draws make both the same."""
+    from channels_redis.core import RedisChannelLayer
+
+    from django_durable.shards import new_deliverable_channel
+
+    layer = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{n}" for n in (1, 2, 3)])
+    names = [await new_deliverable_channel(layer, "durable") for _ in range(50)]
+    assert len(set(names)) == 50
+    for name in names:
+        assert layer.consistent_hash(name) == layer.consistent_hash(layer.non_local_name(name))
+    # Plain names disagree about two times in three: the check above can fail.
+    plain = [await layer.new_channel("durable") for _ in range(50)]
+    assert any(
+        layer.consistent_hash(n) != layer.consistent_hash(layer.non_local_name(n)) for n in plain
+    )

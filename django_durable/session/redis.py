@@ -15,9 +15,12 @@ tokens keep growing even after Redis restarts without its data. Every write the 
 makes goes through one Lua script that first checks the lease still holds its token:
 a process that lost the object can change nothing (``OwnershipLost``).
 
-The connection comes from channels-redis's own helpers, so ``CONFIG["hosts"]`` takes
-the same forms as ``CHANNEL_LAYERS``' (with redis-py 8, give dicts with
-``"socket_timeout": None`` there; here the default is fine: no command blocks).
+The connections come from channels-redis's own helpers, so ``CONFIG["hosts"]`` takes
+the same forms as ``CHANNEL_LAYERS``' (URLs, dicts, Sentinel dicts with
+``"sentinels"`` and ``"master_name"``; with redis-py 8, give dicts with
+``"socket_timeout": None`` there; here the default is fine: no command blocks). With
+several hosts, each object's keys live on the host its key hashes to (channels-redis's
+``_consistent_hash``), and each process's heartbeat on the host its channel hashes to.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import logging
 from typing import Any
 
 import msgpack
-from channels_redis.utils import create_pool, decode_hosts
+from channels_redis.utils import _consistent_hash, create_pool, decode_hosts
 from redis import asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
@@ -144,9 +147,13 @@ class RedisSessionLayer(BaseSessionLayer):
         **config: Any,
     ) -> None:
         super().__init__(hosts=hosts, prefix=prefix, lease_time=lease_time, **config)
-        host = dict(decode_hosts(hosts)[0])
-        host.setdefault("max_connections", 1000)
-        self.redis = aioredis.Redis(connection_pool=create_pool(host))
+        self.redises: list[aioredis.Redis] = []
+        for entry in decode_hosts(hosts):
+            host = dict(entry)
+            host.setdefault("max_connections", 1000)
+            self.redises.append(aioredis.Redis(connection_pool=create_pool(host)))
+        #: The first host (the only one unless CONFIG["hosts"] lists several).
+        self.redis = self.redises[0]
         self.prefix = prefix
         self.lease_time = float(lease_time or conf.get("LEASE_TIME"))
         #: This process's channel name (set by the transport when it starts).
@@ -183,6 +190,20 @@ class RedisSessionLayer(BaseSessionLayer):
         p = self.prefix
         return [f"{p}l:{key}", f"{p}s:{key}", f"{p}t:{key}", f"{p}c:{key}"]
 
+    def redis_for(self, name: str) -> aioredis.Redis:
+        """The host of an object key (or a holder's heartbeat), hashed the way
+        channels_redis spreads channels: every key of one object on one host, so each
+        Lua script touches one server."""
+        index: int = _consistent_hash(name, len(self.redises))
+        return self.redises[index]
+
+    def by_host(self, names: list[str]) -> dict[int, list[str]]:
+        """``names`` grouped by the index of their host, in their order."""
+        groups: dict[int, list[str]] = {}
+        for name in names:
+            groups.setdefault(_consistent_hash(name, len(self.redises)), []).append(name)
+        return groups
+
     def heartbeat_key(self, holder: str) -> str:
         return f"{self.prefix}p:{holder}"
 
@@ -200,7 +221,9 @@ class RedisSessionLayer(BaseSessionLayer):
         p = self.prefix
         async with unavailable_as_error():
             owned, holder, token = await self._acquire(
-                keys=[f"{p}l:{key}", f"{p}f:{key}"], args=[self.holder, self.lease_ms]
+                keys=[f"{p}l:{key}", f"{p}f:{key}"],
+                args=[self.holder, self.lease_ms],
+                client=self.redis_for(key),
             )
         holder, token = _text(holder), int(_text(token))
         if owned:
@@ -211,22 +234,27 @@ class RedisSessionLayer(BaseSessionLayer):
 
     async def owner(self, key: str) -> str | None:
         async with unavailable_as_error():
-            value = await self.redis.get(f"{self.prefix}l:{key}")
+            value = await self.redis_for(key).get(f"{self.prefix}l:{key}")
         return None if value is None else _text(value).split("|", 1)[0]
 
     async def renew(self, keys: list[str]) -> list[str]:
         """Renew the leases of ``keys``; the keys whose lease was lost."""
         if not keys:
             return []
-        async with unavailable_as_error(), self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                await self._renew(
-                    keys=[f"{self.prefix}l:{key}"],
-                    args=[self.lease_value(key), self.lease_ms],
-                    client=pipe,
-                )
-            results = await pipe.execute()
-        lost = [key for key, ok in zip(keys, results, strict=True) if not ok]
+        lost = []
+        for index, group in self.by_host(keys).items():
+            async with (
+                unavailable_as_error(),
+                self.redises[index].pipeline(transaction=False) as pipe,
+            ):
+                for key in group:
+                    await self._renew(
+                        keys=[f"{self.prefix}l:{key}"],
+                        args=[self.lease_value(key), self.lease_ms],
+                        client=pipe,
+                    )
+                results = await pipe.execute()
+            lost += [key for key, ok in zip(group, results, strict=True) if not ok]
         for key in lost:
             logger.warning("object %s: lease lost (not renewed in time)", key)
             self.owned.pop(key, None)
@@ -238,36 +266,41 @@ class RedisSessionLayer(BaseSessionLayer):
         value = self.lease_value(key)
         self.owned.pop(key, None)
         async with unavailable_as_error():
-            await self._release(keys=[f"{self.prefix}l:{key}"], args=[value])
+            await self._release(
+                keys=[f"{self.prefix}l:{key}"], args=[value], client=self.redis_for(key)
+            )
 
     def fence_token(self, key: str) -> int | None:
         return self.owned.get(key)
 
     async def heartbeat(self, first: bool = False) -> bool:
         """Refresh this process's heartbeat; False when it had vanished (Redis lost data)."""
+        redis = self.redis_for(self.holder)
         async with unavailable_as_error():
             if first:
-                await self.redis.set(self.heartbeat_key(self.holder), "1", px=self.lease_ms)
+                await redis.set(self.heartbeat_key(self.holder), "1", px=self.lease_ms)
                 return True
-            ok = await self.redis.set(
-                self.heartbeat_key(self.holder), "1", px=self.lease_ms, xx=True
-            )
+            ok = await redis.set(self.heartbeat_key(self.holder), "1", px=self.lease_ms, xx=True)
             if not ok:
-                await self.redis.set(self.heartbeat_key(self.holder), "1", px=self.lease_ms)
+                await redis.set(self.heartbeat_key(self.holder), "1", px=self.lease_ms)
             return bool(ok)
 
     async def alive(self, holders: list[str]) -> set[str]:
         if not holders:
             return set()
-        async with unavailable_as_error():
-            values = await self.redis.mget([self.heartbeat_key(h) for h in holders])
-        return {h for h, v in zip(holders, values, strict=True) if v is not None}
+        found = set()
+        for index, group in self.by_host(holders).items():
+            async with unavailable_as_error():
+                values = await self.redises[index].mget([self.heartbeat_key(h) for h in group])
+            found |= {h for h, v in zip(group, values, strict=True) if v is not None}
+        return found
 
     # The object's side -----------------------------------------------------------------
 
     async def load(self, key: str) -> ObjectSession:
         _, sockets_key, ts_key, settings_key = self._keys(key)
-        async with unavailable_as_error(), self.redis.pipeline(transaction=False) as pipe:
+        redis = self.redis_for(key)
+        async with unavailable_as_error(), redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(sockets_key)
             pipe.hgetall(ts_key)
             pipe.hgetall(settings_key)
@@ -313,7 +346,7 @@ class RedisSessionLayer(BaseSessionLayer):
             return
         async with unavailable_as_error():
             try:
-                await self._fenced(keys=self._keys(key), args=args)
+                await self._fenced(keys=self._keys(key), args=args, client=self.redis_for(key))
             except ResponseError as exc:
                 if "FENCED" in str(exc):
                     self.owned.pop(key, None)
@@ -343,7 +376,7 @@ class RedisSessionLayer(BaseSessionLayer):
 
     async def load_auto_response(self, key: str) -> None:
         async with unavailable_as_error():
-            data = await self.redis.hget(f"{self.prefix}c:{key}", "auto")
+            data = await self.redis_for(key).hget(f"{self.prefix}c:{key}", "auto")
         self.auto_cache[key] = unpack_pair(data)
 
     async def touch_auto_response(self, key: str, socket_id: str, when: float) -> None:
@@ -361,38 +394,43 @@ class RedisSessionLayer(BaseSessionLayer):
         pending, self.pending_stamps = self.pending_stamps, {}
         if not pending:
             return {}
-        keys = list(pending)
+        written: dict[str, tuple[str | None, dict[str, float]]] = {}
         try:
-            async with unavailable_as_error(), self.redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    lease, sockets_key, ts_key, _ = self._keys(key)
-                    args: list[Any] = []
-                    for sid, when in pending[key].items():
-                        args += [sid, repr(when)]
-                    await self._touch_many(
-                        keys=[sockets_key, ts_key, lease], args=args, client=pipe
-                    )
-                leases = await pipe.execute()
+            for index, keys in self.by_host(list(pending)).items():
+                redis = self.redises[index]
+                async with unavailable_as_error(), redis.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        lease, sockets_key, ts_key, _ = self._keys(key)
+                        args: list[Any] = []
+                        for sid, when in pending[key].items():
+                            args += [sid, repr(when)]
+                        await self._touch_many(
+                            keys=[sockets_key, ts_key, lease], args=args, client=pipe
+                        )
+                    leases = await pipe.execute()
+                for key, lease in zip(keys, leases, strict=True):
+                    owner = None if lease is None else _text(lease).split("|", 1)[0]
+                    written[key] = (owner, pending.pop(key))
         except BaseException:
             for key, stamps in pending.items():  # newer ones noted meanwhile win
                 self.pending_stamps[key] = {**stamps, **self.pending_stamps.get(key, {})}
             raise
-        return {
-            key: (None if lease is None else _text(lease).split("|", 1)[0], pending[key])
-            for key, lease in zip(keys, leases, strict=True)
-        }
+        return written
 
     async def reregister(self, key: str, record: SocketRecord) -> None:
         """Put back a socket this process holds, after Redis lost its data."""
         async with unavailable_as_error():
-            await self.redis.hsetnx(f"{self.prefix}s:{key}", record.id, pack_record(record))
+            await self.redis_for(key).hsetnx(
+                f"{self.prefix}s:{key}", record.id, pack_record(record)
+            )
 
     async def restore_settings(
         self, key: str, pair: WebSocketRequestResponsePair | None, timeout_ms: int | None
     ) -> None:
         """Put back an object's settings after Redis lost its data (unless set again)."""
         settings_key = f"{self.prefix}c:{key}"
-        async with unavailable_as_error(), self.redis.pipeline(transaction=False) as pipe:
+        redis = self.redis_for(key)
+        async with unavailable_as_error(), redis.pipeline(transaction=False) as pipe:
             if pair is not None:
                 pipe.hsetnx(settings_key, "auto", pack_pair(pair))
             if timeout_ms:
@@ -401,11 +439,12 @@ class RedisSessionLayer(BaseSessionLayer):
 
     async def holders(self, key: str) -> set[str]:
         async with unavailable_as_error():
-            values = await self.redis.hvals(f"{self.prefix}s:{key}")
+            values = await self.redis_for(key).hvals(f"{self.prefix}s:{key}")
         return {unpack_record("", v).holder for v in values}
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        for redis in self.redises:
+            await redis.aclose()
 
     def make_transport(self, runtime: Any) -> Any:
         from ..cluster import RedisTransport
