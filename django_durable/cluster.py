@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -37,7 +38,7 @@ from django.core.exceptions import ImproperlyConfigured
 from . import exceptions, metrics
 from .consumer import registry
 from .copies import RecordCopies
-from .delivery import send_waiting
+from .delivery import HolderGone, send_waiting
 from .encoding import decode
 from .events import CALL, CLOSE, CONNECT, HIBERNATE, REJOIN, Event
 from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
@@ -335,8 +336,13 @@ class RedisTransport(LocalTransport):
         for holder, sids in remote.items():
             try:
                 await send_waiting(
-                    self.channel_layer, holder, {"type": "durable.send", "sids": sids, **payload}
+                    self.channel_layer,
+                    holder,
+                    {"type": "durable.send", "sids": sids, **payload},
+                    gone=functools.partial(self._holder_gone, holder),
                 )
+            except HolderGone:
+                continue  # its sockets get websocket_close(1006) from the maintenance
             except Exception as exc:
                 failure = failure or exc
                 continue
@@ -347,6 +353,13 @@ class RedisTransport(LocalTransport):
             # The handler must know: a frame it sent did not reach every socket.
             raise failure
         return sent
+
+    async def _holder_gone(self, holder: str) -> bool:
+        """Whether ``holder``'s heartbeat has been missing for a whole lease time."""
+        try:
+            return holder in await self._dead_holders({holder})
+        except SessionLayerUnavailable:
+            return False
 
     async def close(self, key: str, record: SocketRecord, code: int, reason: str) -> None:
         if record.id in self.runtime.sockets:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -25,8 +26,14 @@ from .outside import is_connection_error
 
 #: Seconds an owner keeps trying a full channel of another process before giving up.
 SEND_TIMEOUT = 30.0
+#: Seconds between two looks at whether the process behind a full channel is gone.
+GONE_CHECK_INTERVAL = 0.5
 _FIRST_PAUSE = 0.002
 _LONGEST_PAUSE = 0.25
+
+
+class HolderGone(Exception):
+    """The process behind the full channel is dead: its sockets are being closed."""
 
 
 async def send_waiting(
@@ -34,16 +41,29 @@ async def send_waiting(
     channel: str,
     message: dict[str, Any],
     timeout: float = SEND_TIMEOUT,  # noqa: ASYNC109 (a deadline over several tries)
+    gone: Callable[[], Awaitable[bool]] | None = None,
 ) -> None:
-    """``channel_layer.send()``, waiting while ``channel`` is full; raises on failure."""
-    deadline = time.monotonic() + timeout
+    """``channel_layer.send()``, waiting while ``channel`` is full; raises on failure.
+
+    ``gone()``, looked at now and then while waiting, says whether the process behind
+    the channel died (nobody will ever read it): then :class:`HolderGone` is raised at
+    once rather than after ``timeout``.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
+    next_look = start  # a process already known dead is given up at the first refusal
     pause = _FIRST_PAUSE
     while True:
         try:
             await channel_layer.send(channel, message)
             return
         except ChannelFull:
-            if time.monotonic() + pause > deadline:
+            now = time.monotonic()
+            if gone is not None and now >= next_look:
+                next_look = now + GONE_CHECK_INTERVAL
+                if await gone():
+                    raise HolderGone(channel) from None
+            if now + pause > deadline:
                 metrics.inc("remote_send_failures")
                 raise DeliveryFailed(
                     f"the channel of process {channel} stayed full for {timeout:.0f} s"

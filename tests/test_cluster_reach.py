@@ -68,6 +68,29 @@ async def test_1000_frames_from_one_handler_all_reach_a_socket_on_another_proces
     assert sprayed == list(range(1_000))
 
 
+async def test_broadcasts_to_a_dead_process_neither_block_nor_fail_the_handler(
+    cluster,  # noqa: F811
+) -> None:
+    c = cluster(2, channel_capacity="default")
+    s0, s1 = c.servers
+    room = oid()
+    owner = await c.census(s0, room, "?tags=here&observe=1")
+    doomed = await c.census(s1, room, "?tags=there")
+    doomed_id = (await doomed.ask({"op": "whoami"}, "id"))["id"]
+    s1.kill()
+    # Far more than the dead process's channel holds (100): the owner gives that
+    # process up once its heartbeat stayed missing for a lease, then goes on.
+    mark = len(owner.messages)
+    await owner.send({"op": "flood", "count": 300})
+    done = await owner.wait_json(lambda m: "flooded" in m or "error" in m, mark)
+    assert "flooded" in done, done
+    floods = [m["flood"] for m in map(json.loads, owner.messages[mark:]) if "flood" in m]
+    assert floods == list(range(300))
+    # The dead process's socket is closed for the object (1006), once.
+    close = await owner.wait_json(lambda m: m.get("event") == "close", mark)
+    assert (close["id"], close["code"]) == (doomed_id, 1006)
+
+
 async def test_a_burst_of_1000_from_a_non_owner_socket_gets_every_reply(cluster) -> None:  # noqa: F811
     await _burst_from_non_owner(cluster, 1_000)
 
