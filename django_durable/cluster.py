@@ -38,12 +38,11 @@ from django.core.exceptions import ImproperlyConfigured
 from . import exceptions, metrics
 from .consumer import registry
 from .copies import RecordCopies
-from .delivery import HolderGone, send_waiting
+from .delivery import HolderGone, is_connection_error, send_waiting
 from .encoding import decode
 from .events import CALL, CLOSE, CONNECT, HIBERNATE, REJOIN, Event
 from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
 from .fanout import broadcast_event_message
-from .outside import is_connection_error
 from .scopes import export_scope, import_scope
 from .session.base import OPEN, SocketRecord
 from .session.redis import pack_pair, pack_record, unpack_record

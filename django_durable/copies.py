@@ -16,12 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .session.base import SocketRecord
-
-if TYPE_CHECKING:
-    from .cluster import RedisTransport
+#: The cluster's ``RedisTransport`` (not imported: this module stays out of its cycle).
+RedisTransport = Any
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +37,7 @@ class RecordCopies:
 
     # The owner's side ----------------------------------------------------------------
 
-    def written(self, key: str, records: list[SocketRecord], removed: list[str]) -> None:
+    def written(self, key: str, records: list[Any], removed: list[str]) -> None:
         """The owner stored ``records`` (and removed ``removed``): tell their holders."""
         own = self.transport.channel
         for sid in removed:

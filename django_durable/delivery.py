@@ -22,7 +22,6 @@ from channels.exceptions import ChannelFull
 
 from . import metrics
 from .exceptions import DeliveryFailed, SessionLayerUnavailable
-from .outside import is_connection_error
 
 #: Seconds an owner keeps trying a full channel of another process before giving up.
 SEND_TIMEOUT = 30.0
@@ -30,6 +29,17 @@ SEND_TIMEOUT = 30.0
 GONE_CHECK_INTERVAL = 0.5
 _FIRST_PAUSE = 0.002
 _LONGEST_PAUSE = 0.25
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """A lost connection to the channel layer's server (Redis), whatever its client."""
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        return True
+    return type(exc).__module__.startswith("redis.") and type(exc).__name__ in (
+        "ConnectionError",
+        "TimeoutError",
+        "BusyLoadingError",
+    )
 
 
 class HolderGone(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .delivery import is_connection_error
 from .exceptions import SessionLayerUnavailable
 from .fanout import broadcast_event_message
 from .runtime import get_runtime
@@ -39,14 +40,3 @@ async def broadcast_to(
                     f"unreachable: {exc}"
                 ) from exc
             raise
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    """A lost connection to the channel layer's server (Redis), whatever its client."""
-    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
-        return True
-    return type(exc).__module__.startswith("redis.") and type(exc).__name__ in (
-        "ConnectionError",
-        "TimeoutError",
-        "BusyLoadingError",
-    )

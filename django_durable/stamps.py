@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .exceptions import SessionLayerUnavailable
 
-if TYPE_CHECKING:
-    from .cluster import RedisTransport
+#: The cluster's ``RedisTransport`` (not imported: this module stays out of its cycle).
+RedisTransport = Any
 
 logger = logging.getLogger(__name__)
 
