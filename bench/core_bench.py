@@ -85,8 +85,18 @@ VARIANTS: dict[str, dict[str, str]] = {
         "label": "(c') DurableConsumer, no router",
         "app": "benchapp.asgi_durable_direct:application",
     },
+    # bench/history_bench.py: (c) with ``history = 100``, plain and resuming clients.
+    "durable_history": {
+        "label": "(c) with history = 100, plain clients",
+        "app": "benchapp.asgi_durable_history:application",
+    },
+    "durable_history_resume": {
+        "label": "(c) with history = 100, resuming clients",
+        "app": "benchapp.asgi_durable_history:application",
+        "query": "?durable_resume=1",
+    },
 }
-DURABLE_VARIANTS = {"durable", "durable_direct"}
+DURABLE_VARIANTS = {"durable", "durable_direct", "durable_history", "durable_history_resume"}
 DEFAULT_VARIANTS = "raw,channels,durable,raw_routed,durable_direct"
 
 MEMORY_TARGET = 1.1  # (c) per socket <= 1.1 x (a)
@@ -209,7 +219,7 @@ class Server:
             return json.loads(response.read())
 
     def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.port}{WS_PATH}"
+        return f"ws://{HOST}:{self.port}{WS_PATH}{VARIANTS[self.variant].get('query', '')}"
 
     def rss_kib(self) -> int:
         return proc_rss_kib(self.pid)
@@ -254,7 +264,10 @@ async def _worker(conn: Any, index: int) -> None:
     async def reader(ws: Any) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for message in ws:
-                if message == st.expected:
+                # (A resuming client's frame: "b <epoch> <offset>\n" then the message.)
+                if message == st.expected or (
+                    message[:2] == "b " and message.partition("\n")[2] == st.expected
+                ):
                     now = time.monotonic_ns()
                     st.count += 1
                     if st.count == 1:
@@ -372,6 +385,8 @@ async def _warmup(url: str) -> None:
         await ws.send("warmup")
         async with asyncio.timeout(30):
             reply = await ws.recv()
+            if reply.startswith("h "):  # a resuming client is first told its position
+                reply = (await ws.recv()).removeprefix("m\n")
         assert reply == "warm", reply
 
 

@@ -198,8 +198,10 @@ def retry(
     using: str | None = None,
     *,
     now: datetime.datetime | None = None,
+    count: bool = True,
 ) -> bool:
-    """Reschedule a failed alarm ``delay_seconds`` from now with one more retry counted.
+    """Reschedule a failed alarm ``delay_seconds`` from now with one more retry counted
+    (``count=False``: not counted, for an alarm refused because its object was overloaded).
 
     Does nothing (and returns ``False``) if the alarm was set again or deleted since it
     was claimed: the handler's own decision wins over the retry.
@@ -210,7 +212,7 @@ def retry(
         .filter(object_key=object_key, version=version)
         .update(
             scheduled_at=to_db(now + datetime.timedelta(seconds=delay_seconds)),
-            retry_count=F("retry_count") + 1,
+            retry_count=F("retry_count") + (1 if count else 0),
             claimed_until=None,
         )
     )

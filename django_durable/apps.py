@@ -21,3 +21,6 @@ class DurableConfig(AppConfig):
             refuse_to_serve()
         register_metrics()  # in prometheus_client's REGISTRY, if it is installed
         start_with_daphne()
+        from .lifespan import install_daphne_shutdown
+
+        install_daphne_shutdown()

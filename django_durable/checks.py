@@ -52,8 +52,15 @@ def check_durable_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         "ALARM_RETRY_BASE_DELAY": (_positive_number, "a positive number of seconds"),
         "ALARM_POLL_INTERVAL": (_positive_number, "a positive number of seconds"),
         "LEASE_TIME": (_positive_number, "a positive number of seconds"),
+        "HISTORY_TTL": (_positive_number, "a positive number of seconds"),
         "MAX_WEBSOCKETS": (_positive_int, "a positive int"),
         "ATTACHMENT_MAX_BYTES": (_positive_int, "a positive int"),
+        "MAX_MESSAGE_BYTES": (_positive_int, "a positive int"),
+        "MAX_QUEUED_EVENTS": (_positive_int, "a positive int"),
+        "MAX_QUEUED_BYTES": (_positive_int, "a positive int"),
+        "MAX_SOCKET_QUEUED_EVENTS": (_positive_int, "a positive int"),
+        "MAX_SOCKET_QUEUED_BYTES": (_positive_int, "a positive int"),
+        "SHUTDOWN_TIMEOUT": (_positive_number, "a positive number of seconds"),
     }
     for key, (valid, what) in numbers.items():
         if key in config and not valid(config[key]):

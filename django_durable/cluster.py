@@ -43,6 +43,7 @@ from .encoding import decode
 from .events import CALL, CLOSE, CONNECT, HIBERNATE, REJOIN, Event
 from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
 from .fanout import broadcast_event_message
+from .framing import POSITION
 from .scopes import export_scope, import_scope
 from .session.base import OPEN, SocketRecord
 from .session.redis import pack_pair, pack_record, unpack_record
@@ -330,7 +331,7 @@ class RedisTransport(LocalTransport):
         # Other processes first: their one message each is on its way while this process
         # writes its own frames, rather than waiting behind them.
         sent = 0
-        payload = {k: v for k, v in message.items() if k in ("text", "bytes")}
+        payload = {k: v for k, v in message.items() if k in ("text", "bytes", POSITION)}
         failure: Exception | None = None
         for holder, sids in remote.items():
             try:
@@ -451,6 +452,7 @@ class RedisTransport(LocalTransport):
     def _trim_id(self, sid: str, seq: int) -> None:
         sock = self.runtime.sockets.get(sid) or self._draining.get(sid)
         if sock is not None:
+            sock.acked(seq)
             self._trim(sock, seq)
 
     def _trim(self, sock: Any, seq: int) -> None:
@@ -469,9 +471,32 @@ class RedisTransport(LocalTransport):
         try:
             if self.runtime.dispatcher.live.get(key) is None:
                 await self.layer.release(key, live.session)
+                if self.runtime.shutting_down:
+                    await self._tell_holders_released(live)
         finally:
             del self._releasing[key]
             future.set_result(None)
+
+    async def _tell_holders_released(self, live: LiveObject) -> None:
+        """At shutdown: the processes holding the object's sockets send their events
+        not yet acknowledged again now, so that one of them takes the object at once
+        rather than after the lease time."""
+        holders = {r.holder for r in live.session.sockets.values() if r.holder != self.channel}
+        for holder in holders:
+            with contextlib.suppress(Exception):
+                await self.channel_layer.send(holder, {"type": "durable.released", "key": live.key})
+
+    async def _on_released(self, message: dict[str, Any]) -> None:
+        key = message["key"]
+        now = time.monotonic()
+        for sock in [*self.runtime.sockets.values(), *self._draining.values()]:
+            if sock.key != key or not sock.outbox:
+                continue
+            for entry in list(sock.outbox):
+                entry[2] = now
+                entry[3] = await self._deliver(
+                    sock.cls, sock.object_id, sock.key, entry[1], self.channel
+                )
 
     async def reroute(self, live: LiveObject, event: Event) -> None:
         if event.kind == CALL:
@@ -503,6 +528,7 @@ class RedisTransport(LocalTransport):
             "durable.rejoin": self._on_rejoin,
             "durable.stamps": self._on_stamps,
             "durable.records": self._on_records,
+            "durable.released": self._on_released,
         }
         while True:
             try:
@@ -523,6 +549,10 @@ class RedisTransport(LocalTransport):
                 logger.exception("handling %s failed", message.get("type"))
 
     async def _on_event(self, message: dict[str, Any]) -> None:
+        if self.runtime.shutting_down:
+            # Handing objects over: the event stays in its sender's outbox, which sends
+            # it again to the next owner (told at once, see ``released``).
+            return
         cls = registry.get(message["cls"])
         if cls is None:
             logger.error("event for unknown durable class %r dropped", message["cls"])
@@ -592,6 +622,8 @@ class RedisTransport(LocalTransport):
             if name != ALARM_METHOD:
                 check_rpc(cls, name)  # before waking the object: a refused call runs nothing
             key = cls.object_key(object_id)
+            if self.runtime.shutting_down and key not in self.runtime.dispatcher.live:
+                raise exceptions.Overloaded(f"{key}: this process is shutting down; try again")
             owner = await self._owner_elsewhere(key)
             if owner is not None:
                 if message["hops"] >= MAX_HOPS:

@@ -25,6 +25,19 @@ DEFAULTS: dict[str, Any] = {
     "ALARM_POLL_INTERVAL": 1.0,
     # Lease time (seconds) of an object's ownership in Redis.
     "LEASE_TIME": 5.0,
+    # Incoming messages over this many bytes close their socket with 1009 (section 11).
+    "MAX_MESSAGE_BYTES": 1_048_576,
+    # Events waiting for one object (count and bytes): past either, the socket with the
+    # most of them is closed with 1013 and stub calls raise Overloaded.
+    "MAX_QUEUED_EVENTS": 10_000,
+    "MAX_QUEUED_BYTES": 64 * 1_048_576,
+    # Events one socket may have waiting for its object; past either it is closed (1013).
+    "MAX_SOCKET_QUEUED_EVENTS": 1_000,
+    "MAX_SOCKET_QUEUED_BYTES": 8 * 1_048_576,
+    # Seconds a graceful shutdown waits for handlers and close handshakes.
+    "SHUTDOWN_TIMEOUT": 5.0,
+    # Seconds an object's broadcast history (``history = N``) is kept after its last use.
+    "HISTORY_TTL": 3600.0,
 }
 
 

@@ -37,6 +37,9 @@ class DurableConsumer:
     reentrant: ClassVar[bool] = False
     #: The class's stable name across processes (default: its dotted path).
     durable_name: ClassVar[str] = ""
+    #: How many of the object's last broadcasts to keep for clients that reconnect
+    #: (``?durable_resume=1``; see docs/reconnecting.md). 0: none, no cost.
+    history: ClassVar[int] = 0
 
     id: str
     state: DurableState
@@ -45,6 +48,9 @@ class DurableConsumer:
         super().__init_subclass__(**kwargs)
         if "durable_name" not in cls.__dict__ or not cls.__dict__["durable_name"]:
             cls.durable_name = f"{cls.__module__}.{cls.__qualname__}"
+        history = cls.history
+        if not isinstance(history, int) or isinstance(history, bool) or history < 0:
+            raise TypeError(f"{cls.__qualname__}.history must be an int >= 0; got {history!r}")
         registry[cls.durable_name] = cls
 
     @classmethod

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from . import conf, metrics
 from .events import CALL, CLOSE, CONNECT, ERROR, HIBERNATE, MESSAGE, REJOIN, Event
 from .exceptions import HandlerTimeout, OwnershipLost
+from .mailbox import Mailbox
+from .overload import Backlog
 from .session.base import CLOSED, OPEN, ObjectSession, SocketRecord
 from .state import DurableState
 from .websocket import DurableWebSocket
@@ -77,7 +79,7 @@ class LiveObject:
         self.cls = cls
         self.object_id = object_id
         self.key = key
-        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.queue = Mailbox()
         self.session: ObjectSession = ObjectSession(key)
         self.instance: DurableConsumer | None = None
         self.gate = InputGate()
@@ -91,6 +93,7 @@ class LiveObject:
         self._held: dict[str, dict[int, Event]] = {}
         self._writes: list[tuple[str, Any]] = []
         self._acks: list[tuple[str, str, int]] = []
+        self.backlog = Backlog(self)
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"durable:{key}")
 
     # Writes to the session layer, flushed after each handler -------------------------
@@ -395,6 +398,7 @@ class LiveObject:
                 await instance.websocket_error(ws, event.data)
         finally:
             self.session.sockets.pop(sid, None)
+            self.backlog.forget(sid)
             self._writes.append(("remove", sid))
 
     def _failed(self, event: Event, exc: BaseException) -> None:
@@ -433,7 +437,7 @@ class LiveObject:
         self.queue.put_nowait(Event(ERROR, sid, error))
 
 
-def _drain(queue: asyncio.Queue[Event]) -> list[Event]:
+def _drain(queue: Mailbox) -> list[Event]:
     events = []
     while not queue.empty():
         event = queue.get_nowait()
@@ -464,7 +468,10 @@ class Dispatcher:
         return live
 
     def put(self, cls: type[DurableConsumer], object_id: str, key: str, event: Event) -> None:
-        self.wake(cls, object_id, key).queue.put_nowait(event)
+        live = self.wake(cls, object_id, key)
+        live.queue.put_nowait(event)
+        if event.kind == MESSAGE:
+            live.backlog.check()
 
     def forget(self, live: LiveObject) -> None:
         if self.live.get(live.key) is live:
@@ -484,6 +491,9 @@ class Dispatcher:
         fn: Callable[[DurableConsumer], Awaitable[Any]],
     ) -> Any:
         """Run ``fn(instance)`` as an event of the object (waking it) and return its result."""
+        live = self.live.get(key)
+        if live is not None:
+            live.backlog.refuse_call()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.wake(cls, object_id, key).queue.put_nowait(Event(CALL, None, fn, future))
         return await future

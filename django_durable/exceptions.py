@@ -57,6 +57,11 @@ class InvalidStorageValue(DurableError, ValueError):
     """A storage value that is ``None`` or encodes to more than 128 KiB."""
 
 
+class MessageTooLarge(DurableError, ValueError):
+    """An outgoing message over the ASGI server's limit (daphne's
+    ``--websocket-max-message-size``): nothing was sent, the socket stays open."""
+
+
 # Invalid state ----------------------------------------------------------------------
 
 
@@ -82,6 +87,11 @@ class HandlerTimeout(DurableError, TimeoutError):
 
 class OwnershipLost(DurableError, RuntimeError):
     """This process no longer holds the object's lease: its writes are refused (fencing)."""
+
+
+class Overloaded(DurableError, RuntimeError):
+    """The object has more events waiting than ``MAX_QUEUED_EVENTS``/``MAX_QUEUED_BYTES``
+    allow: the stub call was refused and nothing ran. Try again later."""
 
 
 class SessionLayerUnavailable(DurableError, ConnectionError):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from channels.layers import get_channel_layer
 
+from .framing import POSITION
 from .shards import new_deliverable_channel
 
 if TYPE_CHECKING:
@@ -54,10 +55,14 @@ def broadcast_event_message(event: dict[str, Any]) -> dict[str, Any] | None:
     """The ASGI send message of an event carrying ``text`` or ``bytes`` (never mutating
     it: channels-redis hands the same dict to every local receiver)."""
     if "text" in event and event["text"] is not None:
-        return {"type": "websocket.send", "text": event["text"]}
-    if "bytes" in event and event["bytes"] is not None:
-        return {"type": "websocket.send", "bytes": event["bytes"]}
-    return None
+        message = {"type": "websocket.send", "text": event["text"]}
+    elif "bytes" in event and event["bytes"] is not None:
+        message = {"type": "websocket.send", "bytes": event["bytes"]}
+    else:
+        return None
+    if POSITION in event:  # a kept broadcast: its (epoch, offset), for resuming sockets
+        message[POSITION] = event[POSITION]
+    return message
 
 
 class Fanout:

@@ -14,10 +14,24 @@ import logging
 import secrets
 import sys
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from . import conf, framing, metrics
+from .asgi_server import (
+    CLOSE_REASONS,
+    MESSAGE_TOO_BIG,
+    SERVICE_RESTART,
+    TRY_AGAIN_LATER,
+    close_with_code,
+    daphne_protocol,
+    outgoing_limit,
+    utf8_size,
+    warn_if_server_limit_decides,
+)
 from .events import CLOSE, MESSAGE, Event
 from .limits import validate_object_id
+from .resume import Resume, go_live, release_held, requested
 from .runtime import get_runtime
 from .websocket import asgi_send_message
 
@@ -40,6 +54,8 @@ class LocalSocket:
     __slots__ = (
         "accepted",
         "asgi_send",
+        "backlog",
+        "backlog_bytes",
         "cls",
         "id",
         "key",
@@ -47,6 +63,7 @@ class LocalSocket:
         "object_id",
         "open",
         "outbox",
+        "resume",
         "seq",
         "tags",
         "task",
@@ -75,6 +92,37 @@ class LocalSocket:
         self.seq = 0
         #: Events forwarded to another process and not yet acknowledged (or None).
         self.outbox: Any = None
+        #: For a client that opted in to resuming: its request and held frames.
+        self.resume: Resume | None = None
+        #: ``(seq, bytes)`` of the messages routed and not yet handled (or None): what
+        #: this socket has waiting for its object, bounded by MAX_SOCKET_QUEUED_*.
+        self.backlog: deque[tuple[int, int]] | None = None
+        self.backlog_bytes = 0
+
+    def queued(self, seq: int, size: int) -> None:
+        if self.backlog is None:
+            self.backlog = deque()
+        self.backlog.append((seq, size))
+        self.backlog_bytes += size
+
+    def acked(self, seq: int) -> None:
+        """The object handled (and stored) this socket's events up to ``seq``."""
+        backlog = self.backlog
+        while backlog and backlog[0][0] <= seq:
+            self.backlog_bytes -= backlog.popleft()[1]
+        if not backlog:
+            self.backlog = None
+            self.backlog_bytes = 0
+
+    def over_backlog(self, size: int) -> bool:
+        """Whether one more message of ``size`` bytes would pass this socket's bound."""
+        if not self.backlog:
+            return False  # one message always goes, whatever its size
+        settings = conf.durable_settings()
+        return bool(
+            len(self.backlog) >= settings["MAX_SOCKET_QUEUED_EVENTS"]
+            or self.backlog_bytes + size > settings["MAX_SOCKET_QUEUED_BYTES"]
+        )
 
     async def accept(self) -> None:
         if not self.accepted:
@@ -82,16 +130,46 @@ class LocalSocket:
             await self.asgi_send({"type": "websocket.accept"})
 
     async def send(self, message: dict[str, Any]) -> None:
+        if self.resume is not None:
+            await self.send_framed(framing.frame(message), framing.offset_of(message))
+            return
         if not self.accepted:
             await self.accept()
+        await self.asgi_send(message)
+
+    async def send_framed(self, message: dict[str, Any], offset: int | None) -> None:
+        """Send a frame for a resuming client (held until its replay is done)."""
+        if not self.accepted:
+            await self.accept()
+        resume = self.resume
+        if resume is not None:
+            if resume.held is not None:
+                resume.held.append((offset, message))
+                return
+            if resume.duplicate(offset):
+                return
         await self.asgi_send(message)
 
     async def close(self, code: int) -> None:
         if not self.open:
             return
         await self.accept()
+        if self.resume is not None:
+            await release_held(self)
         self.open = False
-        await self.asgi_send({"type": "websocket.close", "code": code})
+        if code in CLOSE_REASONS:
+            # Codes an application may not send through every server's ASGI path.
+            await close_with_code(self.asgi_send, code, CLOSE_REASONS[code])
+        else:
+            await self.asgi_send({"type": "websocket.close", "code": code})
+
+    async def refuse(self, code: int, counter: str, why: str) -> None:
+        """Close this socket with ``code`` for a refusal: logged once and counted."""
+        if not self.open:
+            return
+        logger.warning("object %s: socket %s closed with %d: %s", self.key, self.id, code, why)
+        metrics.inc(counter)
+        await self.close(code)
 
     def kill(self, error: BaseException) -> None:
         """End the connection with 1011: daphne sends it when the application raises."""
@@ -119,12 +197,20 @@ class Gateway:
         cls = self.consumer_class
         try:
             object_id = sys.intern(validate_object_id(cls.get_object_id(scope)))
+            resume = requested(scope)
         except Exception as exc:
             logger.warning("rejecting WebSocket %s: %s", scope.get("path"), exc)
             await send({"type": "websocket.close"})
             return
         runtime = get_runtime()
+        if runtime.shutting_down:
+            await send({"type": "websocket.close"})  # stopping: no new connection
+            return
         await runtime.transport.start()
+        if runtime.outgoing_limit is None:
+            runtime.outgoing_limit = outgoing_limit(send)
+        max_message = conf.get("MAX_MESSAGE_BYTES")
+        warn_if_server_limit_decides(send, max_message)
         sock = LocalSocket(
             new_socket_id(),
             cls,
@@ -133,6 +219,7 @@ class Gateway:
             send,
             asyncio.current_task(),
         )
+        sock.resume = resume
         runtime.sockets[sock.id] = sock
         try:
             tags = await runtime.transport.connect(sock, scope)
@@ -143,21 +230,47 @@ class Gateway:
                 return
             sock.tags = tags
             await runtime.fanout.join(sock, tags)
+            if runtime.shutting_down:
+                await sock.refuse(SERVICE_RESTART, "shutdown_closes", "the server is stopping")
+            if resume is not None and sock.open:
+                await go_live(runtime.layer, sock)
+            del resume
             while True:
                 message = await receive()
                 mtype = message["type"]
                 if mtype == "websocket.receive":
+                    if not sock.open:
+                        # The server closed this socket (1009, 1012, 1013): what the
+                        # client sent after that Close frame is not for the object.
+                        continue
                     data = message.get("text")
                     if data is None:
                         data = message.get("bytes")
                         if data is None:
                             continue
+                    size = utf8_size(data)
+                    if size > max_message:
+                        await sock.refuse(
+                            MESSAGE_TOO_BIG,
+                            "oversize_closes",
+                            f"a message of {size} bytes is over MAX_MESSAGE_BYTES ({max_message})",
+                        )
+                        continue
                     pair = runtime.layer.auto_response(sock.key)
                     if pair is not None and pair.request == data:
                         await sock.send(asgi_send_message(pair.response))
                         await runtime.layer.touch_auto_response(sock.key, sock.id, time.time())
                         continue
+                    if sock.over_backlog(size):
+                        await sock.refuse(
+                            TRY_AGAIN_LATER,
+                            "overload_closes",
+                            f"{len(sock.backlog or ())} messages ({sock.backlog_bytes} bytes) "
+                            "still waiting for the object (MAX_SOCKET_QUEUED_EVENTS/_BYTES)",
+                        )
+                        continue
                     sock.seq += 1
+                    sock.queued(sock.seq, size)
                     await runtime.transport.route(sock, Event(MESSAGE, sock.id, data, seq=sock.seq))
                 elif mtype == "websocket.disconnect":
                     sock.open = False
@@ -172,13 +285,35 @@ class Gateway:
         except asyncio.CancelledError:
             error = sock.kill_error
             if error is None:
+                if sock.open and sock.accepted and daphne_protocol(send) is None:
+                    await _stopped_by_server(runtime, sock)
                 raise
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
+            if daphne_protocol(send) is None:
+                # Other servers carry 1011 in the ASGI close message.
+                await close_with_code(send, 1011, "Internal Error")
+                return
             # Raising while the socket is open is the only way to make daphne send 1011.
             raise error from None
         finally:
             runtime.sockets.pop(sock.id, None)
             runtime.fanout.leave(sock)
             runtime.transport.gone(sock)
+
+
+async def _stopped_by_server(runtime: Any, sock: LocalSocket) -> None:
+    """The server cancelled an open connection (hypercorn does at shutdown): close it
+    with 1012 rather than let the server send 1011, and give the object its final event."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    try:
+        await sock.refuse(SERVICE_RESTART, "shutdown_closes", "the server is stopping")
+        sock.seq += 1
+        event = Event(CLOSE, sock.id, (SERVICE_RESTART, "", True), seq=sock.seq)
+        await runtime.transport.route(sock, event)
+    finally:
+        if task is not None:
+            task.cancel()  # re-cancelled: the server's cancellation still ends the task

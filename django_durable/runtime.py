@@ -33,6 +33,10 @@ class Runtime:
         self.fanout = Fanout(self)
         self.transport = self._make_transport()
         self.alarms = AlarmScheduler(self)
+        #: Set by a graceful shutdown: no new connection, no new object taken.
+        self.shutting_down = False
+        #: The ASGI server's limit on sent messages (daphne's), once a gateway saw it.
+        self.outgoing_limit: int | None = None
 
     def _make_transport(self) -> LocalTransport:
         make = getattr(self.layer, "make_transport", None)
@@ -51,6 +55,11 @@ def get_runtime() -> Runtime:
     if runtime is None:
         runtime = _runtimes[loop] = Runtime()
     return runtime
+
+
+def existing_runtime() -> Runtime | None:
+    """The running event loop's runtime, or None if nothing created it yet."""
+    return _runtimes.get(asyncio.get_running_loop())
 
 
 def all_runtimes() -> list[Runtime]:

@@ -101,11 +101,22 @@ class AlarmScheduler:
             await sync_to_async(alarms.finish)(alarm.object_key, alarm.version, using)
             return
         from .encoding import encode
+        from .exceptions import Overloaded
 
         try:
             await self.runtime.transport.call(
                 cls, alarm.object_id, ALARM_METHOD, encode([[alarm.retry_count], {}])
             )
+        except Overloaded:
+            # Nothing ran: try again soon, without counting it as a failure of the handler.
+            await sync_to_async(alarms.retry)(
+                alarm.object_key,
+                alarm.version,
+                conf.get("ALARM_RETRY_BASE_DELAY"),
+                using,
+                count=False,
+            )
+            return
         except Exception as exc:
             if alarm.retry_count >= MAX_RETRIES:
                 # Drop it before saying so: whoever reads the log finds it gone.

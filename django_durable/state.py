@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from . import conf
+from .asgi_server import check_outgoing
 from .autoresponse import WebSocketRequestResponsePair
 from .exceptions import TooManyWebSockets, WebSocketAlreadyAccepted, WebSocketNotAccepted
+from .framing import POSITION
 from .limits import validate_auto_response_part, validate_event_timeout, validate_tags
 from .session.base import CONNECTING, OPEN
 from .websocket import DurableWebSocket, asgi_send_message
@@ -80,15 +82,32 @@ class DurableState:
         tag: str | None = None,
         exclude: Iterable[DurableWebSocket | str] = (),
     ) -> int:
-        """Send to every OPEN socket (of ``tag``) except ``exclude``; return how many."""
+        """Send to every OPEN socket (of ``tag``) except ``exclude``; return how many.
+
+        With ``history = N`` on the class the broadcast is kept first, and the sockets
+        are listed after that: a socket accepted meanwhile is then either listed here or
+        finds the broadcast in the history it replays (docs/reconnecting.md).
+
+        A message over the server's limit raises ``MessageTooLarge`` before anything is
+        sent to anyone.
+        """
         asgi_message = asgi_send_message(message)
+        check_outgoing(message, self._live.runtime.outgoing_limit)
         excluded = {e.id if isinstance(e, DurableWebSocket) else e for e in exclude}
+        live = self._live
+        if live.cls.history:
+            payload = asgi_message.get("text")
+            if payload is None:
+                payload = asgi_message["bytes"]
+            asgi_message[POSITION] = await live.runtime.layer.append_history(
+                live.key, live.cls.history, tag, tuple(sorted(excluded)), payload
+            )
         records = [
             r
-            for r in self._live.session.sockets.values()
+            for r in live.session.sockets.values()
             if r.state == OPEN and (tag is None or tag in r.tags) and r.id not in excluded
         ]
-        return await self._live.send(records, asgi_message)
+        return await live.send(records, asgi_message)
 
     # Auto-response ----------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from . import framing
 from .encoding import decode
 
 if TYPE_CHECKING:
@@ -66,12 +67,20 @@ class LocalTransport:
     async def send_local(self, socket_ids: list[str], message: dict[str, Any]) -> int:
         sockets = self.runtime.sockets
         sent = 0
+        # Each form made once per delivery: plain for most sockets, framed for resuming ones.
+        plain_message = framing.plain(message)
+        framed: dict[str, Any] | None = None
         for sid in socket_ids:
             sock = sockets.get(sid)
             if sock is None or not sock.open:
                 continue
             try:
-                await sock.send(message)
+                if sock.resume is None:
+                    await sock.send(plain_message)
+                else:
+                    if framed is None:
+                        framed = framing.frame(message)
+                    await sock.send_framed(framed, framing.offset_of(message))
             except Exception:
                 logger.debug("send to socket %s failed", sid, exc_info=True)
                 continue
@@ -100,6 +109,11 @@ class LocalTransport:
 
     async def ack(self, acks: list[tuple[str, str, int]]) -> None:
         """Numbered events ``(holder, socket id, seq)`` were handled and stored."""
+        sockets = self.runtime.sockets
+        for _, sid, seq in acks:
+            sock = sockets.get(sid)
+            if sock is not None:
+                sock.acked(seq)
 
     async def scope_for(self, sock: Any, scope: dict[str, Any]) -> dict[str, Any]:
         """The scope ``connect(ws)`` sees (a distributed transport rebuilds it)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import conf
+from .asgi_server import check_outgoing
 from .encoding import decode, encode
 from .exceptions import (
     AttachmentTooLarge,
@@ -74,7 +75,8 @@ class DurableWebSocket:
         """Send a text (``str``) or binary (``bytes``) message.
 
         Raises ``WebSocketClosed`` once the socket was closed by either side, also when
-        the close happened before the object hibernated.
+        the close happened before the object hibernated, and ``MessageTooLarge`` (the
+        socket stays open) for a message over the server's limit.
         """
         message = asgi_send_message(data)
         state = self._record.state
@@ -82,6 +84,7 @@ class DurableWebSocket:
             raise WebSocketNotAccepted(f"socket {self.id} has not been accepted")
         if state != OPEN:
             raise WebSocketClosed(f"socket {self.id} is closed; cannot send")
+        check_outgoing(data, self._live.runtime.outgoing_limit)
         await self._live.send([self._record], message)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:

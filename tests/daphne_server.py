@@ -77,12 +77,33 @@ def base_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+#: The ASGI servers a test can run: ``server="daphne"`` (the default), ``"uvicorn"``
+#: (with ASGI lifespan on) or ``"hypercorn"``.
+SERVERS = ("daphne", "uvicorn", "hypercorn")
+
+
+def server_command(server: str, port: int, application: str, extra_args: list[str]) -> list[str]:
+    """The command line that serves ``application`` with ``server`` on ``HOST:port``."""
+    if server == "daphne":
+        head = ["-m", "daphne", "-b", HOST, "-p", str(port), "--websocket_timeout", "-1"]
+    elif server == "uvicorn":
+        head = ["-m", "uvicorn", "--host", HOST, "--port", str(port), "--lifespan", "on"]
+        head += ["--ws", os.environ.get("DURABLE_TEST_UVICORN_WS", "auto")]
+    elif server == "hypercorn":
+        # (--workers 0: serve in this process, as the others do, not in a child.)
+        head = ["-m", "hypercorn", "--bind", f"{HOST}:{port}", "--workers", "0"]
+    else:
+        raise ValueError(f"unknown ASGI server {server!r}; one of {SERVERS}")
+    return [sys.executable, *head, *extra_args, application]
+
+
 class DaphneServer:
     """One ``python -m daphne`` process on a free port of 127.0.0.1.
 
     ``env`` is added to the inherited environment (``DJANGO_SETTINGS_MODULE`` is
     ``tests.settings``). ``start()`` returns once the port accepts TCP connections, or
-    raises ``DaphneServerError`` carrying the server's output.
+    raises ``DaphneServerError`` carrying the server's output. ``server="uvicorn"`` or
+    ``"hypercorn"`` runs that server instead, the same way.
     """
 
     def __init__(
@@ -93,7 +114,11 @@ class DaphneServer:
         extra_args: Iterable[str] = (),
         startup_timeout: float = STARTUP_TIMEOUT,
         name: str = "daphne",
+        server: str = "daphne",
     ) -> None:
+        if server not in SERVERS:
+            raise ValueError(f"unknown ASGI server {server!r}; one of {SERVERS}")
+        self.server = server
         self.env = dict(env or {})
         self.application = application
         self.extra_args = list(extra_args)
@@ -109,24 +134,16 @@ class DaphneServer:
 
     # -- life cycle ----------------------------------------------------------------
 
-    def launch(self) -> None:
-        """Start the process without waiting for it (``wait_ready()`` waits)."""
+    def launch(self, same_port: bool = False) -> None:
+        """Start the process without waiting for it (``wait_ready()`` waits).
+
+        ``same_port``: listen where the last process did (a restart clients reconnect to).
+        """
         if self.process is not None and self.process.poll() is None:
             raise DaphneServerError(f"{self!r} is already running")
-        self.port = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            HOST,
-            "-p",
-            str(self.port),
-            "--websocket_timeout",
-            "-1",
-            *self.extra_args,
-            self.application,
-        ]
+        if not same_port or self.port is None:
+            self.port = free_port()
+        command = server_command(self.server, self.port, self.application, self.extra_args)
         self._log_file.write(f"$ {' '.join(command)}\n".encode())
         self._log_file.flush()
         self.process = subprocess.Popen(
@@ -170,6 +187,25 @@ class DaphneServer:
         self.wait_ready()
         return self
 
+    def restart(self) -> DaphneServer:
+        """Kill the process and start a new one on the same port (``kill -9``, then up)."""
+        self.kill()
+        self.launch(same_port=True)
+        deadline = time.monotonic() + self.startup_timeout
+        while True:  # the old socket may linger a moment: retry while the port is taken
+            assert self.process is not None
+            if port_accepts(self._require_port()) and self.process.poll() is None:
+                return self
+            if self.process.poll() is not None and "Address already in use" in self.output():
+                if time.monotonic() > deadline:
+                    raise DaphneServerError(f"{self.name} could not listen again on {self.port}")
+                time.sleep(0.2)
+                self.launch(same_port=True)
+                continue
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise DaphneServerError(f"{self.name} did not restart.\n{self.output_tail()}")
+            time.sleep(0.05)
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit code."""
         if self.process is None:
@@ -182,6 +218,17 @@ class DaphneServer:
                 self.process.kill()
                 self.process.wait(timeout=timeout)
         return self.process.returncode
+
+    def terminate(self, signum: int = signal.SIGTERM) -> None:
+        """SIGTERM (or ``signum``) without waiting: a graceful shutdown starts; ``wait()``
+        for its end."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+
+    def wait(self, timeout: float = STOP_TIMEOUT) -> int:
+        """Wait (bounded) for the process to exit; its exit code."""
+        assert self.process is not None, "the server was never started"
+        return self.process.wait(timeout=timeout)
 
     def kill(self) -> int | None:
         """SIGKILL at once (a crashed host, as far as clients can tell); returns the code."""

@@ -73,7 +73,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_durable": {"handlers": ["console"], "level": "WARNING"}},
+    "loggers": {
+        "django_durable": {
+            "handlers": ["console"],
+            "level": os.environ.get("DURABLE_TEST_LOG_LEVEL", "WARNING"),
+        }
+    },
 }
 
 # End-to-end servers are configured by environment variables (tests.daphne_server
@@ -123,6 +128,19 @@ if os.environ.get("DURABLE_TEST_SESSION_LAYER") == "redis":
         "BACKEND": "django_durable.session.RedisSessionLayer",
         "CONFIG": {"hosts": _redis_hosts, "prefix": f"{_prefix}:durable:"},
     }
+
+# Overload, message size and shutdown tests (tests/test_overload.py, test_shutdown.py).
+for _key in (
+    "MAX_MESSAGE_BYTES",
+    "MAX_QUEUED_EVENTS",
+    "MAX_QUEUED_BYTES",
+    "MAX_SOCKET_QUEUED_EVENTS",
+    "MAX_SOCKET_QUEUED_BYTES",
+):
+    if os.environ.get(f"DURABLE_TEST_{_key}"):
+        DURABLE_OBJECTS[_key] = int(os.environ[f"DURABLE_TEST_{_key}"])
+if os.environ.get("DURABLE_TEST_SHUTDOWN_TIMEOUT"):
+    DURABLE_OBJECTS["SHUTDOWN_TIMEOUT"] = float(os.environ["DURABLE_TEST_SHUTDOWN_TIMEOUT"])
 
 # Storage, alarm and stub tests: a faster alarm poller, and storage and alarms on the
 # "postgres" alias (whose NAME comes from DURABLE_TEST_PG_NAME) instead of SQLite.

@@ -67,9 +67,9 @@ def server(request: pytest.FixtureRequest, shared_server: DaphneServer) -> Daphn
 def start(daphne_factory, database: E2EDatabase):
     """``start(count, **env)``: servers of this test on this module's database."""
 
-    def start_some(count: int = 1, **env: str) -> list[DaphneServer]:
+    def start_some(count: int = 1, server: str = "daphne", **env: str) -> list[DaphneServer]:
         # Every test that starts servers has two processes on the database at some point.
-        return daphne_factory(count, {**database.env_for(2), **FAST, **env})
+        return daphne_factory(count, {**database.env_for(2), **FAST, **env}, server=server)
 
     return start_some
 
@@ -90,12 +90,13 @@ async def gone(database: E2EDatabase, oid: str) -> None:
 # Waking, surviving restarts --------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn"])
 async def test_an_alarm_set_by_an_object_that_then_hibernated_wakes_it(
-    start, database: E2EDatabase
+    start, database: E2EDatabase, kind: str
 ) -> None:
     # HIBERNATE_EAGERLY: the instance is dropped after every event, so the alarm finds
     # the object hibernated and must create it again (on_start first).
-    (server,) = start(DURABLE_TEST_HIBERNATE_EAGERLY="1")
+    (server,) = start(server=kind, DURABLE_TEST_HIBERNATE_EAGERLY="1")
     oid = new_id()
     peer = await Peer.open(server, f"/ws/safe/{oid}/")
     # Every event so far had an instance of its own: the connect, then this one.
@@ -114,8 +115,11 @@ async def test_an_alarm_set_by_an_object_that_then_hibernated_wakes_it(
     await monitor.close()
 
 
-async def test_an_alarm_survives_restarting_every_process(start, database: E2EDatabase) -> None:
-    old = start(2)
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn"])
+async def test_an_alarm_survives_restarting_every_process(
+    start, database: E2EDatabase, kind: str
+) -> None:
+    old = start(2, server=kind)
     oid = new_id()
     key = object_key(Safe, oid)
     peer = await Peer.open(old[0], f"/ws/safe/{oid}/")
@@ -128,8 +132,9 @@ async def test_an_alarm_survives_restarting_every_process(start, database: E2EDa
     assert row["retry_count"] == 0 and row["claimed_until"] is None
     assert runs_of(database, oid) == []
 
-    # New processes, and not one request to them: their pollers start with daphne.
-    new = start(2)
+    # New processes, and not one request to them: their pollers start with daphne's
+    # reactor, or with ASGI lifespan under uvicorn.
+    new = start(2, server=kind)
     await gone(database, oid)
     runs = await eventually(lambda: runs_of(database, oid), "the alarm's run")
     assert [(r["alarm"], r["is_retry"]) for r in runs] == [(0, False)]

@@ -43,6 +43,8 @@ EXAMPLE = REPO_ROOT / "example_project"
 IDLE_TIMEOUT = 1.5
 TURN_SECONDS = 3
 WAIT_MS = 10_000
+#: Broadcasts a chat room keeps for pages that reconnect (ChatRoom.history).
+CHAT_HISTORY = 4
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -85,6 +87,7 @@ def example_environment(db: Path) -> dict[str, str]:
         "DURABLE_EXAMPLE_DB": str(db),
         "DURABLE_EXAMPLE_IDLE_TIMEOUT": str(IDLE_TIMEOUT),
         "DURABLE_EXAMPLE_TURN_SECONDS": str(TURN_SECONDS),
+        "DURABLE_EXAMPLE_CHAT_HISTORY": str(CHAT_HISTORY),
     }
 
 
@@ -255,3 +258,205 @@ def test_game_turn_timer_skips_the_slow_player(
     expect(grace.locator("[data-cell='0']")).to_have_text("X", timeout=WAIT_MS)
     grace.click("[data-cell='8']")
     expect(ada.locator("[data-cell='8']")).to_have_text("O", timeout=WAIT_MS)
+
+
+# Reconnecting pages (durable-socket.js, SPEC §14) ------------------------------------------
+
+
+@pytest.fixture
+def own_page(browser: Any, example_server: DaphneServer) -> Iterator[Callable[[str], Any]]:
+    """``open_page(path)``: a page in a browser context of its own (its own network, so it
+    can go offline alone); JavaScript errors fail the test."""
+    contexts: list[Any] = []
+    errors: list[str] = []
+
+    def open_page(path: str) -> Any:
+        context = browser.new_context(viewport={"width": 1000, "height": 700})
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(example_server.http_url(path))
+        return page
+
+    try:
+        yield open_page
+    finally:
+        for context in contexts:
+            context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def chat_lines(page: Any) -> list[str]:
+    return [line for line in page.locator("#log li").all_inner_texts() if ": " in line]
+
+
+def go_offline(page: Any, socket: str = "chatSocket") -> None:
+    """Cut the page's network and its connection; it keeps trying to reconnect."""
+    from playwright.sync_api import expect
+
+    page.context.set_offline(True)
+    page.evaluate(f"window.{socket}.reconnect()")
+    expect(page.locator("#status")).to_contain_text("reconnecting", timeout=WAIT_MS)
+
+
+def come_back(page: Any, socket: str = "chatSocket") -> None:
+    from playwright.sync_api import expect
+
+    page.context.set_offline(False)
+    page.evaluate(f"window.{socket}.reconnect()")  # now, rather than at the next backoff
+    expect(page.locator("#status")).to_have_text("connected", timeout=WAIT_MS)
+
+
+def test_chat_page_back_online_gets_what_it_missed_once_in_order(
+    own_page: Callable[[str], Any],
+) -> None:
+    from playwright.sync_api import expect
+
+    room = f"room-{uuid.uuid4().hex[:8]}"
+    ada = own_page(f"chat/{room}/?name=Ada")
+    grace = own_page(f"chat/{room}/?name=Grace")
+    for page in (ada, grace):
+        expect(page.locator("#presence li")).to_have_text(["Ada", "Grace"], timeout=WAIT_MS)
+    send(grace, "before")
+    expect(ada.locator("#log")).to_contain_text("Grace: before", timeout=WAIT_MS)
+
+    go_offline(ada)
+    # As many as the room keeps, with its presence broadcasts "Ada left" and "Ada joined"
+    # (connect() broadcasts that one when Ada is back, before her replay).
+    missed = [f"missed {i}" for i in range(CHAT_HISTORY - 2)]
+    for text in missed:
+        send(grace, text)
+    expect(grace.locator("#log")).to_contain_text(f"Grace: {missed[-1]}", timeout=WAIT_MS)
+    send(ada, "typed while offline")  # queued by the page, sent when it is back
+    assert ada.evaluate("window.chatSocket.queued") == 1
+
+    come_back(ada)
+    expect(grace.locator("#log")).to_contain_text("Ada: typed while offline", timeout=WAIT_MS)
+    expect(ada.locator("#log")).to_contain_text("Ada: typed while offline", timeout=WAIT_MS)
+    lines = [line.split(": ", 1)[1] for line in chat_lines(ada)]
+    assert lines == ["before", *missed, "typed while offline"]
+    # Replayed, not reloaded: the log was never replaced by the stored history.
+    expect(ada.locator("#log li.history")).to_have_count(0)
+
+
+def test_chat_page_away_too_long_resyncs_from_the_room(own_page: Callable[[str], Any]) -> None:
+    from playwright.sync_api import expect
+
+    room = f"room-{uuid.uuid4().hex[:8]}"
+    ada = own_page(f"chat/{room}/?name=Ada")
+    grace = own_page(f"chat/{room}/?name=Grace")
+    for page in (ada, grace):
+        expect(page.locator("#presence li")).to_have_text(["Ada", "Grace"], timeout=WAIT_MS)
+    ada.evaluate(
+        "window.resyncs = 0; window.chatSocket.addEventListener('resync', () => window.resyncs++)"
+    )
+    go_offline(ada)
+    missed = [f"missed {i}" for i in range(CHAT_HISTORY + 2)]  # more than the room keeps
+    for text in missed:
+        send(grace, text)
+    expect(grace.locator("#log")).to_contain_text(f"Grace: {missed[-1]}", timeout=WAIT_MS)
+    come_back(ada)
+    # The room said "resync"; the page connected again as a newcomer and got the log
+    # from the room's storage: every message once, in order.
+    history = ada.locator("#log li.history")
+    expect(history).to_have_count(len(missed), timeout=WAIT_MS)
+    assert ada.evaluate("window.resyncs") == 1
+    assert [line.split(": ", 1)[1] for line in chat_lines(ada)] == missed
+    send(grace, "live again")
+    expect(ada.locator("#log")).to_contain_text("Grace: live again", timeout=WAIT_MS)
+
+
+def test_game_page_back_online_sees_the_moves_it_missed(own_page: Callable[[str], Any]) -> None:
+    from playwright.sync_api import expect
+
+    game = f"game-{uuid.uuid4().hex[:8]}"
+    ada = own_page(f"game/{game}/?name=Ada")
+    grace = own_page(f"game/{game}/?name=Grace")
+    expect(ada.locator("#banner")).to_have_text("Your turn (X)", timeout=WAIT_MS)
+    expect(grace.locator("#banner")).to_have_text("Ada (X) to play", timeout=WAIT_MS)
+    go_offline(grace, "gameSocket")
+    ada.click("[data-cell='4']")
+    expect(ada.locator("[data-cell='4']")).to_have_text("X", timeout=WAIT_MS)
+    expect(grace.locator("[data-cell='4']")).to_have_text("")  # offline: not yet
+    come_back(grace, "gameSocket")
+    # She kept her seat, and got the move and the "Your turn" sent to her tag while she
+    # was away (replayed, once), whatever the turn timer did since.
+    expect(grace.locator("[data-cell='4']")).to_have_text("X", timeout=WAIT_MS)
+    expect(grace.locator("#players li").first).to_contain_text("Ada")
+    expect(grace.locator("#players li").nth(1)).to_contain_text("Grace")
+    expect(grace.locator("#news li", has_text="Your turn: ")).to_have_count(1, timeout=WAIT_MS)
+
+
+def test_chat_page_reconnects_after_a_server_restart(
+    own_page: Callable[[str], Any], example_server: DaphneServer
+) -> None:
+    from playwright.sync_api import expect
+
+    room = f"room-{uuid.uuid4().hex[:8]}"
+    ada = own_page(f"chat/{room}/?name=Ada")
+    grace = own_page(f"chat/{room}/?name=Grace")
+    for page in (ada, grace):
+        expect(page.locator("#presence li")).to_have_text(["Ada", "Grace"], timeout=WAIT_MS)
+    send(grace, "before the restart")
+    expect(ada.locator("#log")).to_contain_text("Grace: before the restart", timeout=WAIT_MS)
+
+    example_server.restart()  # kill -9, then a new process on the same port
+    # The pages reconnect by themselves (backoff). The in-memory history died with the
+    # process, so the room says "resync" and the pages reload the log from storage.
+    for page in (ada, grace):
+        expect(page.locator("#status")).to_have_text("connected", timeout=4 * WAIT_MS)
+    for page in (ada, grace):  # (in the order they came back)
+        expect(page.locator("#presence li")).to_have_count(2, timeout=WAIT_MS)
+        assert sorted(page.locator("#presence li").all_inner_texts()) == ["Ada", "Grace"]
+    expect(ada.locator("#log li.history")).to_have_count(1, timeout=WAIT_MS)
+    send(grace, "after the restart")
+    expect(ada.locator("#log")).to_contain_text("Grace: after the restart", timeout=WAIT_MS)
+    lines = [line.split(": ", 1)[1] for line in chat_lines(ada)]
+    assert lines == ["before the restart", "after the restart"]
+
+
+def test_client_heartbeat_without_answer_reconnects_and_queue_is_bounded(
+    own_page: Callable[[str], Any],
+) -> None:
+    page = own_page("")  # any page of the site: the module is served next to it
+    result = page.evaluate(
+        """async () => {
+          const { DurableSocket } = await import("/static/django_durable/durable-socket.js");
+          // Nothing answers this request: the missing answer must close and reconnect.
+          const events = await new Promise((resolve) => {
+            const events = [];
+            const socket = new DurableSocket("/ws/chat/heartbeat-test/?name=hb", {
+              heartbeat: {
+                request: "nobody answers", response: "pong", interval: 100, timeout: 200,
+              },
+              minDelay: 50,
+            });
+            const add = (...event) => events.push(event);
+            socket.addEventListener("open", (e) => add("open", e.reconnected));
+            socket.addEventListener("close", (e) => add("close", e.code, e.willReconnect));
+            socket.addEventListener("reconnect", (e) => add("reconnect", e.detail.attempt));
+            socket.addEventListener("open", (e) => {
+              if (e.reconnected) { socket.close(); resolve(events); }
+            });
+          });
+          // Nowhere to connect: sends are queued up to maxQueue, then refused.
+          const offline = new DurableSocket("ws://127.0.0.1:9/", { maxQueue: 2, minDelay: 10000 });
+          offline.send("one");
+          offline.send("two");
+          let refused = null;
+          try { offline.send("three"); } catch (error) { refused = error.name; }
+          const queued = offline.queued;
+          offline.close();
+          let afterClose = null;
+          try { offline.send("four"); } catch (error) { afterClose = error.message; }
+          return { events, refused, queued, afterClose };
+        }"""
+    )
+    assert result["events"][:4] == [
+        ["open", False],
+        ["close", 4001, True],
+        ["reconnect", 1],
+        ["open", True],
+    ], result["events"]
+    assert result["refused"] == "RangeError" and result["queued"] == 2
+    assert "after close()" in result["afterClose"]

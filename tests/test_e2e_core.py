@@ -37,10 +37,13 @@ IDLE_TIMEOUT = 0.3
 # Servers -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
 def servers(
-    migrated_sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    migrated_sqlite_template: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, DaphneServer]]:
+    """The module's servers, under daphne, then again under uvicorn (ASGI lifespan)."""
     database = tmp_path_factory.mktemp("e2e-core") / "db.sqlite3"
     shutil.copyfile(migrated_sqlite_template, database)
     base = {"DURABLE_TEST_SQLITE": str(database)}
@@ -49,7 +52,11 @@ def servers(
         "idle": {**base, "DURABLE_TEST_IDLE_TIMEOUT": str(IDLE_TIMEOUT)},
         "eager": {**base, "DURABLE_TEST_HIBERNATE_EAGERLY": "1"},
     }
-    started = {name: DaphneServer(env, name=f"core-{name}") for name, env in envs.items()}
+    kind = request.param
+    started = {
+        name: DaphneServer(env, name=f"core-{kind}-{name}", server=kind)
+        for name, env in envs.items()
+    }
     try:
         for server in started.values():
             server.launch()
@@ -309,6 +316,8 @@ async def test_client_close_gives_one_final_event(server, how: str) -> None:
 
 
 async def test_dropped_connection_gives_1006_not_clean(server) -> None:
+    if server.server == "uvicorn":
+        pytest.xfail("uvicorn reports a dropped connection as 1005 (docs/deployment.md)")
     room = new_id()
     observer, observer_id = await observe(server, room)
     async with observer:
@@ -346,6 +355,8 @@ async def test_server_close_ends_in_websocket_close_with_the_peers_code(server) 
 
 
 async def test_server_close_reports_the_code_the_peer_answered(server) -> None:
+    if server.server == "uvicorn":
+        pytest.xfail("uvicorn reports the code it sent, not the peer's (docs/deployment.md)")
     room = new_id()
     observer, _ = await observe(server, room)
     async with observer:

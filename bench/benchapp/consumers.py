@@ -57,3 +57,10 @@ class BenchRoom(DurableConsumer):
                 await self.state.broadcast("b:" + message[6:])
         elif message == "warmup":
             await ws.send("warm")
+
+
+class BenchHistoryRoom(BenchRoom):
+    """(c) keeping its last 100 broadcasts for clients that reconnect."""
+
+    durable_name = "bench.BenchHistoryRoom"
+    history = 100

@@ -35,6 +35,12 @@ DURABLE_OBJECTS = {
     # keeps the object awake between broadcast rounds unless the bench asks otherwise.
     "IDLE_TIMEOUT": float(os.environ.get("BENCH_IDLE_TIMEOUT", "60")),
 }
+# bench/overload_bench.py: the flood against a server without bounds, for comparison.
+if os.environ.get("BENCH_UNBOUNDED"):
+    for _key in ("MAX_QUEUED_EVENTS", "MAX_QUEUED_BYTES"):
+        DURABLE_OBJECTS[_key] = 10**12
+    for _key in ("MAX_SOCKET_QUEUED_EVENTS", "MAX_SOCKET_QUEUED_BYTES"):
+        DURABLE_OBJECTS[_key] = 10**12
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -15,6 +15,7 @@ therefore be idempotent re-statements of the new values, never increments.
 from __future__ import annotations
 
 import abc
+import secrets
 from typing import Any
 
 from ..autoresponse import WebSocketRequestResponsePair
@@ -66,6 +67,45 @@ class ObjectSession:
 
     def is_empty(self) -> bool:
         return not self.sockets and self.auto_response is None and self.event_timeout_ms is None
+
+
+def new_epoch() -> str:
+    """A fresh history epoch: a history that starts again never reuses the old name."""
+    return secrets.token_hex(6)
+
+
+class HistoryEntry:
+    """One kept broadcast: whom it was for (tag, excluded socket ids) and its payload."""
+
+    __slots__ = ("exclude", "offset", "payload", "tag")
+
+    def __init__(
+        self, offset: int, tag: str | None, exclude: tuple[str, ...], payload: str | bytes
+    ) -> None:
+        self.offset = offset
+        self.tag = tag
+        self.exclude = exclude
+        self.payload = payload
+
+    def reaches(self, tags: tuple[str, ...], socket_ids: tuple[str, ...]) -> bool:
+        """Whether a socket with ``tags`` (known by ``socket_ids``) was meant to get it."""
+        if self.tag is not None and self.tag not in tags:
+            return False
+        return not any(sid in self.exclude for sid in socket_ids)
+
+
+class HistorySnapshot:
+    """An object's history as read at one moment: its epoch, the offset of its last
+    broadcast (``head``), the oldest offset still kept (``first``) and the entries
+    after the offset asked for."""
+
+    __slots__ = ("entries", "epoch", "first", "head")
+
+    def __init__(self, epoch: str, head: int, first: int, entries: list[HistoryEntry]) -> None:
+        self.epoch = epoch
+        self.head = head
+        self.first = first
+        self.entries = entries
 
 
 class BaseSessionLayer(abc.ABC):
@@ -120,6 +160,30 @@ class BaseSessionLayer(abc.ABC):
     @abc.abstractmethod
     async def touch_auto_response(self, key: str, socket_id: str, when: float) -> None:
         """Record when a socket's message was last answered by the auto-response."""
+
+    # Broadcast history (classes with ``history = N``) ---------------------------------
+
+    async def append_history(
+        self,
+        key: str,
+        limit: int,
+        tag: str | None,
+        exclude: tuple[str, ...],
+        payload: str | bytes,
+    ) -> tuple[str, int]:
+        """Keep a broadcast (and at most ``limit`` in all): its ``(epoch, offset)``.
+
+        Offsets grow by one per broadcast; the epoch changes whenever the history could
+        have been lost, and offsets start again at 1 in a new epoch.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no broadcast history")
+
+    async def read_history(self, key: str, after: int | None) -> HistorySnapshot:
+        """The history's position, with the entries after offset ``after`` (None: none).
+
+        Starts an epoch when there is none, so that every client gets a position.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no broadcast history")
 
     # Ownership -------------------------------------------------------------------------
 

@@ -9,14 +9,39 @@ behave the same whichever backend is configured.
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
+
+from .. import conf
 from ..autoresponse import WebSocketRequestResponsePair
-from .base import BaseSessionLayer, ObjectSession, SocketRecord
+from .base import (
+    BaseSessionLayer,
+    HistoryEntry,
+    HistorySnapshot,
+    ObjectSession,
+    SocketRecord,
+    new_epoch,
+)
+
+
+class _History:
+    """One object's kept broadcasts; forgotten ``HISTORY_TTL`` seconds after last use."""
+
+    __slots__ = ("entries", "epoch", "head", "timer", "touched")
+
+    def __init__(self) -> None:
+        self.epoch = new_epoch()
+        self.head = 0
+        self.entries: deque[HistoryEntry] = deque()
+        self.touched = 0.0
+        self.timer: asyncio.TimerHandle | None = None
 
 
 class InMemorySessionLayer(BaseSessionLayer):
     def __init__(self, **config: object) -> None:
         super().__init__(**config)
         self.sessions: dict[str, ObjectSession] = {}
+        self.histories: dict[str, _History] = {}
 
     def _session(self, key: str) -> ObjectSession:
         session = self.sessions.get(key)
@@ -62,3 +87,48 @@ class InMemorySessionLayer(BaseSessionLayer):
         record = None if session is None else session.sockets.get(socket_id)
         if record is not None:
             record.auto_response_at = when
+
+    # Broadcast history ---------------------------------------------------------------
+
+    def _history(self, key: str) -> _History:
+        history = self.histories.get(key)
+        if history is None:
+            history = self.histories[key] = _History()
+        loop = asyncio.get_running_loop()
+        history.touched = loop.time()
+        if history.timer is None:
+            history.timer = loop.call_later(conf.get("HISTORY_TTL"), self._expire, key)
+        return history
+
+    def _expire(self, key: str) -> None:
+        history = self.histories.get(key)
+        if history is None:
+            return
+        ttl = conf.get("HISTORY_TTL")
+        loop = asyncio.get_running_loop()
+        left = history.touched + ttl - loop.time()
+        if left > 0:
+            history.timer = loop.call_later(left, self._expire, key)
+        else:
+            del self.histories[key]
+
+    async def append_history(
+        self,
+        key: str,
+        limit: int,
+        tag: str | None,
+        exclude: tuple[str, ...],
+        payload: str | bytes,
+    ) -> tuple[str, int]:
+        history = self._history(key)
+        history.head += 1
+        history.entries.append(HistoryEntry(history.head, tag, exclude, payload))
+        while len(history.entries) > limit:
+            history.entries.popleft()
+        return history.epoch, history.head
+
+    async def read_history(self, key: str, after: int | None) -> HistorySnapshot:
+        history = self._history(key)
+        first = history.entries[0].offset if history.entries else history.head + 1
+        entries = [] if after is None else [e for e in history.entries if e.offset > after]
+        return HistorySnapshot(history.epoch, history.head, first, entries)

@@ -8,6 +8,10 @@ Layout (``prefix`` defaults to ``durable:``; ``K`` is the object key):
 - ``{prefix}l:K`` the lease: ``"<holder channel>|<token>"`` with a TTL of ``LEASE_TIME``
 - ``{prefix}f:K`` the last fencing token handed out for ``K``
 - ``{prefix}p:<holder channel>`` a process's heartbeat, with the same TTL
+- ``{prefix}hm:K`` hash, ``e`` -> the history's epoch, ``o`` -> the offset of its last
+  broadcast; ``{prefix}h:K`` list of the last ``history`` broadcasts (msgpack
+  ``[tag, excluded socket ids, payload]``), oldest first, so that entry ``i`` of ``n``
+  has offset ``o - n + 1 + i``. Both expire ``HISTORY_TTL`` after their last use.
 
 Ownership is a lease taken by a Lua script that also hands out a fencing token: the
 Redis server's clock in microseconds (or the last token + 1 if that is larger), so
@@ -38,7 +42,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .. import conf
 from ..autoresponse import WebSocketRequestResponsePair
 from ..exceptions import OwnershipLost, SessionLayerUnavailable
-from .base import BaseSessionLayer, ObjectSession, SocketRecord
+from .base import (
+    BaseSessionLayer,
+    HistoryEntry,
+    HistorySnapshot,
+    ObjectSession,
+    SocketRecord,
+    new_epoch,
+)
 
 ACQUIRE = """
 local cur = redis.call('GET', KEYS[1])
@@ -109,6 +120,46 @@ end
 return redis.call('GET', KEYS[3])
 """
 
+# KEYS: history meta, history list. ARGV: limit, ttl ms, entry, epoch if none.
+# An epoch starts (and the list is emptied) whenever the meta is missing: the history
+# could have been lost (Redis lost its data, or it expired).
+HISTORY_APPEND = """
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e then
+  e = ARGV[4]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', e, 'o', 0)
+end
+local o = redis.call('HINCRBY', KEYS[1], 'o', 1)
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[1]), -1)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return {e, o}
+"""
+
+# KEYS: history meta, history list. ARGV: after (-1: no entries), ttl ms, epoch if none.
+HISTORY_READ = """
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e then
+  e = ARGV[3]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', e, 'o', 0)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+local o = tonumber(redis.call('HGET', KEYS[1], 'o'))
+local n = redis.call('LLEN', KEYS[2])
+local first = o - n + 1
+local after = tonumber(ARGV[1])
+local entries = {}
+if after >= 0 and after < o then
+  local start = math.max(after + 1, first)
+  entries = redis.call('LRANGE', KEYS[2], start - first, -1)
+end
+return {e, o, first, entries}
+"""
+
 SOCKETS, TIMESTAMPS, SETTINGS = 2, 3, 4
 
 logger = logging.getLogger(__name__)
@@ -172,6 +223,8 @@ class RedisSessionLayer(BaseSessionLayer):
         self.on_written: Any = None
         #: key -> socket id -> auto-response timestamp not yet written (see flush_stamps).
         self.pending_stamps: dict[str, dict[str, float]] = {}
+        self._history_append = self.redis.register_script(HISTORY_APPEND)
+        self._history_read = self.redis.register_script(HISTORY_READ)
 
     @classmethod
     def check_config(cls, config: dict[str, Any]) -> list[str]:
@@ -441,6 +494,45 @@ class RedisSessionLayer(BaseSessionLayer):
         async with unavailable_as_error():
             values = await self.redis_for(key).hvals(f"{self.prefix}s:{key}")
         return {unpack_record("", v).holder for v in values}
+
+    # Broadcast history ---------------------------------------------------------------
+
+    def _history_keys(self, key: str) -> list[str]:
+        return [f"{self.prefix}hm:{key}", f"{self.prefix}h:{key}"]
+
+    async def append_history(
+        self,
+        key: str,
+        limit: int,
+        tag: str | None,
+        exclude: tuple[str, ...],
+        payload: str | bytes,
+    ) -> tuple[str, int]:
+        entry = msgpack.packb([tag, list(exclude), payload])
+        ttl_ms = int(conf.get("HISTORY_TTL") * 1000)
+        async with unavailable_as_error():
+            epoch, offset = await self._history_append(
+                keys=self._history_keys(key),
+                args=[limit, ttl_ms, entry, new_epoch()],
+                client=self.redis_for(key),
+            )
+        return _text(epoch), int(offset)
+
+    async def read_history(self, key: str, after: int | None) -> HistorySnapshot:
+        ttl_ms = int(conf.get("HISTORY_TTL") * 1000)
+        async with unavailable_as_error():
+            epoch, head, first, raw = await self._history_read(
+                keys=self._history_keys(key),
+                args=[-1 if after is None else after, ttl_ms, new_epoch()],
+                client=self.redis_for(key),
+            )
+        head, first = int(head), int(first)
+        start = 0 if after is None else max(after + 1, first)
+        entries = []
+        for i, data in enumerate(raw):
+            tag, exclude, payload = msgpack.unpackb(data)
+            entries.append(HistoryEntry(start + i, tag, tuple(exclude), payload))
+        return HistorySnapshot(_text(epoch), head, first, entries)
 
     async def close(self) -> None:
         for redis in self.redises:

@@ -4,13 +4,18 @@ What survives hibernation, and where it is kept:
 - each person's name: in their socket's attachment (``ws.scope`` is gone after connect);
 - who is here: the socket list itself (``self.state.get_websockets()``);
 - the last 50 messages: in the room's storage, one key per message;
-- the ping/pong keep-alive: the room's auto-response, answered without waking it.
+- the ping/pong keep-alive: the room's auto-response, answered without waking it;
+- the last ``CHAT_HISTORY`` broadcasts (``history``): a page that reconnects gets those it
+  missed (the page uses durable-socket.js with ``resume``), or a resync when it was
+  away too long.
 Nothing is kept in instance attributes: an instance may be dropped after any event.
 """
 
 import json
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
+
+from django.conf import settings
 
 from django_durable import DurableConsumer, DurableWebSocket, WebSocketRequestResponsePair
 
@@ -26,6 +31,7 @@ def history_key(number: int) -> str:
 
 class ChatRoom(DurableConsumer):
     object_id_kwarg = "room"  # ws/chat/<str:room>/: one object per room
+    history = settings.CHAT_HISTORY  # broadcasts kept for pages that reconnect
 
     async def on_start(self):
         # Runs at every (re)creation. "ping" is then answered with "pong" by the
@@ -38,8 +44,10 @@ class ChatRoom(DurableConsumer):
         name = query.get("name", [""])[0].strip()[:NAME_MAX_CHARS] or "anonymous"
         self.state.accept_websocket(ws, tags=["members"])
         ws.serialize_attachment({"name": name})
-        # The newcomer first gets the recent history, then everyone the new presence.
-        await ws.send(json.dumps({"type": "history", "messages": await self.history()}))
+        # A newcomer first gets the recent history, then everyone the new presence. A page
+        # that resumes (it says where it was) gets what it missed replayed instead.
+        if "durable_epoch" not in query:
+            await ws.send(json.dumps({"type": "history", "messages": await self.stored_messages()}))
         await self.broadcast_presence(joined=name)
 
     async def websocket_message(self, ws, message):
@@ -73,7 +81,7 @@ class ChatRoom(DurableConsumer):
             if number > HISTORY:
                 await txn.delete(history_key(number - HISTORY))
 
-    async def history(self):
+    async def stored_messages(self):
         recent = await self.state.storage.list(prefix="msg:", reverse=True, limit=HISTORY)
         return list(reversed(recent.values()))
 

@@ -58,6 +58,9 @@ def winner(board):
 
 class TicTacToe(DurableConsumer):
     object_id_kwarg = "game"
+    # Broadcasts kept for pages that reconnect; every connect() also broadcasts the whole
+    # state, so a page that was away too long (a resync) gets it again anyway.
+    history = 20
 
     async def on_start(self):
         self.state.set_websocket_auto_response(WebSocketRequestResponsePair("ping", "pong"))
@@ -86,14 +89,15 @@ class TicTacToe(DurableConsumer):
             return  # another tab of the same person is still here
         game = await self.load()
         mark = self.seat_of(game, name)
-        if mark is not None:
+        if mark is not None and game["status"] != "playing":
             game["seats"][mark] = None
-            if game["status"] == "playing":
-                await self.finish(game, f"{name} left: {game['seats'][other(mark)]} wins")
-            elif game["status"] == "over":
+            if game["status"] == "over":
                 game["status"] = "waiting"
             self.fill_seats(game)
             await self.start_if_ready(game)
+        # A player who leaves mid-game keeps the seat: a page that lost its network comes
+        # back (durable-socket.js reconnects); meanwhile the turn timer skips them, and
+        # MAX_SKIPS skips in a row forfeit the game.
         await self.save_and_publish(game)
 
     # Moves --------------------------------------------------------------------------
@@ -218,6 +222,12 @@ class TicTacToe(DurableConsumer):
     async def finish(self, game, result):
         game.update(status="over", result=result, deadline=None)
         await self.state.storage.delete_alarm()
+        # Seats of players who are gone free up for whoever is here.
+        online = self.online_names()
+        for mark in MARKS:
+            if game["seats"][mark] not in online:
+                game["seats"][mark] = None
+        self.fill_seats(game)
 
     async def save_and_publish(self, game):
         await self.state.storage.put("game", game)

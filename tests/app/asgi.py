@@ -11,11 +11,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from django_durable.lifespan import DurableLifespan  # noqa: E402
 from tests.app.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": URLRouter(websocket_urlpatterns),
+        # uvicorn and hypercorn (daphne sends no lifespan events).
+        "lifespan": DurableLifespan(),
     }
 )

@@ -166,6 +166,11 @@ class Room(DurableConsumer):
                     "auto": None if pair is None else [repr(pair.request), repr(pair.response)],
                 }
             }
+        if op == "big":
+            await ws.send("x" * command["n"])
+            return {"sent": command["n"]}
+        if op == "broadcast_big":
+            return {"sent": await state.broadcast("x" * command["n"])}
         if op == "error_of":
             try:
                 await self.run(ws, command["command"])
@@ -198,6 +203,11 @@ class Room(DurableConsumer):
     @rpc
     async def count_sockets(self, tag: str | None = None) -> int:
         return len(self.state.get_websockets(tag))
+
+    @rpc
+    async def shout(self, size: int) -> int:
+        """Broadcast ``size`` bytes (tests/test_overload.py: over the server's limit)."""
+        return await self.state.broadcast("x" * size)
 
     async def not_exposed(self) -> str:
         return "should never run"

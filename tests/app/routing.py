@@ -41,3 +41,18 @@ websocket_urlpatterns += [
     path("ws/ungated-safe/<str:room>/", UngatedReentrantSafe.as_asgi()),
     path("ws/storage-monitor/", StorageMonitor.as_asgi()),
 ]
+
+# Resuming clients (tests/test_resume.py, tests/test_browser.py).
+from .cluster_consumers import MONITOR_CLASSES  # noqa: E402
+from .consumers import MONITORED  # noqa: E402
+from .resume_consumers import Chronicle, Forgetful, LongChronicle  # noqa: E402
+
+for _name, _cls in [("chronicle", Chronicle), ("long", LongChronicle), ("forgetful", Forgetful)]:
+    MONITORED[_name] = _cls
+    MONITOR_CLASSES[_name] = _cls
+
+websocket_urlpatterns += [
+    path("ws/chronicle/<str:room>/", Chronicle.as_asgi()),
+    path("ws/long-chronicle/<str:room>/", LongChronicle.as_asgi()),
+    path("ws/forgetful/<str:room>/", Forgetful.as_asgi()),
+]

@@ -18,6 +18,7 @@ urlpatterns = [
     path("vault/<str:room>/read/<str:key>/", views.stub_read),
     path("vault/<str:room>/call/<str:method>/", views.stub_call),
     path("vault/<str:room>/broadcast/", views.broadcast),
+    path("room/<str:room>/call/<str:method>/", views.room_call),
 ]
 
 # Storage, alarm and stub tests (tests/test_stubs.py).

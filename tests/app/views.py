@@ -9,6 +9,7 @@ from django.http import HttpRequest, JsonResponse
 
 from django_durable.exceptions import DurableError
 
+from .consumers import Room
 from .storage_consumers import Vault
 
 
@@ -34,3 +35,13 @@ async def stub_call(request: HttpRequest, room: str, method: str) -> JsonRespons
 async def broadcast(request: HttpRequest, room: str) -> JsonResponse:
     await Vault.broadcast_to(room, request.GET["text"], tag=request.GET.get("tag"))
     return JsonResponse({"ok": True})
+
+
+async def room_call(request: HttpRequest, room: str, method: str) -> JsonResponse:
+    """A stub call to a ``Room`` (tests/test_overload.py): its result or its error."""
+    args = json.loads(request.GET.get("args", "[]"))
+    try:
+        result = await getattr(Room.get(room), method)(*args)
+    except Exception as exc:
+        return JsonResponse({"error": type(exc).__name__, "message": str(exc)}, status=500)
+    return JsonResponse({"result": result})
