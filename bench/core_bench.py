@@ -156,6 +156,8 @@ class Server:
             prefix=f"bench-daphne-{variant}-", suffix=".log", delete=False
         )
         self.command: list[str] = []
+        #: More daphne options (``bench/many_objects.py --ping-interval``).
+        self.extra_args: list[str] = []
 
     def start(self, timeout: float = 60.0) -> None:
         self.port = free_port()
@@ -171,6 +173,7 @@ class Server:
             "-1",
             "-v",
             "0",
+            *self.extra_args,
             self.app,
         ]
         env = dict(os.environ)

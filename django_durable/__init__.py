@@ -2,6 +2,7 @@
 
 from .autoresponse import WebSocketRequestResponsePair
 from .consumer import DurableConsumer
+from .outside import broadcast_event
 from .rpc import rpc
 from .session.base import CLOSED, CLOSING, CONNECTING, OPEN
 from .state import DurableState
@@ -16,5 +17,6 @@ __all__ = [
     "DurableState",
     "DurableWebSocket",
     "WebSocketRequestResponsePair",
+    "broadcast_event",
     "rpc",
 ]

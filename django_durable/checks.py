@@ -55,6 +55,11 @@ def check_durable_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         "HISTORY_TTL": (_positive_number, "a positive number of seconds"),
         "MAX_WEBSOCKETS": (_positive_int, "a positive int"),
         "ATTACHMENT_MAX_BYTES": (_positive_int, "a positive int"),
+        "MAX_HELD_BYTES": (_positive_int, "a positive int"),
+        "STORAGE_TIMEOUT": (
+            lambda v: v is None or _positive_number(v),
+            "a positive number of seconds or None",
+        ),
         "MAX_MESSAGE_BYTES": (_positive_int, "a positive int"),
         "MAX_QUEUED_EVENTS": (_positive_int, "a positive int"),
         "MAX_QUEUED_BYTES": (_positive_int, "a positive int"),

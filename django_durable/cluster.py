@@ -29,6 +29,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from channels.exceptions import ChannelFull
@@ -36,6 +37,7 @@ from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 
 from . import exceptions, metrics
+from .asgi_server import TRY_AGAIN_LATER
 from .consumer import registry
 from .copies import RecordCopies
 from .delivery import HolderGone, is_connection_error, send_waiting
@@ -44,6 +46,7 @@ from .events import CALL, CLOSE, CONNECT, HIBERNATE, REJOIN, Event
 from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
 from .fanout import broadcast_event_message
 from .framing import POSITION
+from .held import STALL_AFTER, HeldEvents, close_try_again_later
 from .scopes import export_scope, import_scope
 from .session.base import OPEN, SocketRecord
 from .session.redis import pack_pair, pack_record, unpack_record
@@ -108,6 +111,8 @@ class RedisTransport(LocalTransport):
         #: Attachments and tags of this process's sockets, to put back if Redis loses them.
         self.copies = RecordCopies(self)
         self.layer.on_written = self.copies.written
+        #: Events that gateways could not hand on at once (Redis away or slow).
+        self.held = HeldEvents(self._deliver_held)
 
     # Start-up --------------------------------------------------------------------------
 
@@ -129,6 +134,11 @@ class RedisTransport(LocalTransport):
                 loop.create_task(flush_stamps_forever(self), name="durable-stamps"),
             ]
             logger.info("process channel %s started", channel)
+
+    async def group_channel(self) -> str | None:
+        # One channel and one reader per process, for tag groups too.
+        await self.start()
+        return self.channel
 
     # Gateways -> objects ------------------------------------------------------------
 
@@ -153,16 +163,38 @@ class RedisTransport(LocalTransport):
         self._trim(sock, 0)
         if tags is not None:
             sock.tags = tuple(tags)
+            if sock.key not in self.layer.auto_cache:
+                # A rejected socket of the object let go of it meanwhile (fanout.leave).
+                await self._retrying(self.layer.load_auto_response, sock.key)
         return None if tags is None else tuple(tags)
 
     async def route(self, sock: LocalSocket, event: Event) -> None:
+        """Hand ``event`` on, or hold it (see :mod:`django_durable.held`): never wait on
+        Redis for long, so the gateway keeps reading its socket (and its close)."""
         if sock.outbox is None:
             sock.outbox = deque()
         entry = [event.seq, event, time.monotonic(), ""]
         sock.outbox.append(entry)
-        entry[3] = await self._retrying(
-            self._deliver, sock.cls, sock.object_id, sock.key, event, self.channel
-        )
+        if not self.held.stalled(sock):
+            try:
+                async with asyncio.timeout(STALL_AFTER):
+                    entry[3] = await self._deliver_held(sock, event)
+                return
+            except (TimeoutError, SessionLayerUnavailable, ChannelFull):
+                pass  # Redis is away, frozen or slow: held below
+        if self.held.hold(sock, entry) and sock.open:
+            logger.warning(
+                "socket %s of %s closed with %d: %d bytes of events held in this process "
+                "(MAX_HELD_BYTES) while Redis is away",
+                sock.id,
+                sock.key,
+                TRY_AGAIN_LATER,
+                self.held.bytes,
+            )
+            await close_try_again_later(sock)
+
+    async def _deliver_held(self, sock: LocalSocket, event: Event) -> str:
+        return await self._deliver(sock.cls, sock.object_id, sock.key, event, self.channel)
 
     async def _retrying(self, fn: Any, *args: Any) -> Any:
         """Retry while Redis is unreachable or the owner's channel is full: the
@@ -310,6 +342,30 @@ class RedisTransport(LocalTransport):
             return decode(reply["payload"])
         raise _rebuild_error(*reply["error"])
 
+    async def _send_retrying(
+        self,
+        channel: str,
+        message: dict[str, Any],
+        gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
+        """Send, trying again while the connection to Redis is lost: a frame the object
+        sent must not be dropped for an outage (the first command on each pooled
+        connection after Redis restarted fails too). The handler waits meanwhile, as
+        the object would for its session writes. A full channel is waited for by
+        ``send_waiting`` (bounded: ``DeliveryFailed``; ``HolderGone`` for a dead one)."""
+        delay = 0.05
+        warned = False
+        while True:
+            try:
+                await send_waiting(self.channel_layer, channel, message, gone=gone)
+                return
+            except SessionLayerUnavailable as exc:
+                if not warned and delay >= 0.4:
+                    logger.warning("sending to %s: Redis unreachable (%s); retrying", channel, exc)
+                    warned = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
     async def _send_or_unavailable(self, channel: str, message: dict[str, Any]) -> None:
         try:
             await self.channel_layer.send(channel, message)
@@ -335,8 +391,7 @@ class RedisTransport(LocalTransport):
         failure: Exception | None = None
         for holder, sids in remote.items():
             try:
-                await send_waiting(
-                    self.channel_layer,
+                await self._send_retrying(
                     holder,
                     {"type": "durable.send", "sids": sids, **payload},
                     gone=functools.partial(self._holder_gone, holder),
@@ -490,8 +545,8 @@ class RedisTransport(LocalTransport):
         key = message["key"]
         now = time.monotonic()
         for sock in [*self.runtime.sockets.values(), *self._draining.values()]:
-            if sock.key != key or not sock.outbox:
-                continue
+            if sock.key != key or not sock.outbox or self.held.stalled(sock):
+                continue  # (held events are the held events' task's to deliver)
             for entry in list(sock.outbox):
                 entry[2] = now
                 entry[3] = await self._deliver(
@@ -508,9 +563,15 @@ class RedisTransport(LocalTransport):
 
     async def settings_changed(self, live: LiveObject) -> None:
         pair = live.session.auto_response
+        group = live.cls.tag_group(live.object_id, None)
         await self.channel_layer.group_send(
-            live.cls.tag_group(live.object_id, None),
-            {"type": "durable.settings", "auto": None if pair is None else pack_pair(pair)},
+            group,
+            {
+                "type": "durable.settings",
+                "group": group,
+                "key": live.key,
+                "auto": None if pair is None else pack_pair(pair),
+            },
         )
 
     # The process channel -----------------------------------------------------------------
@@ -529,6 +590,9 @@ class RedisTransport(LocalTransport):
             "durable.stamps": self._on_stamps,
             "durable.records": self._on_records,
             "durable.released": self._on_released,
+            # Tag groups' messages (this channel is joined to them: see fanout.py).
+            "durable.broadcast": self.runtime.fanout.handle,
+            "durable.settings": self.runtime.fanout.handle,
         }
         while True:
             try:
@@ -671,9 +735,11 @@ class RedisTransport(LocalTransport):
                 # Heartbeats missing before the outage prove nothing after it.
                 self._missing.clear()
                 if time.monotonic() - self._last_renewal > self.layer.lease_time:
-                    # Leases have surely expired: stop running objects here.
+                    # This process cannot tell whether another one took its objects (a
+                    # partition) or nobody could (Redis is away): run nothing until a
+                    # renewal says which. Redis does not count an outage against a lease.
                     for live in list(self.runtime.dispatcher.live.values()):
-                        live.lose()
+                        live.renewed.clear()
             except Exception:
                 logger.exception("maintenance failed")
 
@@ -685,6 +751,8 @@ class RedisTransport(LocalTransport):
             if live is not None:
                 live.lose()
         self._last_renewal = time.monotonic()
+        for live in list(dispatcher.live.values()):
+            live.renewed.set()
         if data_lost:
             logger.warning("Redis lost this process's data: re-registering its sockets")
             self._reregistering = True
@@ -706,8 +774,8 @@ class RedisTransport(LocalTransport):
         owners: dict[str, str | None] = {}
         for sock in [*self.runtime.sockets.values(), *self._draining.values()]:
             outbox = sock.outbox
-            if not outbox or outbox[0][2] > now - stale_after:
-                continue
+            if not outbox or outbox[0][2] > now - stale_after or self.held.stalled(sock):
+                continue  # (held events are the held events' task's to deliver)
             if sock.key not in owners:
                 owners[sock.key] = await self.layer.owner(sock.key)
             owner = owners[sock.key]
@@ -759,6 +827,8 @@ class RedisTransport(LocalTransport):
                 )
             now = time.monotonic()
             for sock, _ in pairs:
+                if self.held.stalled(sock):
+                    continue  # its held events' task sends them, in order
                 for entry in list(sock.outbox or ()):
                     entry[2] = now
                     entry[3] = await self._deliver(

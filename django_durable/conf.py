@@ -25,6 +25,11 @@ DEFAULTS: dict[str, Any] = {
     "ALARM_POLL_INTERVAL": 1.0,
     # Lease time (seconds) of an object's ownership in Redis.
     "LEASE_TIME": 5.0,
+    # Bytes of client events a process holds while Redis is away (django_durable.held).
+    "MAX_HELD_BYTES": 64 * 1024 * 1024,
+    # Seconds a storage call may take before it fails with StorageTimeout (None: never);
+    # also the bound of the status view.
+    "STORAGE_TIMEOUT": 30.0,
     # Incoming messages over this many bytes close their socket with 1009 (section 11).
     "MAX_MESSAGE_BYTES": 1_048_576,
     # Events waiting for one object (count and bytes): past either, the socket with the

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import conf, metrics
 from .events import CALL, CLOSE, CONNECT, ERROR, HIBERNATE, MESSAGE, REJOIN, Event
-from .exceptions import HandlerTimeout, OwnershipLost
+from .exceptions import HandlerTimeout, OwnershipLost, SessionLayerUnavailable
 from .mailbox import Mailbox
 from .overload import Backlog
 from .session.base import CLOSED, OPEN, ObjectSession, SocketRecord
@@ -50,11 +50,13 @@ class InputGate:
 
     def __init__(self) -> None:
         self._holders = 0
-        self._open = asyncio.Event()
-        self._open.set()
+        # Made on first use: most objects never hold the gate, and every wake makes one.
+        self._open: asyncio.Event | None = None
 
     @contextlib.asynccontextmanager
     async def closed(self) -> AsyncIterator[None]:
+        if self._open is None:
+            self._open = asyncio.Event()
         self._holders += 1
         self._open.clear()
         try:
@@ -65,7 +67,7 @@ class InputGate:
                 self._open.set()
 
     async def wait_open(self) -> None:
-        if self._holders:
+        if self._holders and self._open is not None:
             await self._open.wait()
 
 
@@ -88,6 +90,10 @@ class LiveObject:
         self.front: deque[Event] = deque()
         #: Set when this process lost the object's lease: stop and hand events on.
         self.lost = False
+        #: Cleared while this process could not renew the object's lease (Redis away):
+        #: no handler starts until it is renewed again (or found lost).
+        self.renewed = asyncio.Event()
+        self.renewed.set()
         self._busy_sockets: dict[str, deque[Event]] = {}
         #: Numbered events that arrived ahead of their turn, by socket then number.
         self._held: dict[str, dict[int, Event]] = {}
@@ -129,6 +135,43 @@ class LiveObject:
         if self._acks:
             acks, self._acks = self._acks, []
             await self.runtime.transport.ack(acks)
+
+    async def flush_held(self) -> None:
+        """Flush, holding the object while the session layer cannot take the writes.
+
+        A handler that ran has had its effects (replies, storage writes): its events
+        must be recorded as handled before anything else runs, or the gateways' outboxes
+        would send them again and the handler would run twice. So while Redis is away
+        the object runs nothing and keeps its writes, and retries them until they go
+        through (Redis keeps the lease through an outage: see the Redis layer's live
+        clock), or until another process took the object (``OwnershipLost``).
+        """
+        delay = 0.05
+        warned = False
+        while True:
+            try:
+                await self.flush()
+                if warned:
+                    logger.warning("object %s: the session layer is back; writes stored", self.key)
+                return
+            except SessionLayerUnavailable as exc:
+                if self.lost:
+                    raise
+                if not warned:
+                    logger.warning(
+                        "object %s: writing to the session layer failed (%s); holding its "
+                        "events until it is back",
+                        self.key,
+                        exc,
+                    )
+                    warned = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def wait_renewed(self) -> None:
+        if not self.renewed.is_set():
+            logger.warning("object %s: lease not renewed (Redis away); holding events", self.key)
+            await self.renewed.wait()
 
     # Reaching sockets -------------------------------------------------------------------
 
@@ -183,6 +226,10 @@ class LiveObject:
                     metrics.inc("hibernations")
                     continue
                 for ready in self._admit(event):
+                    await self.wait_renewed()
+                    if self.lost:
+                        await self.runtime.transport.reroute(self, ready)
+                        continue
                     if self.instance is None:
                         await self._start()
                     if self.cls.reentrant:
@@ -223,6 +270,7 @@ class LiveObject:
             self.lost = True
             self._discard_instance("ownership lost")
             self.queue.put_nowait(Event(HIBERNATE))
+            self.renewed.set()
 
     def _admit(self, event: Event) -> list[Event]:
         """Numbered socket events in order, each once; others as they come."""
@@ -255,6 +303,8 @@ class LiveObject:
     async def _next_event(self) -> Event | None:
         if self.front:
             return self.front.popleft()
+        if not self.queue.empty():
+            return self.queue.get_nowait()  # no idle timer for an event already here
         idle = conf.get("IDLE_TIMEOUT")
         while True:
             try:
@@ -265,10 +315,12 @@ class LiveObject:
                     return None
 
     async def _start(self) -> None:
-        created_before = self.runtime.dispatcher.seen(self.key)
+        # "re-created" when it had sockets or settings to come back to: nothing per
+        # object is kept in the process to tell (SPEC §12).
+        woke_with_state = not self.session.is_empty()
         self.instance = instance = self.cls._create(self.object_id, DurableState(self))
         metrics.inc("wakes")
-        logger.info("object %s %s", self.key, "re-created" if created_before else "created")
+        logger.info("object %s %s", self.key, "re-created" if woke_with_state else "created")
         timeout = self._timeout()
         try:
             async with asyncio.timeout(timeout):
@@ -277,7 +329,7 @@ class LiveObject:
             logger.error("object %s: on_start() ran past the event timeout", self.key)
         except Exception:
             logger.exception("object %s: on_start() raised", self.key)
-        await self.flush()
+        await self.flush_held()
 
     def _timeout(self) -> float | None:
         ms = self.session.event_timeout_ms
@@ -343,7 +395,9 @@ class LiveObject:
             metrics.inc("events_handled")
             metrics.observe("handler_seconds", time.perf_counter() - started)
             try:
-                await self.flush()
+                await self.flush_held()
+            except OwnershipLost:
+                pass  # logged by lose(); the new owner runs the events
             except Exception:
                 logger.exception("object %s: writing to the session layer failed", self.key)
 
@@ -452,14 +506,6 @@ class Dispatcher:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.live: dict[str, LiveObject] = {}
-        self._seen: set[str] = set()
-
-    def seen(self, key: str) -> bool:
-        """True when this process has created an instance of ``key`` before."""
-        if key in self._seen:
-            return True
-        self._seen.add(key)
-        return False
 
     def wake(self, cls: type[DurableConsumer], object_id: str, key: str) -> LiveObject:
         live = self.live.get(key)

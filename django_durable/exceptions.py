@@ -103,6 +103,15 @@ class DeliveryFailed(DurableError, ConnectionError):
     (its channel stayed full): those sockets did not get it."""
 
 
+class StorageTimeout(DurableError, TimeoutError):
+    """A storage call got no answer from the database within ``STORAGE_TIMEOUT``.
+
+    For a write this does not mean it was not applied: the database may still commit
+    the transaction after the call gave up (all of it or none of it). Read back before
+    writing again.
+    """
+
+
 # Calls from outside --------------------------------------------------------------------
 
 

@@ -1,11 +1,17 @@
-"""Tag groups: one channel-layer membership per process, fanned out locally.
+"""Tag groups: one process channel joined to every group this process holds sockets in.
 
 Each tag of each object is a channel-layer group (``DurableConsumer.tag_group``), and so
-is "every socket of the object". A process joins a group once, with one channel of its
-own, while it holds at least one socket in it, and a reader task per group fans each
-``durable.broadcast`` message out to the local sockets. So a tag broadcast costs one
-channel-layer message per process rather than one per socket, and code outside the
-object can ``group_send`` to the same groups as to any Channels group.
+is "every socket of the object". A process joins a group, with its one *process
+channel*, while it holds at least one socket in it; the one reader of that channel
+fans each ``durable.broadcast`` out to the local sockets of the group the message
+names in ``"group"`` (a message delivered to a channel does not say through which
+group it came, so the message must: :func:`django_durable.broadcast_event` builds it).
+So a tag broadcast costs one channel-layer message per process rather than one per
+socket, and a hibernated object costs no task, no channel and no reader: only its
+groups' entries, which its sockets need.
+
+With the Redis transport the process channel is the transport's own (its reader hands
+group messages here); otherwise this module makes one and reads it.
 
 Groups are re-joined every ``GROUP_REFRESH`` seconds because channels-redis forgets a
 membership ``group_expiry`` (24 h) after it was added.
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from channels.layers import get_channel_layer
 
+from . import metrics
 from .framing import POSITION
 from .shards import new_deliverable_channel
 
@@ -33,22 +40,15 @@ GROUP_REFRESH = 3600.0
 #: Seconds a group with no local socket left is kept before this process leaves it.
 GROUP_LINGER = 30.0
 
+#: A group's local sockets: one socket id, or a set of them (most groups hold one
+#: socket: a set for each would cost a hibernated object 200 bytes per group); ``""``
+#: while the group lingers with none.
+Members = str | set[str]
+
 
 def _group_names(sock: LocalSocket, tags: tuple[str, ...]) -> list[str]:
     cls, object_id = sock.cls, sock.object_id
     return [cls.tag_group(object_id, None)] + [cls.tag_group(object_id, t) for t in tags]
-
-
-class Membership:
-    __slots__ = ("channel", "key", "linger", "name", "reader", "sockets")
-
-    def __init__(self, name: str, key: str) -> None:
-        self.name = name
-        self.key = key
-        self.linger: asyncio.TimerHandle | None = None
-        self.sockets: set[str] = set()
-        self.channel: str | None = None
-        self.reader: asyncio.Task[None] | None = None
 
 
 def broadcast_event_message(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -69,108 +69,173 @@ class Fanout:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.channel_layer = get_channel_layer()
-        self.groups: dict[str, Membership] = {}
-        self._refresher: asyncio.Task[None] | None = None
-        self._retiring: set[asyncio.Task[None]] = set()
+        #: Group name -> this process's sockets in it.
+        self.groups: dict[str, Members] = {}
+        #: Groups with no local socket left, until they are given up.
+        self._lingering: dict[str, asyncio.TimerHandle] = {}
+        #: This process's channel in the channel layer (joined to every group above).
+        self.channel: str | None = None
+        self._channel_ready: asyncio.Future[str] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._warned_no_group = False
+
+    def holds(self, group: str) -> bool:
+        """True when this process has sockets in ``group``."""
+        return bool(self.groups.get(group))
 
     async def join(self, sock: LocalSocket, tags: tuple[str, ...]) -> None:
+        new = []
         for name in _group_names(sock, tags):
-            membership = self.groups.get(name)
-            if membership is None:
-                membership = self.groups[name] = Membership(name, sock.key)
-                if self.channel_layer is not None:
-                    await self._subscribe(membership)
-            elif membership.linger is not None:
-                membership.linger.cancel()
-                membership.linger = None
-            membership.sockets.add(sock.id)
+            members = self.groups.get(name)
+            if not members:
+                self.groups[name] = sock.id
+                if members is None:
+                    new.append(name)
+            elif isinstance(members, str):
+                self.groups[name] = {members, sock.id}
+            else:
+                members.add(sock.id)
+            linger = self._lingering.pop(name, None)
+            if linger is not None:
+                linger.cancel()
+        if new and self.channel_layer is not None:
+            channel = await self._process_channel()
+            for name in new:
+                await self.channel_layer.group_add(name, channel)
 
     def leave(self, sock: LocalSocket) -> None:
         """Forget ``sock``; a group left empty is given up after ``GROUP_LINGER``.
 
         Lingering keeps churn (a socket leaving and another joining) off the channel
-        layer, and a group reader is stopped by a message, never cancelled: cancelling
-        a channels-redis ``receive()`` can lose a message meant for another channel of
-        the process.
+        layer.
         """
-        for name in _group_names(sock, sock.tags):
-            membership = self.groups.get(name)
-            if membership is None or sock.id not in membership.sockets:
+        for index, name in enumerate(_group_names(sock, sock.tags)):
+            members = self.groups.get(name)
+            if not members:
+                if index == 0 and members is None:
+                    self._forget(sock.key)  # never joined (rejected): nor is anyone else
                 continue
-            membership.sockets.discard(sock.id)
-            if not membership.sockets and membership.linger is None:
-                membership.linger = asyncio.get_running_loop().call_later(
-                    GROUP_LINGER, self._expire, membership
+            if isinstance(members, set):
+                members.discard(sock.id)
+                if len(members) == 1:
+                    self.groups[name] = next(iter(members))
+                continue
+            if members != sock.id:
+                continue
+            # The last local socket of the group; of the object, for its first group.
+            key = sock.key if index == 0 else None
+            if self.channel is None:
+                del self.groups[name]
+                self._forget(key)
+            else:
+                self.groups[name] = ""
+                self._lingering[name] = asyncio.get_running_loop().call_later(
+                    GROUP_LINGER, self._expire, name, key
                 )
+
+    def _forget(self, key: str | None) -> None:
+        """This process holds no socket of the object ``key`` any more: nor its cache."""
+        cache = getattr(self.runtime.layer, "auto_cache", None)
+        if key is not None and cache is not None:
+            cache.pop(key, None)
 
     async def deliver_local(self, group: str, event: dict[str, Any]) -> int:
         """Fan a ``durable.broadcast`` event out to this process's sockets of ``group``."""
         message = broadcast_event_message(event)
-        membership = self.groups.get(group)
-        if message is None or membership is None:
+        members = self.groups.get(group)
+        if message is None or not members:
             return 0
-        excluded = set(event.get("exclude") or ())
-        targets = [sid for sid in membership.sockets if sid not in excluded]
+        excluded = event.get("exclude") or ()
+        if isinstance(members, str):
+            targets = [] if members in excluded else [members]
+        else:
+            excluded = set(excluded)
+            targets = [sid for sid in members if sid not in excluded]
         return await self.runtime.transport.send_local(targets, message)
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        """A group message that reached the process channel."""
+        group = message.get("group")
+        if not isinstance(group, str):
+            metrics.inc("group_messages_refused")
+            if not self._warned_no_group:
+                self._warned_no_group = True
+                logger.warning(
+                    "a %s message without its group was refused (and every later one is "
+                    "counted in group_messages_refused): build group messages with "
+                    "django_durable.broadcast_event(group, message)",
+                    message.get("type"),
+                )
+            return
+        if message.get("type") == "durable.settings":
+            cache = getattr(self.runtime.layer, "auto_cache", None)
+            key = message.get("key")
+            if cache is not None and isinstance(key, str) and self.holds(group):
+                from .session.redis import unpack_pair
+
+                cache[key] = unpack_pair(message.get("auto"))
+        else:
+            await self.deliver_local(group, message)
 
     # Channel-layer side -----------------------------------------------------------------
 
-    async def _subscribe(self, membership: Membership) -> None:
-        layer = self.channel_layer
-        membership.channel = await new_deliverable_channel(layer, "durable")
-        await layer.group_add(membership.name, membership.channel)
-        membership.reader = asyncio.get_running_loop().create_task(
-            self._read(membership), name=f"durable-group:{membership.name}"
-        )
-        if self._refresher is None:
-            self._refresher = asyncio.get_running_loop().create_task(self._refresh())
+    async def _process_channel(self) -> str:
+        """The process channel (made on first use; the transport's when it has one)."""
+        if self.channel is not None:
+            return self.channel
+        loop = asyncio.get_running_loop()
+        if self._channel_ready is None:
+            self._channel_ready = loop.create_future()
+            try:
+                channel = await self.runtime.transport.group_channel()
+                if channel is None:
+                    channel = await new_deliverable_channel(self.channel_layer, "durable")
+                    self._spawn(self._read(channel), "durable-groups")
+            except BaseException as exc:
+                self._channel_ready.set_exception(exc)
+                self._channel_ready = None
+                raise
+            self._spawn(self._refresh(), "durable-group-refresh")
+            self.channel = channel
+            self._channel_ready.set_result(channel)
+            return channel
+        return await asyncio.shield(self._channel_ready)
 
-    def _expire(self, membership: Membership) -> None:
-        membership.linger = None
-        if membership.sockets or self.groups.get(membership.name) is not membership:
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _expire(self, name: str, key: str | None) -> None:
+        self._lingering.pop(name, None)
+        if self.groups.get(name):
             return
-        del self.groups[membership.name]
-        if membership.channel is not None:
-            task = asyncio.get_running_loop().create_task(self._retire(membership))
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+        del self.groups[name]
+        self._forget(key)
+        self._spawn(self._discard(name), "durable-group-discard")
 
-    async def _retire(self, membership: Membership) -> None:
-        """Leave the group, then tell the reader to stop (it ends at that message)."""
-        with contextlib.suppress(Exception):
-            await self.channel_layer.group_discard(membership.name, membership.channel)
-        try:
-            await self.channel_layer.send(membership.channel, {"type": "durable.stop"})
-        except Exception:
-            if membership.reader is not None:  # the layer is gone: nothing left to lose
-                membership.reader.cancel()
+    async def _discard(self, name: str) -> None:
+        channel = self.channel
+        if channel is not None and name not in self.groups:
+            with contextlib.suppress(Exception):
+                await self.channel_layer.group_discard(name, channel)
 
-    async def _read(self, membership: Membership) -> None:
+    async def _read(self, channel: str) -> None:
+        """The reader of a process channel this module made (no transport reads one)."""
         layer = self.channel_layer
-        origin = self.runtime.process_id
         while True:
             try:
-                event = await layer.receive(membership.channel)
+                message = await layer.receive(channel)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.warning("group %s: receive failed; retrying", membership.name, exc_info=True)
+                logger.warning("process channel receive failed; retrying", exc_info=True)
                 await asyncio.sleep(1.0)
                 continue
-            kind = event.get("type")
-            if kind == "durable.stop":
-                return
-            if kind == "durable.settings":
-                self._settings_changed(membership.key, event)
-            elif kind == "durable.broadcast" and event.get("origin") != origin:
-                await self.deliver_local(membership.name, event)
-
-    def _settings_changed(self, key: str, event: dict[str, Any]) -> None:
-        cache = getattr(self.runtime.layer, "auto_cache", None)
-        if cache is not None:
-            from .session.redis import unpack_pair
-
-            cache[key] = unpack_pair(event.get("auto"))
+            try:
+                await self.handle(message)
+            except Exception:
+                logger.exception("handling %s failed", message.get("type"))
 
     async def resubscribe(self) -> None:
         """Join every group again (after Redis lost its data, memberships included).
@@ -179,19 +244,19 @@ class Fanout:
         pooled connections fail once), so that the caller tries again.
         """
         failure: Exception | None = None
-        for membership in list(self.groups.values()):
-            if membership.channel is not None:
-                try:
-                    await self.channel_layer.group_add(membership.name, membership.channel)
-                except Exception as exc:
-                    failure = failure or exc
+        channel = self.channel
+        if channel is None:
+            return
+        for name in list(self.groups):
+            try:
+                await self.channel_layer.group_add(name, channel)
+            except Exception as exc:
+                failure = failure or exc
         if failure is not None:
             raise failure
 
     async def _refresh(self) -> None:
         while True:
             await asyncio.sleep(GROUP_REFRESH)
-            for membership in list(self.groups.values()):
-                if membership.channel is not None:
-                    with contextlib.suppress(Exception):
-                        await self.channel_layer.group_add(membership.name, membership.channel)
+            with contextlib.suppress(Exception):
+                await self.resubscribe()

@@ -30,6 +30,8 @@ from .asgi_server import (
     warn_if_server_limit_decides,
 )
 from .events import CLOSE, MESSAGE, Event
+from .exceptions import SessionLayerUnavailable
+from .held import STALL_AFTER
 from .limits import validate_object_id
 from .resume import Resume, go_live, release_held, requested
 from .runtime import get_runtime
@@ -259,7 +261,7 @@ class Gateway:
                     pair = runtime.layer.auto_response(sock.key)
                     if pair is not None and pair.request == data:
                         await sock.send(asgi_send_message(pair.response))
-                        await runtime.layer.touch_auto_response(sock.key, sock.id, time.time())
+                        await _touch(runtime, sock, time.time())
                         continue
                     if sock.over_backlog(size):
                         await sock.refuse(
@@ -301,6 +303,16 @@ class Gateway:
             runtime.sockets.pop(sock.id, None)
             runtime.fanout.leave(sock)
             runtime.transport.gone(sock)
+
+
+async def _touch(runtime: Any, sock: LocalSocket, when: float) -> None:
+    """Record the auto-response timestamp, best effort: while Redis is away or frozen
+    the gateway must keep reading its socket (its frames and close must not wait)."""
+    try:
+        async with asyncio.timeout(STALL_AFTER):
+            await runtime.layer.touch_auto_response(sock.key, sock.id, when)
+    except (TimeoutError, SessionLayerUnavailable) as exc:
+        logger.debug("socket %s: auto-response timestamp not stored: %s", sock.id, exc)
 
 
 async def _stopped_by_server(runtime: Any, sock: LocalSocket) -> None:

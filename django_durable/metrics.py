@@ -31,6 +31,7 @@ COUNTERS: dict[str, str] = {
     "lease_takeovers": "Objects whose lease this process took from another (or expired) owner.",
     "lease_losses": "Objects whose lease this process lost while it had them live.",
     "corrupt_records": "Stored records set aside because they could not be decoded.",
+    "group_messages_refused": "Tag-group messages refused for not naming their group.",
     "resume_replays": "Reconnected sockets that got the broadcasts they missed replayed.",
     "resume_resyncs": "Reconnected sockets told to resync: what they missed was gone.",
 }

@@ -4,40 +4,52 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from channels.layers import InMemoryChannelLayer
+
 from .delivery import is_connection_error
 from .exceptions import SessionLayerUnavailable
 from .fanout import broadcast_event_message
 from .framing import POSITION
-from .runtime import get_runtime
+from .runtime import all_runtimes, get_runtime
 from .websocket import asgi_send_message
 
 if TYPE_CHECKING:
     from .consumer import DurableConsumer
 
 
-def broadcast_event(message: str | bytes) -> dict[str, Any]:
-    """The group message of a broadcast: an ASGI send message with another type."""
-    return {**asgi_send_message(message), "type": "durable.broadcast"}
+def broadcast_event(group: str, message: str | bytes) -> dict[str, Any]:
+    """The channel-layer message that sends ``message`` to the sockets of ``group``.
+
+    ``await channel_layer.group_send(group, broadcast_event(group, "hi"))``, with
+    ``group`` from ``ChatRoom.tag_group(object_id, tag)``. The message names its group
+    because each process reads every group through one channel (SPEC §12): a message
+    without ``"group"`` is refused (logged and counted), never delivered to a guess.
+    """
+    if not isinstance(group, str):
+        raise TypeError(f"group must be a str (from tag_group()); got {type(group).__name__}")
+    return {**asgi_send_message(message), "type": "durable.broadcast", "group": group}
 
 
 async def broadcast_to(
     cls: type[DurableConsumer], object_id: str, message: str | bytes, tag: str | None
 ) -> None:
-    """Through the tag's group when there is a channel layer, so every process fans out.
+    """Through the tag's group when there is a channel layer, so every process fans out;
+    straight to the sockets when the only process is this one (the in-memory channel
+    layer scans all its groups on every message).
 
     With ``history = N`` the broadcast is kept (and numbered) before it is sent, as
     ``state.broadcast()`` does.
     """
-    event = broadcast_event(message)
     runtime = get_runtime()
+    group = cls.tag_group(object_id, tag)
+    event = broadcast_event(group, message)
     if cls.history:
         epoch, offset = await runtime.layer.append_history(
             cls.object_key(object_id), cls.history, tag, (), message
         )
         event[POSITION] = [epoch, offset]
-    group = cls.tag_group(object_id, tag)
     layer = runtime.fanout.channel_layer
-    if layer is None:
+    if layer is None or (isinstance(layer, InMemoryChannelLayer) and len(all_runtimes()) == 1):
         assert broadcast_event_message(event) is not None
         await runtime.fanout.deliver_local(group, event)
     else:

@@ -24,12 +24,12 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from . import conf
+from .dbthread import run_db
 
 if TYPE_CHECKING:
     from . import alarms
@@ -76,7 +76,7 @@ class AlarmScheduler:
         failing = False
         while True:
             try:
-                due = await sync_to_async(_claim_due)(using, self.only)
+                due = await run_db(_claim_due, using, self.only)
                 failing = False
             except Exception:
                 # Say it once per outage, not once per poll.
@@ -98,7 +98,7 @@ class AlarmScheduler:
             cls = consumer_class(alarm.consumer)
         except Exception:
             logger.error("alarm of %s: unknown class %r; dropped", alarm.object_key, alarm.consumer)
-            await sync_to_async(alarms.finish)(alarm.object_key, alarm.version, using)
+            await run_db(alarms.finish, alarm.object_key, alarm.version, using)
             return
         from .encoding import encode
         from .exceptions import Overloaded
@@ -109,7 +109,8 @@ class AlarmScheduler:
             )
         except Overloaded:
             # Nothing ran: try again soon, without counting it as a failure of the handler.
-            await sync_to_async(alarms.retry)(
+            await run_db(
+                alarms.retry,
                 alarm.object_key,
                 alarm.version,
                 conf.get("ALARM_RETRY_BASE_DELAY"),
@@ -120,7 +121,7 @@ class AlarmScheduler:
         except Exception as exc:
             if alarm.retry_count >= MAX_RETRIES:
                 # Drop it before saying so: whoever reads the log finds it gone.
-                await sync_to_async(alarms.finish)(alarm.object_key, alarm.version, using)
+                await run_db(alarms.finish, alarm.object_key, alarm.version, using)
                 logger.error(
                     "object %s: alarm failed after %d retries; dropped",
                     alarm.object_key,
@@ -136,9 +137,9 @@ class AlarmScheduler:
                 alarm.retry_count + 1,
                 delay,
             )
-            await sync_to_async(alarms.retry)(alarm.object_key, alarm.version, delay, using)
+            await run_db(alarms.retry, alarm.object_key, alarm.version, delay, using)
             return
-        await sync_to_async(alarms.finish)(alarm.object_key, alarm.version, using)
+        await run_db(alarms.finish, alarm.object_key, alarm.version, using)
 
 
 def _claim_due(using: str, only: set[str] | None) -> list[alarms.ClaimedAlarm]:

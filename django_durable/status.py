@@ -37,15 +37,15 @@ objects live in the server's memory: ask the server over HTTP instead.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from asgiref.sync import sync_to_async
-
 from . import conf
+from .dbthread import run_db
 from .session.base import CLOSED, CLOSING, CONNECTING, OPEN, BaseSessionLayer, SocketRecord
 from .session.memory import InMemorySessionLayer
 
@@ -213,12 +213,22 @@ async def _add_alarms(entries: dict[str, _Entry]) -> None:
     if not entries:
         return
     try:
-        alarms = await sync_to_async(_pending_alarms)(sorted(entries), conf.get("DATABASE"))
+        # Bounded, within the view's bound: a hanging database leaves the alarms out
+        # rather than the status unanswered.
+        async with asyncio.timeout(status_timeout() / 2):
+            alarms = await run_db(_pending_alarms, sorted(entries), conf.get("DATABASE"))
     except Exception:
-        logger.debug("status: reading pending alarms failed", exc_info=True)
+        logger.warning("status: reading pending alarms failed", exc_info=True)
         return
     for key, when in alarms.items():
         entries[key].alarm = when
+
+
+def status_timeout() -> float:
+    """How long the status may wait on the database or Redis: ``STORAGE_TIMEOUT``,
+    or 30 s when storage calls may wait forever."""
+    limit = conf.get("STORAGE_TIMEOUT")
+    return 30.0 if limit is None else float(limit)
 
 
 def _listed(entries: dict[str, _Entry]) -> list[dict[str, Any]]:

@@ -4,9 +4,10 @@ Entries live in the :class:`~django_durable.models.StorageEntry` table through t
 Django ORM, values in the attachment encoding (:mod:`django_durable.encoding`), keys as
 UTF-8 bytes so that every backend orders them exactly as Python orders ``str``.
 
-Each call is one short database transaction run in Django's thread for synchronous
-code (``sync_to_async``), so no database transaction ever stays open across an
-``await``. A :meth:`DurableStorage.transaction` therefore buffers its writes in memory
+Each call is one short database transaction run in the package's database thread
+(:mod:`django_durable.dbthread`), so no database transaction ever stays open across an
+``await``; a call that gets no answer within ``STORAGE_TIMEOUT`` raises
+``StorageTimeout``. A :meth:`DurableStorage.transaction` therefore buffers its writes in memory
 (reads see them) and applies them all in one database transaction when the block
 exits; an exception or ``rollback()`` discards the buffer, so nothing was written.
 
@@ -17,6 +18,7 @@ if a newer owner (a higher token) has claimed the object since.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import datetime
@@ -25,16 +27,36 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mappi
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.db import connections
 from django.db import transaction as db_transaction
 
 from . import alarms, conf
+from .dbthread import run_db
 from .encoding import decode, encode
-from .exceptions import InvalidStorageKey, InvalidStorageValue, OwnershipLost
+from .exceptions import InvalidStorageKey, InvalidStorageValue, OwnershipLost, StorageTimeout
 from .models import ObjectFence, StorageEntry
 
 __all__ = ["KEY_MAX_BYTES", "VALUE_MAX_BYTES", "DurableStorage", "StorageTransaction"]
+
+#: The storage functions that only read: a timed-out read changed nothing.
+_READS = frozenset({"_read", "_scan"})
+
+
+def _timeout_message(object_key: str, function: Callable[..., Any], limit: float) -> str:
+    """Why a storage call failed, and what a timed-out write means for its data.
+
+    The call is abandoned, not stopped: its query goes on in Django's database thread
+    until the database answers or the connection fails, so a write may still commit,
+    whole (it is one transaction), after this error was raised.
+    """
+    what = f"{object_key}: no answer from the database within {limit:g} s (STORAGE_TIMEOUT)"
+    if function.__name__ in _READS:
+        return f"{what}; nothing was written"
+    return (
+        f"{what}; the write may still be applied by the database, all of it or none of it: "
+        "read it back before trying again"
+    )
+
 
 KEY_MAX_BYTES = 2_048
 VALUE_MAX_BYTES = 131_072  # 128 KiB, measured on the encoding
@@ -311,11 +333,18 @@ class DurableStorage:
 
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
         gate = self._gate() if self._gate is not None else contextlib.nullcontext()
-        async with gate:
-            if self._unclaimed and self.fence_token is not None:
-                await sync_to_async(_claim)(self.using, self.object_key, self.fence_token)
-                self._unclaimed = False
-            return await sync_to_async(function)(self.using, self.object_key, *args)
+        limit = conf.get("STORAGE_TIMEOUT")
+        timeout = asyncio.timeout(limit)
+        try:
+            async with gate, timeout:
+                if self._unclaimed and self.fence_token is not None:
+                    await run_db(_claim, self.using, self.object_key, self.fence_token)
+                    self._unclaimed = False
+                return await run_db(function, self.using, self.object_key, *args)
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            raise StorageTimeout(_timeout_message(self.object_key, function, limit)) from None
 
     async def _read(self, raws: Iterable[bytes]) -> dict[bytes, bytes]:
         found: dict[bytes, bytes] = await self._run(_read, raws)

@@ -34,6 +34,12 @@ class LocalTransport:
     async def start(self) -> None:
         """Called by a gateway before its first connection is handled."""
 
+    async def group_channel(self) -> str | None:
+        """The process channel to join tag groups with, when this transport reads one
+        (and hands group messages to ``runtime.fanout.handle``); None: the fan-out
+        makes and reads its own."""
+        return None
+
     # Gateways -> objects ------------------------------------------------------------
 
     async def connect(self, sock: LocalSocket, scope: dict[str, Any]) -> tuple[str, ...] | None:

@@ -22,13 +22,14 @@ its objects are (a sync view runs in a thread, which has no durable runtime).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from .status import status_report
+from .status import status_report, status_timeout
 
 Allow = Callable[[HttpRequest], bool | Awaitable[bool]]
 
@@ -56,15 +57,32 @@ def status_view(allow: Allow | None = None) -> Callable[[HttpRequest], Awaitable
             response: HttpResponse = JsonResponse({"error": "use GET"}, status=405)
             response["Allow"] = "GET, HEAD"
             return response
-        verdict: Any = rule(request)
-        if inspect.isawaitable(verdict):
-            verdict = await verdict
-        if not verdict:
+        limit = status_timeout()
+        try:
+            # The staff check and the report read the database and Redis: bounded, so
+            # a hanging service makes the view fail clearly rather than hang.
+            async with asyncio.timeout(limit):
+                verdict: Any = rule(request)
+                if inspect.isawaitable(verdict):
+                    verdict = await verdict
+                report = await status_report() if verdict else None
+        except TimeoutError:
+            response = JsonResponse(
+                {
+                    "error": "timeout",
+                    "detail": f"no answer within {limit:g} s (STORAGE_TIMEOUT): the "
+                    "database or Redis is not answering",
+                },
+                status=503,
+            )
+            response["Cache-Control"] = "no-store"
+            return response
+        if report is None:
             return JsonResponse(
                 {"error": "forbidden", "detail": refused},
                 status=403,
             )
-        response = JsonResponse(await status_report())
+        response = JsonResponse(report)
         response["Cache-Control"] = "no-store"
         return response
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -80,6 +81,16 @@ class PrivateRedis:
             self.process.kill()
             self.process.wait(timeout=10)
 
+    def freeze(self) -> None:
+        """SIGSTOP the server: connections stay open and nothing answers."""
+        assert self.process is not None and self.running
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen server: it answers what waited, with its clock moved on."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -91,6 +102,8 @@ class PrivateRedis:
             return ""
 
     def close(self) -> None:
+        if self.process is not None and self.running:
+            self.process.send_signal(signal.SIGCONT)  # a frozen server cannot shut down
         try:
             self.stop()
         finally:

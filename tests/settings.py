@@ -146,6 +146,10 @@ if os.environ.get("DURABLE_TEST_SHUTDOWN_TIMEOUT"):
 # "postgres" alias (whose NAME comes from DURABLE_TEST_PG_NAME) instead of SQLite.
 if os.environ.get("DURABLE_TEST_ALARM_POLL_INTERVAL"):
     DURABLE_OBJECTS["ALARM_POLL_INTERVAL"] = float(os.environ["DURABLE_TEST_ALARM_POLL_INTERVAL"])
+if os.environ.get("DURABLE_TEST_MAX_HELD_BYTES"):
+    DURABLE_OBJECTS["MAX_HELD_BYTES"] = int(os.environ["DURABLE_TEST_MAX_HELD_BYTES"])
+if os.environ.get("DURABLE_TEST_STORAGE_TIMEOUT"):
+    DURABLE_OBJECTS["STORAGE_TIMEOUT"] = float(os.environ["DURABLE_TEST_STORAGE_TIMEOUT"])
 if os.environ.get("DURABLE_TEST_DATABASE"):
     DURABLE_OBJECTS["DATABASE"] = os.environ["DURABLE_TEST_DATABASE"]
 # bench/storage_bench.py: persistent database connections ("none": forever, or seconds).

@@ -64,8 +64,18 @@ def test_durations_must_be_positive_numbers(key, value) -> None:
     assert repr(value) in found[0].msg
 
 
+@pytest.mark.parametrize("value", [0, -1, "10", True, float("nan"), [10]])
+def test_the_storage_timeout_is_a_positive_number_or_none(value) -> None:
+    found = errors({**BASE, "STORAGE_TIMEOUT": value})
+    assert len(found) == 1
+    assert found[0].id == "django_durable.E002"
+    assert "STORAGE_TIMEOUT" in found[0].msg
+    assert errors({**BASE, "STORAGE_TIMEOUT": None}) == []
+    assert errors({**BASE, "STORAGE_TIMEOUT": 2.5}) == []
+
+
 @pytest.mark.parametrize("value", [0, -5, 1.5, "3", None, True])
-@pytest.mark.parametrize("key", ["MAX_WEBSOCKETS", "ATTACHMENT_MAX_BYTES"])
+@pytest.mark.parametrize("key", ["MAX_WEBSOCKETS", "ATTACHMENT_MAX_BYTES", "MAX_HELD_BYTES"])
 def test_sizes_must_be_positive_ints(key, value) -> None:
     found = errors({**BASE, key: value})
     assert len(found) == 1

@@ -213,7 +213,9 @@ async def cluster(daphne_factory: DaphneFactory) -> AsyncIterator[Callable[..., 
     """``cluster(count, redis_url=None, **env)``: servers sharing Redis, a prefix of their own."""
     made: list[Cluster] = []
 
-    def make(count: int, redis_url: str | None = None, **env: str) -> Cluster:
+    def make(
+        count: int, redis_url: str | None = None, args: tuple[str, ...] = (), **env: str
+    ) -> Cluster:
         need("redis")
         prefix = f"cluster-{uuid.uuid4().hex[:12]}"
         url = redis_url or REDIS_URL
@@ -224,7 +226,7 @@ async def cluster(daphne_factory: DaphneFactory) -> AsyncIterator[Callable[..., 
             "DURABLE_TEST_LEASE_TIME": str(LEASE_TIME),
             **{f"DURABLE_TEST_{k.upper()}": str(v) for k, v in env.items()},
         }
-        cluster = Cluster(daphne_factory(count, env=full), full, url, prefix)
+        cluster = Cluster(daphne_factory(count, env=full, extra_args=args), full, url, prefix)
         made.append(cluster)
         return cluster
 
@@ -507,9 +509,24 @@ async def test_redis_restart_without_its_data_re_registers_sockets(
         assert cl.texts() == ["from-object", "outside"]
 
 
-async def test_redis_outage_gives_clear_errors_then_recovers_losing_nothing(
+#: How long the tests keep Redis stopped or frozen: longer than two leases, so that
+#: every lease and heartbeat would have expired without the live clock.
+OUTAGE = 2.5 * LEASE_TIME
+LOST_DATA = "Redis lost this process's data"
+
+
+def replies_by_n(client: Client, since: int) -> Counter[int]:
+    """How many replies each numbered message got: one per handler run."""
+    return Counter(m["n"] for m in map(_json, client.messages[since:]) if m and "n" in m)
+
+
+async def test_redis_outage_gives_clear_errors_then_recovers_running_no_handler_twice(
     cluster, persistent_redis_server: PrivateRedis
 ) -> None:
+    """Redis stopped for two leases and back with its data: nothing lost, and no handler
+    run twice (each message has one reply), though the owner's session writes failed.
+    The owner holds its events meanwhile and keeps the object; nobody is taken for dead
+    and no process thinks Redis lost its data."""
     redis_server = persistent_redis_server
     c = cluster(2, redis_url=redis_server.url())
     s0, s1 = c.servers
@@ -518,6 +535,7 @@ async def test_redis_outage_gives_clear_errors_then_recovers_losing_nothing(
     b = await c.census(s1, room, "?observe=1")
     m0, m1 = await c.monitor(s0), await c.monitor(s1)
     half = 30
+    marks = [len(a.messages), len(b.messages)]
     for n in range(half):
         await a.send({"op": "n", "n": n})
         await b.send({"op": "n", "n": n})
@@ -534,27 +552,122 @@ async def test_redis_outage_gives_clear_errors_then_recovers_losing_nothing(
     assert outside["error"] == "SessionLayerUnavailable", outside
     assert "unreachable" in outside["message"]
 
-    # Messages sent while Redis is down wait in their gateways.
-    marks = [len(a.messages), len(b.messages)]
+    # Messages sent while Redis is down wait: in their gateways' process, or (the
+    # owner's own sockets) in the object, which runs one and holds the rest.
     for n in range(half, 2 * half):
         await a.send({"op": "n", "n": n})
         await b.send({"op": "n", "n": n})
-
-    # The owner cannot renew its lease: it gives the object up (the lease is over).
-    async def given_up() -> bool:
-        return not (await m0.ask({"op": "live", "id": room}, "live"))["live"]
-
-    await until(given_up, "the owner to give the object up")
+    await asyncio.sleep(OUTAGE)  # the outage
+    kept = (await m0.ask({"op": "live", "id": room}, "live"))["live"]
 
     redis_server.start()
     for cl, mark in zip((a, b), marks, strict=True):
         await cl.wait_json(lambda m: m.get("n") == 2 * half - 1, mark, timeout=30)
         ledger = (await cl.ask({"op": "ledger"}, "ledger"))["ledger"]
         assert (ledger["count"], ledger["bad"], ledger["last"]) == (2 * half, 0, 2 * half - 1)
+        assert replies_by_n(cl, mark) == dict.fromkeys(range(2 * half), 1)
+    # The owner kept the object (it held its events; it did not give it up).
+    assert kept
     pid = (await m1.ask({"op": "call", "name": "pid", "id": room}, "result"))["result"]
-    assert pid in (s0.pid, s1.pid)
-    # Nobody was taken for dead (heartbeats expired while Redis was down).
+    assert pid == s0.pid
+    # Nobody was taken for dead, and nobody thought Redis had lost its data.
     assert [m for m in b.json_messages() if m.get("event") == "close"] == []
+    for server in c.servers:
+        assert LOST_DATA not in server.output(), server.name
+
+
+async def test_a_frozen_redis_is_not_taken_for_one_that_lost_its_data(
+    cluster, private_redis_server: PrivateRedis
+) -> None:
+    """Redis frozen (SIGSTOP) for two leases while clients send: afterwards every
+    message was handled once, the owner kept the object, and no process logged that
+    Redis lost its data (which it had not)."""
+    c = cluster(2, redis_url=private_redis_server.url())
+    s0, s1 = c.servers
+    room = oid()
+    a = await c.census(s0, room)
+    b = await c.census(s1, room, "?observe=1")
+    marks = [len(a.messages), len(b.messages)]
+    private_redis_server.freeze()
+    try:
+        for n in range(20):
+            await a.send({"op": "n", "n": n})
+            await b.send({"op": "n", "n": n})
+        await asyncio.sleep(OUTAGE)  # the freeze
+    finally:
+        private_redis_server.thaw()
+    for cl, mark in zip((a, b), marks, strict=True):
+        await cl.wait_json(lambda m: m.get("n") == 19, mark, timeout=30)
+        assert replies_by_n(cl, mark) == dict.fromkeys(range(20), 1)
+    for server in c.servers:
+        assert LOST_DATA not in server.output(), server.name
+    where = (await b.ask({"op": "where"}, "where"))["where"]
+    assert where["pid"] == s0.pid
+    assert [m for m in b.json_messages() if m.get("event") == "close"] == []
+    for server in c.servers:
+        assert LOST_DATA not in server.output(), server.name
+
+
+async def test_a_client_that_disconnects_while_redis_is_frozen_loses_nothing(
+    cluster, private_redis_server: PrivateRedis
+) -> None:
+    """A client sends five messages and closes while Redis is frozen for longer than
+    daphne's application_close_timeout (2 s here; 10 s by default), which cancels a
+    connection's task that has not ended by then: every message and the close reach
+    the object once Redis is back, and the socket's record is gone from Redis."""
+    c = cluster(2, redis_url=private_redis_server.url(), args=("--application-close-timeout", "2"))
+    s0, s1 = c.servers
+    room = oid()
+    observer = await c.census(s0, room, "?observe=1")  # s0 owns
+    leaving = await c.census(s1, room)
+    ident = (await leaving.ask({"op": "whoami"}, "id"))["id"]
+    mark = len(observer.messages)
+    private_redis_server.freeze()
+    try:
+        for n in range(2, 7):
+            await leaving.send({"op": "broadcast", "text": f"m{n}", "tag": "observers"})
+        await leaving.close()
+        await asyncio.sleep(2 + OUTAGE)  # the freeze: past the application close timeout
+    finally:
+        private_redis_server.thaw()
+    closed = await observer.wait_json(lambda m: m.get("event") == "close", mark, timeout=30)
+    assert closed["id"] == ident
+    assert observer.texts() == [f"m{n}" for n in range(2, 7)]
+    sockets = await c.redis.hkeys(f"{c.prefix}:durable:s:{Census.object_key(room)}")
+    assert ident.encode() not in sockets
+    assert "took too long to shut down and was killed" not in s1.output()
+
+
+async def test_events_held_past_the_bound_close_the_socket_with_1013_keeping_what_came_before(
+    cluster, private_redis_server: PrivateRedis
+) -> None:
+    """While Redis is frozen a process holds what its clients send, up to MAX_HELD_BYTES
+    (4 KiB here): the socket whose frame passes it is closed with 1013 (Try Again
+    Later); every frame it had sent up to that one, and its close, still reach the
+    object (what it sends after the server's Close is not for the object)."""
+    c = cluster(2, redis_url=private_redis_server.url(), max_held_bytes="4096")
+    s0, s1 = c.servers
+    room = oid()
+    observer = await c.census(s0, room, "?observe=1")
+    flooder = await c.census(s1, room)
+    ident = (await flooder.ask({"op": "whoami"}, "id"))["id"]
+    mark = len(observer.messages)
+    texts = [f"f{n}-" + "x" * 1000 for n in range(8)]
+    private_redis_server.freeze()
+    try:
+        for text in texts:
+            await flooder.send({"op": "broadcast", "text": text, "tag": "observers"})
+        async with asyncio.timeout(WAIT):
+            await flooder.ended.wait()
+    finally:
+        private_redis_server.thaw()
+    assert flooder.closed_by is not None and flooder.closed_by.rcvd is not None
+    assert flooder.closed_by.rcvd.code == 1013
+    closed = await observer.wait_json(lambda m: m.get("event") == "close", mark, timeout=30)
+    assert closed["id"] == ident
+    got = observer.texts()
+    assert 1 <= len(got) < len(texts)
+    assert got == texts[: len(got)]
 
 
 # Auto-response ------------------------------------------------------------------------------
@@ -603,6 +716,7 @@ import django
 django.setup()
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django_durable import broadcast_event
 from tests.app.consumers import Room
 
 room = sys.argv[1]
@@ -610,11 +724,11 @@ room = sys.argv[1]
 async def main():
     layer = get_channel_layer()
     vip, everyone = Room.tag_group(room, "vip"), Room.tag_group(room, None)
-    await layer.group_send(vip, {"type": "durable.broadcast", "text": "vip"})
+    await layer.group_send(vip, broadcast_event(vip, "vip"))
     await Room.broadcast_to(room, "vip-too", tag="vip")
-    await layer.group_send(everyone, {"type": "durable.broadcast", "text": "all"})
+    await layer.group_send(everyone, broadcast_event(everyone, "all"))
     await Room.broadcast_to(room, b"bytes")
-    await layer.group_send(everyone, {"type": "durable.broadcast", "text": "end"})
+    await layer.group_send(everyone, broadcast_event(everyone, "end"))
 
 async_to_sync(main)()
 print("sent")

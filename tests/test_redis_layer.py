@@ -9,6 +9,7 @@ tests that flush or restart Redis start a private ``redis-server``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -19,7 +20,7 @@ from redis import asyncio as aioredis
 from django_durable import WebSocketRequestResponsePair
 from django_durable.exceptions import OwnershipLost, SessionLayerUnavailable
 from django_durable.session.base import CLOSING, OPEN, ObjectSession, SocketRecord
-from django_durable.session.redis import RedisSessionLayer
+from django_durable.session.redis import RIDE_THROUGH, RedisSessionLayer
 from tests.daphne_server import free_port
 from tests.redis_server import PrivateRedis, private_redis
 from tests.services import REDIS_URL, need
@@ -86,11 +87,20 @@ async def snapshot(client: aioredis.Redis, prefix: str, key: str = KEY) -> dict[
     }
 
 
-async def expired(client: aioredis.Redis, name: str) -> None:
-    """Wait (bounded) until Redis expired ``name``."""
+async def expired(layer: RedisSessionLayer) -> None:
+    """Wait (bounded) until the lease of ``KEY`` expired on the live clock.
+
+    Redis keeps the key longer (it outlives outages); ``owner()`` says it is over.
+    """
     async with asyncio.timeout(10):
-        while await client.exists(name):  # noqa: ASYNC110 (Redis sends no event for it)
+        while await layer.owner(KEY) is not None:  # noqa: ASYNC110 (no event for it)
             await asyncio.sleep(0.01)
+
+
+def lease_of(value: bytes | None) -> str:
+    """``"<holder>|<token>"`` of a stored lease (without its expiry)."""
+    assert value is not None
+    return value.decode().rsplit("|", 1)[0]
 
 
 def record(sid: str, **kwargs: Any) -> SocketRecord:
@@ -115,7 +125,8 @@ async def test_acquire_renew_release(layers: Factory, redis: aioredis.Redis, pre
     # The holder taking it again keeps its token and extends the lease.
     assert await a.acquire(KEY) == (True, "process-a", token)
     assert await a.renew([KEY]) == []
-    assert 0 < await redis.pttl(f"{prefix}l:{KEY}") <= 5000
+    # Redis keeps the key past the lease, so that an outage does not expire it.
+    assert 5000 < await redis.pttl(f"{prefix}l:{KEY}") <= 5000 + RIDE_THROUGH * 1000
     # Renewing or releasing someone else's lease does nothing to it.
     assert await b.renew([KEY]) == [KEY]
     await b.release(KEY, ObjectSession(KEY))
@@ -134,12 +145,16 @@ async def test_an_expired_lease_is_reported_lost_and_is_free(
 ) -> None:
     a, b = layers("process-a", lease_time=0.2), layers("process-b")
     _, _, token = await a.acquire(KEY)
-    await expired(redis, f"{prefix}l:{KEY}")
+    await expired(a)
     assert await a.owner(KEY) is None
-    assert await a.renew([KEY]) == [KEY]
-    assert a.fence_token(KEY) is None
+    # Expired but taken by nobody: the token is still the last, so a may renew it.
+    assert await a.renew([KEY]) == []
+    assert await a.owner(KEY) == "process-a"
+    await expired(a)
     owned, _, token_b = await b.acquire(KEY)
     assert owned and token_b > token
+    assert await a.renew([KEY]) == [KEY]
+    assert a.fence_token(KEY) is None
 
 
 async def test_a_stale_release_leaves_the_new_owners_lease(
@@ -147,12 +162,12 @@ async def test_a_stale_release_leaves_the_new_owners_lease(
 ) -> None:
     a, b = layers("process-a", lease_time=0.2), layers("process-b")
     await a.acquire(KEY)
-    await expired(redis, f"{prefix}l:{KEY}")
+    await expired(a)
     _, _, token_b = await b.acquire(KEY)
     # a never noticed it lost the lease: its release must not end b's.
     assert KEY in a.owned
     await a.release(KEY, ObjectSession(KEY))
-    assert await redis.get(f"{prefix}l:{KEY}") == f"process-b|{token_b}".encode()
+    assert lease_of(await redis.get(f"{prefix}l:{KEY}")) == f"process-b|{token_b}"
 
 
 async def test_tokens_keep_growing_after_redis_loses_everything(
@@ -195,7 +210,7 @@ async def test_a_write_after_losing_the_lease_raises_and_writes_nothing(
     await a.flush_stamps()
 
     # a's lease runs out (a stalled process); b takes the object.
-    await expired(redis, f"{prefix}l:{KEY}")
+    await expired(a)
     _, _, token_b = await b.acquire(KEY)
     before = await snapshot(redis, prefix)
 
@@ -214,7 +229,7 @@ async def test_a_write_after_losing_the_lease_raises_and_writes_nothing(
         with pytest.raises(OwnershipLost):
             await write
     assert await snapshot(redis, prefix) == before
-    assert await redis.get(f"{prefix}l:{KEY}") == f"process-b|{token_b}".encode()
+    assert lease_of(await redis.get(f"{prefix}l:{KEY}")) == f"process-b|{token_b}"
     assert a.fence_token(KEY) is None
 
     # The new owner's writes go through.
@@ -373,3 +388,49 @@ async def test_unreachable_redis_raises_session_layer_unavailable(prefix: str) -
         assert issubclass(SessionLayerUnavailable, ConnectionError)
     finally:
         await layer.close()
+
+
+# Outages and freezes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["stop", "freeze"])
+async def test_an_outage_or_freeze_of_redis_expires_no_lease_and_no_heartbeat(
+    fault: str, prefix: str
+) -> None:
+    """Redis away for longer than a lease (stopped with its data kept, or frozen with
+    SIGSTOP): when it is back, the owner still owns its object (another process cannot
+    take it), its writes go through, and no heartbeat looks lost or dead; a process
+    that stopped ticking before the outage is still found dead afterwards."""
+    with private_redis(persistent=True) as server:
+        async for make in _make_factory(server.url(), prefix):
+            a, b = make("process-a", lease_time=0.6), make("process-b", lease_time=0.6)
+            dead = make("process-dead", lease_time=0.6)
+            assert await dead.heartbeat(first=True)
+            assert await a.heartbeat(first=True) and await b.heartbeat(first=True)
+            await a.acquire(KEY)
+            async with asyncio.timeout(10):
+                while await b.alive(["process-dead"]):
+                    await b.heartbeat()
+                    await a.renew([KEY])
+                    await asyncio.sleep(0.05)
+            if fault == "stop":
+                server.stop()
+                await asyncio.sleep(1.5)  # the outage: longer than two leases
+                server.start()
+                for layer in (a, b):  # each drops its pool's dead connections once
+                    with contextlib.suppress(SessionLayerUnavailable):
+                        await layer.owner("another-key")
+            else:
+                server.freeze()
+                await asyncio.sleep(1.5)  # the freeze: longer than two leases
+                server.thaw()
+            assert await b.acquire(KEY) == (False, "process-a", a.fence_token(KEY))
+            assert await b.owner(KEY) == "process-a"
+            assert await a.heartbeat() is True  # not "Redis lost this process's data"
+            assert await b.alive(["process-a", "process-b", "process-dead"]) == {
+                "process-a",
+                "process-b",
+            }
+            assert await a.renew([KEY]) == []
+            await a.add_socket(KEY, record("s1"))
+            assert list((await b.load(KEY)).sockets) == ["s1"]

@@ -21,7 +21,14 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-from django_durable import CLOSED, CLOSING, CONNECTING, OPEN, WebSocketRequestResponsePair
+from django_durable import (
+    CLOSED,
+    CLOSING,
+    CONNECTING,
+    OPEN,
+    WebSocketRequestResponsePair,
+    broadcast_event,
+)
 from django_durable import exceptions as exc
 from django_durable.testing import hibernate, live_object_ids
 from tests.app.consumers import Probe, Room, Silent
@@ -722,14 +729,11 @@ async def test_outside_code_reaches_tagged_sockets_without_waking_the_object(pro
     await hibernate(Probe, probe.id)
 
     layer = get_channel_layer()
-    await layer.group_send(
-        Probe.tag_group(probe.id, "red"), {"type": "durable.broadcast", "text": "group red"}
-    )
+    red, blue = Probe.tag_group(probe.id, "red"), Probe.tag_group(probe.id, "blue")
+    await layer.group_send(red, broadcast_event(red, "group red"))
     assert await a.receive_data() == "group red"
     assert await b.receive_data() == "group red"
-    await layer.group_send(
-        Probe.tag_group(probe.id, "blue"), {"type": "durable.broadcast", "bytes": b"\x01blue"}
-    )
+    await layer.group_send(blue, broadcast_event(blue, b"\x01blue"))
     assert await b.receive_data() == b"\x01blue"
     assert await c.receive_data() == b"\x01blue"
 

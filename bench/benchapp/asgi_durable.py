@@ -32,8 +32,23 @@ async def _hibernate() -> None:
     await hibernate(consumers.BenchRoom, ROOM)
 
 
+async def _wake(n: int) -> None:
+    """Wake objects o0 .. o<n-1> once each, 200 at a time (200 workers: an
+    ``asyncio.Semaphore`` with thousands of waiters costs O(waiters) per release)."""
+    import asyncio
+
+    ids = iter(range(n))
+
+    async def worker() -> None:
+        for i in ids:
+            await consumers.BenchRoom.get(f"o{i}").ping()
+
+    await asyncio.gather(*(worker() for _ in range(min(n, 200))))
+
+
 control.register(
     sockets=_sockets,
     live_object_ids=lambda: live_object_ids(consumers.BenchRoom),
     hibernate=_hibernate,
+    wake=_wake,
 )

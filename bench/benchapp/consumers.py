@@ -5,7 +5,7 @@ from __future__ import annotations
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from benchapp import control
-from django_durable import DurableConsumer
+from django_durable import DurableConsumer, rpc
 
 #: Open Channels consumers (for /bench/status).
 CHANNELS_OPEN = 0
@@ -57,6 +57,11 @@ class BenchRoom(DurableConsumer):
                 await self.state.broadcast("b:" + message[6:])
         elif message == "warmup":
             await ws.send("warm")
+
+    @rpc
+    async def ping(self) -> int:
+        """A stub call that wakes the object (bench/many_objects.py)."""
+        return 1
 
 
 class BenchHistoryRoom(BenchRoom):

@@ -6,6 +6,8 @@ They run inside the daphne process under test, on its event loop:
 - ``GET /bench/gc``: ``gc.collect()`` (all generations, twice), then the status;
 - ``GET /bench/hibernate``: hibernate the durable bench object (durable app only), then
   the status (``live_object_ids`` must be empty afterwards);
+- ``GET /bench/wake?n=N``: wake the durable objects ``o0`` .. ``o<N-1>`` once each (a
+  stub call), from inside the server (``bench/many_objects.py``);
 - ``GET /bench/trim``: glibc ``malloc_trim(0)``, then the status (diagnostics only);
 - ``GET /bench/snapshot?name=X``: keep a tracemalloc snapshot under ``X`` (only when the
   server was started with ``BENCH_TRACEMALLOC=<frames>`` in its environment);
@@ -20,6 +22,7 @@ Channels (the consumers send later), ``state.broadcast()`` for the durable objec
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
 import json
@@ -51,8 +54,11 @@ def register(
     sockets: Callable[[], int],
     live_object_ids: Callable[[], list[str]] | None = None,
     hibernate: Callable[[], Awaitable[None]] | None = None,
+    wake: Callable[[int], Awaitable[None]] | None = None,
 ) -> None:
     _hooks["sockets"] = sockets
+    if wake is not None:
+        _hooks["wake"] = wake
     if live_object_ids is not None:
         _hooks["live_object_ids"] = live_object_ids
     if hibernate is not None:
@@ -92,7 +98,16 @@ def status() -> dict[str, Any]:
         "server_ms": list(SERVER_MS),
         "server_cpu_ms": list(SERVER_CPU_MS),
         "tracemalloc": tracemalloc.is_tracing(),
+        # Every asyncio task of the server's event loop (bench/many_objects.py).
+        "tasks": _tasks(),
     }
+
+
+def _tasks() -> int | None:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop
+        return None
 
 
 def _owner(frames: tracemalloc.Traceback) -> str:
@@ -208,6 +223,20 @@ async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             else:
                 await hook()
                 body = status()
+        elif path == "/bench/wake":
+            # Wake objects o0 .. o<n-1> once each from inside the server (no client in
+            # the loop): ``seconds`` from the first wake to the last hibernation.
+            hook = _hooks.get("wake")
+            if hook is None:
+                code, body = 404, {"error": "this application has no durable object"}
+            else:
+                wall, cpu = time.perf_counter(), time.thread_time()
+                await hook(int(query.get("n", "1")))
+                body = {
+                    "seconds": time.perf_counter() - wall,
+                    "cpu_seconds": time.thread_time() - cpu,
+                    **status(),
+                }
         elif path == "/bench/trim":
             gc.collect()
             ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -28,12 +28,14 @@ DATABASES = {
     }
 }
 
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CHANNEL_LAYERS: dict = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-DURABLE_OBJECTS = {
+DURABLE_OBJECTS: dict = {
     # The benchmark hibernates explicitly (GET /bench/hibernate); a long idle timeout
     # keeps the object awake between broadcast rounds unless the bench asks otherwise.
     "IDLE_TIMEOUT": float(os.environ.get("BENCH_IDLE_TIMEOUT", "60")),
+    # bench/many_objects.py: every object hibernates after each event.
+    "HIBERNATE_EAGERLY": os.environ.get("BENCH_HIBERNATE_EAGERLY") == "1",
 }
 # bench/overload_bench.py: the flood against a server without bounds, for comparison.
 if os.environ.get("BENCH_UNBOUNDED"):
@@ -41,6 +43,26 @@ if os.environ.get("BENCH_UNBOUNDED"):
         DURABLE_OBJECTS[_key] = 10**12
     for _key in ("MAX_SOCKET_QUEUED_EVENTS", "MAX_SOCKET_QUEUED_BYTES"):
         DURABLE_OBJECTS[_key] = 10**12
+
+if os.environ.get("BENCH_LAYER") == "redis":
+    # bench/many_objects.py with two processes: Redis layers as docs/deployment.md says,
+    # under a fresh prefix per run (BENCH_PREFIX) so runs sharing a Redis never meet.
+    _prefix = os.environ.get("BENCH_PREFIX", "bench-many")
+    _host = {
+        "address": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"),
+        "socket_timeout": None,
+        "max_connections": 1000,
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [_host], "prefix": f"{_prefix}:asgi", "capacity": 10_000},
+        }
+    }
+    DURABLE_OBJECTS["SESSION_LAYER"] = {
+        "BACKEND": "django_durable.session.RedisSessionLayer",
+        "CONFIG": {"hosts": [_host], "prefix": f"{_prefix}:durable:"},
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

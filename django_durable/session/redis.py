@@ -5,9 +5,11 @@ Layout (``prefix`` defaults to ``durable:``; ``K`` is the object key):
 - ``{prefix}s:K`` hash, socket id -> msgpack ``[tags, attachment, holder, state, seq]``
 - ``{prefix}t:K`` hash, socket id -> auto-response timestamp (written by gateways)
 - ``{prefix}c:K`` hash, ``auto`` -> msgpack ``[request, response]``, ``timeout`` -> ms
-- ``{prefix}l:K`` the lease: ``"<holder channel>|<token>"`` with a TTL of ``LEASE_TIME``
+- ``{prefix}l:K`` the lease: ``"<holder channel>|<token>|<expiry>"``, the expiry on the
+  live clock (``LIVE_CLOCK``), kept by Redis ``LEASE_TIME`` + ``RIDE_THROUGH``
 - ``{prefix}f:K`` the last fencing token handed out for ``K``
-- ``{prefix}p:<holder channel>`` a process's heartbeat, with the same TTL
+- ``{prefix}p:<holder channel>`` a process's heartbeat: its expiry on the live clock
+- ``{prefix}clock``, ``{prefix}pause``: the live clock (the last tick, the pauses)
 - ``{prefix}hm:K`` hash, ``e`` -> the history's epoch, ``o`` -> the offset of its last
   broadcast; ``{prefix}h:K`` list of the last ``history`` broadcasts (msgpack
   ``[tag, excluded socket ids, payload]``), oldest first, so that entry ``i`` of ``n``
@@ -51,47 +53,146 @@ from .base import (
     new_epoch,
 )
 
-ACQUIRE = """
-local cur = redis.call('GET', KEYS[1])
+# Time in these scripts is the *live clock*: Redis's clock (ms) minus every pause
+# found so far. A pause is a gap of more than half a lease in which no script ran (Redis
+# was stopped or frozen, or no process could reach it: processes run these scripts every
+# third of a lease). The first script after a pause adds it to ``pause``, so leases and
+# heartbeats get back the time nobody could renew them in: an outage or a freeze expires
+# nothing, and the owner of an object finds it still its own when Redis is back (a kill -9
+# of a process still expires its leases and heartbeat, since the others keep ticking).
+# KEYS[1], KEYS[2]: the clock and the pause keys; ARGV[1]: the gap in ms.
+LIVE_CLOCK = """
+local function live_now(clock_key, pause_key, gap)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local last = tonumber(redis.call('GET', clock_key) or '0')
+  local pause = tonumber(redis.call('GET', pause_key) or '0')
+  if last > 0 and now - last > gap then
+    pause = pause + (now - last)
+    redis.call('SET', pause_key, string.format('%.0f', pause))
+  end
+  if now > last then redis.call('SET', clock_key, string.format('%.0f', now)) end
+  return now - pause
+end
+local function lease_expiry(value)
+  local last = string.find(value, '|[^|]*$')
+  return tonumber(string.sub(value, last + 1)) or 0
+end
+local function lease_value(head, live, lease_ms)
+  return head .. '|' .. string.format('%.0f', live + lease_ms)
+end
+local function lease_is(value, mine)
+  return value ~= false and string.sub(value, 1, #mine + 1) == mine .. '|'
+end
+"""
+
+# A lease is ``"<holder>|<token>|<expiry on the live clock>"``; Redis keeps the key
+# ``ARGV[lease ms] + RIDE_THROUGH`` ms so that it outlives an outage.
+# KEYS: clock, pause, lease, fence. ARGV: gap, holder, lease ms, physical ttl ms.
+ACQUIRE = (
+    LIVE_CLOCK
+    + """
+local live = live_now(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+local lease_ms = tonumber(ARGV[3])
+local cur = redis.call('GET', KEYS[3])
 if cur then
   local sep = string.find(cur, '|', 1, true)
   local holder = string.sub(cur, 1, sep - 1)
-  local token = string.sub(cur, sep + 1)
-  if holder == ARGV[1] then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  local rest = string.sub(cur, sep + 1)
+  local token = string.sub(rest, 1, (string.find(rest, '|', 1, true) or (#rest + 1)) - 1)
+  if holder == ARGV[2] then
+    redis.call('SET', KEYS[3], lease_value(holder .. '|' .. token, live, lease_ms), 'PX', ARGV[4])
     return {1, holder, token}
   end
-  return {0, holder, token}
+  if lease_expiry(cur) > live then
+    return {0, holder, token}
+  end
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local last = tonumber(redis.call('GET', KEYS[4]) or '0')
 local token = now
 if last >= now then token = last + 1 end
 local tok = string.format('%.0f', token)
-redis.call('SET', KEYS[2], tok)
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. tok, 'PX', ARGV[2])
-return {1, ARGV[1], tok}
+redis.call('SET', KEYS[4], tok)
+redis.call('SET', KEYS[3], lease_value(ARGV[2] .. '|' .. tok, live, lease_ms), 'PX', ARGV[4])
+return {1, ARGV[2], tok}
 """
+)
 
-RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+# Renewing needs only that nobody else took the lease: one that expired on the live
+# clock but was not taken is still this process's (its token is still the last).
+# KEYS: clock, pause, lease. ARGV: gap, "<holder>|<token>", lease ms, physical ttl ms.
+RENEW = (
+    LIVE_CLOCK
+    + """
+local live = live_now(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+local cur = redis.call('GET', KEYS[3])
+if lease_is(cur, ARGV[2]) then
+  redis.call('SET', KEYS[3], lease_value(ARGV[2], live, tonumber(ARGV[3])), 'PX', ARGV[4])
+  return 1
 end
 return 0
 """
+)
 
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+# KEYS: lease. ARGV: "<holder>|<token>".
+RELEASE = (
+    LIVE_CLOCK
+    + """
+if lease_is(redis.call('GET', KEYS[1]), ARGV[1]) then
   return redis.call('DEL', KEYS[1])
 end
 return 0
 """
+)
+
+# The holder of a lease that holds on the live clock, or false. KEYS: clock, pause, lease.
+OWNER = (
+    LIVE_CLOCK
+    + """
+local live = live_now(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+local cur = redis.call('GET', KEYS[3])
+if cur and lease_expiry(cur) > live then
+  return string.sub(cur, 1, string.find(cur, '|', 1, true) - 1)
+end
+return false
+"""
+)
+
+# A heartbeat is its expiry on the live clock, kept by Redis for a lease plus
+# RIDE_THROUGH: missing means Redis lost it (its data), expired means the process
+# stopped renewing it. KEYS: clock, pause, heartbeat. ARGV: gap, lease ms, ttl ms.
+# Returns 1, or 0 when the key had vanished.
+HEARTBEAT = (
+    LIVE_CLOCK
+    + """
+local live = live_now(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+local existed = redis.call('EXISTS', KEYS[3])
+redis.call('SET', KEYS[3], string.format('%.0f', live + tonumber(ARGV[2])), 'PX', ARGV[3])
+return existed
+"""
+)
+
+# 1 or 0 per heartbeat key in KEYS[3:]: whether it holds on the live clock.
+ALIVE = (
+    LIVE_CLOCK
+    + """
+local live = live_now(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+local result = {}
+for i = 3, #KEYS do
+  local v = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  result[#result + 1] = (v > live) and 1 or 0
+end
+return result
+"""
+)
 
 # KEYS: lease, sockets, timestamps, settings. ARGV[1]: the lease value; then ops:
 # 'S' <key index> <field> <value>  |  'D' <key index> <field>
 FENCED_WRITE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+local cur = redis.call('GET', KEYS[1])
+if not cur or string.sub(cur, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then
   return redis.error_reply('FENCED lease lost')
 end
 local i = 2
@@ -162,6 +263,11 @@ return {e, o, first, entries}
 
 SOCKETS, TIMESTAMPS, SETTINGS = 2, 3, 4
 
+#: Seconds Redis keeps a lease or a heartbeat past its expiry, so that an outage or a
+#: freeze of Redis up to this long expires neither (see ``LIVE_CLOCK``); a longer one
+#: counts as Redis having lost its data.
+RIDE_THROUGH = 600.0
+
 logger = logging.getLogger(__name__)
 
 
@@ -216,6 +322,9 @@ class RedisSessionLayer(BaseSessionLayer):
         self._acquire = self.redis.register_script(ACQUIRE)
         self._renew = self.redis.register_script(RENEW)
         self._release = self.redis.register_script(RELEASE)
+        self._owner = self.redis.register_script(OWNER)
+        self._heartbeat = self.redis.register_script(HEARTBEAT)
+        self._alive = self.redis.register_script(ALIVE)
         self._fenced = self.redis.register_script(FENCED_WRITE)
         self._touch_many = self.redis.register_script(TOUCH_MANY)
         #: Called with (key, records written, socket ids removed) after each owner's
@@ -264,6 +373,21 @@ class RedisSessionLayer(BaseSessionLayer):
     def lease_ms(self) -> int:
         return int(self.lease_time * 1000)
 
+    @property
+    def _clock(self) -> list[str]:
+        """The live clock's keys (one pair per prefix)."""
+        return [f"{self.prefix}clock", f"{self.prefix}pause"]
+
+    @property
+    def _kept_ms(self) -> int:
+        return self.lease_ms + int(RIDE_THROUGH * 1000)
+
+    @property
+    def _gap_ms(self) -> int:
+        # Processes tick every third of a lease; a lease renewed just before an outage
+        # has two thirds left: a gap in between is a pause, found before any expires.
+        return self.lease_ms * 6 // 10
+
     def lease_value(self, key: str) -> str:
         return f"{self.holder}|{self.owned.get(key, 0)}"
 
@@ -274,8 +398,8 @@ class RedisSessionLayer(BaseSessionLayer):
         p = self.prefix
         async with unavailable_as_error():
             owned, holder, token = await self._acquire(
-                keys=[f"{p}l:{key}", f"{p}f:{key}"],
-                args=[self.holder, self.lease_ms],
+                keys=[*self._clock, f"{p}l:{key}", f"{p}f:{key}"],
+                args=[self._gap_ms, self.holder, self.lease_ms, self._kept_ms],
                 client=self.redis_for(key),
             )
         holder, token = _text(holder), int(_text(token))
@@ -287,8 +411,12 @@ class RedisSessionLayer(BaseSessionLayer):
 
     async def owner(self, key: str) -> str | None:
         async with unavailable_as_error():
-            value = await self.redis_for(key).get(f"{self.prefix}l:{key}")
-        return None if value is None else _text(value).split("|", 1)[0]
+            value = await self._owner(
+                keys=[*self._clock, f"{self.prefix}l:{key}"],
+                args=[self._gap_ms],
+                client=self.redis_for(key),
+            )
+        return None if value is None else _text(value)
 
     async def renew(self, keys: list[str]) -> list[str]:
         """Renew the leases of ``keys``; the keys whose lease was lost."""
@@ -302,8 +430,8 @@ class RedisSessionLayer(BaseSessionLayer):
             ):
                 for key in group:
                     await self._renew(
-                        keys=[f"{self.prefix}l:{key}"],
-                        args=[self.lease_value(key), self.lease_ms],
+                        keys=[*self._clock, f"{self.prefix}l:{key}"],
+                        args=[self._gap_ms, self.lease_value(key), self.lease_ms, self._kept_ms],
                         client=pipe,
                     )
                 results = await pipe.execute()
@@ -327,16 +455,19 @@ class RedisSessionLayer(BaseSessionLayer):
         return self.owned.get(key)
 
     async def heartbeat(self, first: bool = False) -> bool:
-        """Refresh this process's heartbeat; False when it had vanished (Redis lost data)."""
-        redis = self.redis_for(self.holder)
+        """Refresh this process's heartbeat; False when it had vanished (Redis lost data).
+
+        An outage or a freeze of Redis does not make it vanish: Redis keeps the key
+        ``RIDE_THROUGH`` seconds past its expiry, and the live clock does not count the
+        time Redis was away. It lives on the host its process channel hashes to.
+        """
         async with unavailable_as_error():
-            if first:
-                await redis.set(self.heartbeat_key(self.holder), "1", px=self.lease_ms)
-                return True
-            ok = await redis.set(self.heartbeat_key(self.holder), "1", px=self.lease_ms, xx=True)
-            if not ok:
-                await redis.set(self.heartbeat_key(self.holder), "1", px=self.lease_ms)
-            return bool(ok)
+            existed = await self._heartbeat(
+                keys=[*self._clock, self.heartbeat_key(self.holder)],
+                args=[self._gap_ms, self.lease_ms, self._kept_ms],
+                client=self.redis_for(self.holder),
+            )
+        return first or bool(existed)
 
     async def alive(self, holders: list[str]) -> set[str]:
         if not holders:
@@ -344,8 +475,12 @@ class RedisSessionLayer(BaseSessionLayer):
         found = set()
         for index, group in self.by_host(holders).items():
             async with unavailable_as_error():
-                values = await self.redises[index].mget([self.heartbeat_key(h) for h in group])
-            found |= {h for h, v in zip(group, values, strict=True) if v is not None}
+                flags = await self._alive(
+                    keys=[*self._clock, *(self.heartbeat_key(h) for h in group)],
+                    args=[self._gap_ms],
+                    client=self.redises[index],
+                )
+            found |= {h for h, ok in zip(group, flags, strict=True) if ok}
         return found
 
     # The object's side -----------------------------------------------------------------

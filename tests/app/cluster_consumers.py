@@ -19,9 +19,16 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.layers import get_channel_layer
 from redis import asyncio as aioredis
 
-from django_durable import DurableConsumer, WebSocketRequestResponsePair, rpc
+from django_durable import (
+    DurableConsumer,
+    WebSocketRequestResponsePair,
+    broadcast_event,
+    metrics,
+    rpc,
+)
 from django_durable.runtime import get_runtime
 from django_durable.testing import hibernate, live_object_ids
 
@@ -260,4 +267,20 @@ class ClusterMonitor:
         if op == "broadcast_to":
             await cls.broadcast_to(object_id, command["text"], command.get("tag"))
             return {"ok": True}
+        if op == "group_send":
+            group = cls.tag_group(object_id, command.get("tag"))
+            event = broadcast_event(group, command["text"])
+            if command.get("without_group"):
+                del event["group"]  # the form every process now refuses (and counts)
+            await get_channel_layer().group_send(group, event)
+            return {"sent": group}
+        if op == "process":
+            # What this process holds, for tests/test_many_objects.py.
+            runtime = get_runtime()
+            return {
+                "tasks": len(asyncio.all_tasks()),
+                "sockets": len(runtime.sockets),
+                "live": len(runtime.dispatcher.live),
+                "refused": metrics.value("group_messages_refused"),
+            }
         return {"unknown": op}

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from django_durable import DurableConsumer, WebSocketRequestResponsePair, rpc
+from django_durable import DurableConsumer, WebSocketRequestResponsePair, broadcast_event, rpc
 from django_durable.runtime import get_runtime
 from django_durable.testing import hibernate, live_object_ids
 
@@ -357,12 +357,13 @@ class Monitor(AsyncJsonWebsocketConsumer):
             _signal(content["name"]).set()
             reply = {"signalled": content["name"]}
         elif op == "group_send":
-            event: dict[str, Any] = {"type": "durable.broadcast"}
-            if "bytes_hex" in content:
-                event["bytes"] = bytes.fromhex(content["bytes_hex"])
-            else:
-                event["text"] = content["text"]
             group = cls.tag_group(object_id, content.get("tag"))
+            if "bytes_hex" in content:
+                event = broadcast_event(group, bytes.fromhex(content["bytes_hex"]))
+            else:
+                event = broadcast_event(group, content["text"])
+            if content.get("without_group"):
+                del event["group"]  # the old form, which is refused (and counted)
             await get_channel_layer().group_send(group, event)
             reply = {"sent": group}
         elif op == "broadcast_to":

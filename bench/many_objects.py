@@ -1,0 +1,463 @@
+#!/usr/bin/env python
+"""Many objects: N sockets on N objects against N sockets on one object (SPEC §12).
+
+Every server runs ``benchapp.asgi_durable`` (``BenchRoom``: the object of
+``/ws/room/<id>/``, one tag) with ``HIBERNATE_EAGERLY``, or the raw ASGI app
+(``benchapp.asgi_raw``, the floor of the connect path), started by the core
+benchmark's harness (``core_bench.Server``: fd limits raised, control endpoints under
+``/bench/``). Layouts, in one run:
+
+  raw    the bare ASGI app: what a handshake costs without django-durable;
+  one    N sockets on one object (``/ws/room/room/``);
+  many   N sockets on N objects (``/ws/room/o<i>/``), one socket each.
+
+``--layer memory``: in-memory layers, one daphne process. ``--layer redis``: the Redis
+session and channel layers (a fresh prefix per run) and two daphne processes; socket
+``i`` connects to process ``i % 2``.
+
+For each layout, one after another (one server set up at a time):
+
+- connect: sockets in batches of ``--batch`` (1,000), ``--concurrency`` handshakes in
+  flight from ``--clients`` client processes; per batch the wall time (handshake sent
+  to accepted, for the whole batch) and the CPU time the servers spent meanwhile
+  (``/proc/<pid>/stat``, less sensitive to the other processes on the machine);
+- memory per socket: VmRSS (after ``gc.collect()``) with every socket connected and
+  every object hibernated, minus VmRSS before the first socket, over N. ``many - one``
+  is what a hibernated object costs beyond its socket;
+- tasks: ``len(asyncio.all_tasks())`` in each server, then;
+- idle CPU: the servers' CPU time over ``--idle`` (10) seconds with nothing happening,
+  as a share of one core;
+- wake: every socket sends ``warmup`` at once and the time until every ``warm`` reply
+  arrived (``many``: every object is woken once; ``one``: one object, N events); and
+  for ``many``, from inside the first server (``GET /bench/wake``): a stub call to each
+  object, 200 at a time, from the first wake to the last hibernation, no client frames.
+
+Prints a table and writes ``bench/results/many-<layer>-<timestamp>.json``;
+``--plot`` draws ``docs/img/bench-many-objects.png`` from one or more result files.
+
+    python bench/many_objects.py --layer memory --sockets 10000
+    python bench/many_objects.py --layer redis --sockets 10000
+    python bench/many_objects.py --layer memory --sockets 1000
+    python bench/many_objects.py --plot bench/results/many-memory-latest.json ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from core_bench import (
+    HOST,
+    RESULTS_DIR,
+    Clients,
+    Server,
+    log,
+    machine_info,
+    measure_rss,
+    migrate,
+    raise_nofile,
+)
+
+APPS = {"raw": "benchapp.asgi_raw:application", "durable": "benchapp.asgi_durable:application"}
+LAYOUTS = ("raw", "one", "many")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+TARGETS = {
+    "connect last/first batch (many)": 1.2,
+    "hibernated object, bytes beyond its socket": 1024,
+    "idle CPU, share of one core (many)": 0.01,
+    "connect per socket, durable/raw": 1.3,
+}
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+# -- client processes -------------------------------------------------------------------
+
+
+def worker_main(conn: Any, index: int) -> None:
+    raise_nofile()
+    try:
+        asyncio.run(_worker(conn))
+    finally:
+        conn.close()
+
+
+async def _worker(conn: Any) -> None:
+    from websockets.asyncio.client import connect
+
+    loop = asyncio.get_running_loop()
+    sockets: list[Any] = []
+
+    async def open_one(url: str, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            ws = await connect(url, ping_interval=None, compression=None, open_timeout=300)
+        sockets.append(ws)
+
+    async def wake_one(ws: Any) -> None:
+        await ws.send("warmup")
+        reply = await ws.recv()
+        assert reply == "warm", reply
+
+    while True:
+        command = await loop.run_in_executor(None, conn.recv)
+        op = command[0]
+        try:
+            if op == "connect":
+                _, urls, concurrency = command
+                gate = asyncio.Semaphore(concurrency)
+                await asyncio.gather(*(open_one(url, gate) for url in urls))
+                conn.send(("ok", len(sockets)))
+            elif op == "wake":
+                started = time.monotonic()
+                await asyncio.gather(*(wake_one(ws) for ws in sockets))
+                conn.send(("ok", time.monotonic() - started, len(sockets)))
+            elif op == "close":
+                await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+                conn.send(("ok",))
+                return
+            else:
+                conn.send(("error", f"unknown command {op!r}"))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class ManyClients(Clients):
+    """The core benchmark's client processes, with this benchmark's commands."""
+
+    def __init__(self, count: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.pipes = []
+        self.procs = []
+        for index in range(count):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker_main, args=(child, index), daemon=True)
+            proc.start()
+            self.pipes.append(parent)
+            self.procs.append(proc)
+
+    def connect_urls(self, urls: list[str], concurrency: int) -> None:
+        n = len(self.pipes)
+        per_proc = max(1, concurrency // n)
+        self.ask_all([("connect", urls[i::n], per_proc) for i in range(n)], timeout=1800)
+
+    def wake(self) -> float:
+        started = time.monotonic()
+        self.ask_all([("wake",)] * len(self.pipes), timeout=1800)
+        return time.monotonic() - started
+
+
+# -- one layout -------------------------------------------------------------------------
+
+
+def url_for(layout: str, servers: list[Server], i: int) -> str:
+    server = servers[i % len(servers)]
+    room = f"o{i}" if layout == "many" else "room"
+    return f"ws://{HOST}:{server.port}/ws/room/{room}/"
+
+
+def wait_settled(servers: list[Server], sockets: int, timeout: float = 600.0) -> list[dict]:
+    """Until the servers hold ``sockets`` sockets and no live object."""
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = [s.get("/bench/status") for s in servers]
+        held = sum(st["sockets"] for st in statuses)
+        live = sum(len(st["live_object_ids"] or ()) for st in statuses)
+        if held == sockets and not live:
+            return statuses
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"servers hold {held} sockets and {live} live objects")
+        time.sleep(0.2)
+
+
+def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    env = {"BENCH_HIBERNATE_EAGERLY": "1", "BENCH_IDLE_TIMEOUT": "10"}
+    if args.layer == "redis":
+        env.update(BENCH_LAYER="redis", BENCH_PREFIX=prefix, BENCH_REDIS_URL=args.redis_url)
+    app = APPS["raw" if layout == "raw" else "durable"]
+    processes = 2 if args.layer == "redis" else 1
+    servers = []
+    for _ in range(processes):
+        server = Server("raw" if layout == "raw" else "durable", env)
+        server.app = app
+        if args.ping_interval:
+            server.extra_args = ["--ping-interval", str(args.ping_interval)]
+        servers.append(server)
+    clients: ManyClients | None = None
+    result: dict[str, Any] = {"layout": layout, "processes": processes}
+    try:
+        for server in servers:
+            server.start()
+        result["command"] = " ".join(["python", *servers[0].command[1:]])
+        durable = layout != "raw"
+        if durable:
+            # Warm up (imports, the runtime, the process channel) on an object of its own.
+            for server in servers:
+                asyncio.run(_warmup(f"ws://{HOST}:{server.port}/ws/room/warmup/"))
+            wait_settled(servers, 0)
+        rss_before = [statistics.median(measure_rss(s, 3, args.settle)) for s in servers]
+        tasks_before = [s.get("/bench/status").get("tasks") for s in servers]
+        clients = ManyClients(args.clients)
+        batches = []
+        for start in range(0, args.sockets, args.batch):
+            urls = [url_for(layout, servers, i) for i in range(start, start + args.batch)]
+            cpu0 = sum(proc_cpu_seconds(s.pid) for s in servers)
+            t0 = time.monotonic()
+            clients.connect_urls(urls, args.concurrency)
+            wall = time.monotonic() - t0
+            cpu = sum(proc_cpu_seconds(s.pid) for s in servers) - cpu0
+            batches.append({"wall_s": wall, "server_cpu_s": cpu})
+            log(
+                f"{layout}: sockets {start + 1}-{start + args.batch}: {wall:.2f} s, cpu {cpu:.2f} s"
+            )
+        result["batches"] = batches
+        statuses = wait_settled(servers, args.sockets) if durable else None
+        rss_after = [statistics.median(measure_rss(s, 3, args.settle)) for s in servers]
+        statuses = [s.get("/bench/status") for s in servers]
+        result["memory"] = {
+            "rss_before_kib": rss_before,
+            "rss_after_kib": rss_after,
+            "per_socket_bytes": (sum(rss_after) - sum(rss_before)) * 1024 / args.sockets,
+        }
+        result["tasks"] = {"before": tasks_before, "after": [st["tasks"] for st in statuses]}
+        cpu0 = sum(proc_cpu_seconds(s.pid) for s in servers)
+        time.sleep(args.idle)
+        result["idle_cpu_share"] = (sum(proc_cpu_seconds(s.pid) for s in servers) - cpu0) / (
+            args.idle
+        )
+        if durable:
+            cpu0 = sum(proc_cpu_seconds(s.pid) for s in servers)
+            result["wake_s"] = clients.wake()
+            result["wake_server_cpu_s"] = sum(proc_cpu_seconds(s.pid) for s in servers) - cpu0
+            wait_settled(servers, args.sockets)
+        if layout == "many":
+            # The same from inside the first server (a stub call per object): the cost
+            # of a wake without the clients' frames.
+            woke = servers[0].get(f"/bench/wake?n={args.sockets}", timeout=1800)
+            result["wake_inside"] = {"seconds": woke["seconds"], "cpu": woke["cpu_seconds"]}
+            wait_settled(servers, args.sockets)
+        log(
+            f"{layout}: {result['memory']['per_socket_bytes'] / 1024:.2f} KiB/socket, "
+            f"tasks {result['tasks']}, idle CPU {result['idle_cpu_share'] * 100:.2f} %, "
+            f"wake {result.get('wake_s', 0):.2f} s"
+        )
+        for server in servers:
+            tail = server.output().strip()
+            if tail:
+                result.setdefault("server_output_tail", []).append(tail[-2000:])
+    finally:
+        if clients is not None:
+            clients.close()
+        for server in servers:
+            server.stop()
+    return result
+
+
+async def _warmup(url: str) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, ping_interval=None, compression=None) as ws:
+        await ws.send("warmup")
+        async with asyncio.timeout(30):
+            assert await ws.recv() == "warm"
+
+
+# -- report -----------------------------------------------------------------------------
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    layouts = results["layouts"]
+
+    def per_socket(name: str) -> float | None:
+        res = layouts.get(name)
+        return res["memory"]["per_socket_bytes"] if res else None
+
+    def batch_ratio(name: str, key: str) -> float | None:
+        res = layouts.get(name)
+        if not res or len(res["batches"]) < 2:
+            return None
+        first, last = res["batches"][0][key], res["batches"][-1][key]
+        return last / first if first else None
+
+    def connect_ratio(name: str, key: str) -> float | None:
+        res, raw = layouts.get(name), layouts.get("raw")
+        if not res or not raw:
+            return None
+        a = statistics.median(b[key] for b in res["batches"])
+        r = statistics.median(b[key] for b in raw["batches"])
+        return a / r if r else None
+
+    many, one = per_socket("many"), per_socket("one")
+    summary = {
+        "connect last/first batch (many), wall": batch_ratio("many", "wall_s"),
+        "connect last/first batch (many), server CPU": batch_ratio("many", "server_cpu_s"),
+        "connect last/first batch (one), wall": batch_ratio("one", "wall_s"),
+        "hibernated object, bytes beyond its socket": None
+        if many is None or one is None
+        else many - one,
+        "idle CPU, share of one core (many)": layouts.get("many", {}).get("idle_cpu_share"),
+        "idle CPU, share of one core (one)": layouts.get("one", {}).get("idle_cpu_share"),
+        "connect per batch, many/raw, wall": connect_ratio("many", "wall_s"),
+        "connect per batch, one/raw, wall": connect_ratio("one", "wall_s"),
+        "connect per batch, many/raw, server CPU": connect_ratio("many", "server_cpu_s"),
+        "connect per batch, one/raw, server CPU": connect_ratio("one", "server_cpu_s"),
+        "wake every object once (many), s": layouts.get("many", {}).get("wake_s"),
+        "N events to one object (one), s": layouts.get("one", {}).get("wake_s"),
+        "wake every object once from inside (many), s": layouts.get("many", {})
+        .get("wake_inside", {})
+        .get("seconds"),
+    }
+    return summary
+
+
+def report(results: dict[str, Any]) -> str:
+    args = results["args"]
+    lines = [
+        f"{args['sockets']} sockets, layer {args['layer']}, "
+        f"{results['layouts'][next(iter(results['layouts']))]['processes']} process(es)"
+    ]
+    lines.append(
+        f"{'layout':8} {'first batch s':>13} {'last batch s':>12} {'median s':>9} "
+        f"{'srv CPU first':>13} {'srv CPU last':>12} {'KiB/socket':>10} {'tasks':>12} "
+        f"{'idle CPU %':>10} {'wake s':>7}"
+    )
+    for name, res in results["layouts"].items():
+        b = res["batches"]
+        lines.append(
+            f"{name:8} {b[0]['wall_s']:>13.2f} {b[-1]['wall_s']:>12.2f} "
+            f"{statistics.median(x['wall_s'] for x in b):>9.2f} "
+            f"{b[0]['server_cpu_s']:>13.2f} {b[-1]['server_cpu_s']:>12.2f} "
+            f"{res['memory']['per_socket_bytes'] / 1024:>10.2f} "
+            f"{'+'.join(str(t) for t in res['tasks']['after']):>12} "
+            f"{res['idle_cpu_share'] * 100:>10.2f} "
+            f"{res.get('wake_s', float('nan')):>7.2f}"
+        )
+    lines.append("")
+    for key, value in results["summary"].items():
+        lines.append(f"{key:48} {'-' if value is None else format(value, '.3f')}")
+    return "\n".join(lines)
+
+
+def plot(paths: list[Path], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    batch = 1000
+    for path in paths:
+        data = json.loads(path.read_text())
+        tag = data.get("label") or f"{data['args']['layer']}"
+        batch = data["args"]["batch"]
+        for name in ("many", "one"):
+            res = data["layouts"].get(name)
+            if res is None:
+                continue
+            xs = [(i + 1) * batch for i in range(len(res["batches"]))]
+            ys = [b["server_cpu_s"] for b in res["batches"]]
+            style = {"many": "-o", "one": "--s"}[name]
+            ax.plot(xs, ys, style, markersize=3, label=f"{tag}: {name}")
+    ax.set_xlabel("sockets connected (one per object for 'many', all on one for 'one')")
+    ax.set_ylabel(f"server CPU seconds per {batch:,} connects")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Connect cost per 1,000 sockets as objects accumulate (HIBERNATE_EAGERLY)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--layer", choices=("memory", "redis"), default="memory")
+    parser.add_argument("--sockets", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--layouts", default=",".join(LAYOUTS))
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument("--concurrency", type=int, default=50, help="handshakes in flight")
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU")
+    parser.add_argument("--settle", type=float, default=1.0)
+    parser.add_argument(
+        "--ping-interval",
+        type=int,
+        default=0,
+        help="daphne's --ping-interval (default: daphne's own, 20 s); a long one keeps "
+        "its pings of every socket out of the idle CPU figure",
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
+    parser.add_argument("--label", default="", help="a name for this run in the plot")
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--plot", type=Path, nargs="*", default=None, metavar="JSON")
+    parser.add_argument(
+        "--plot-out", type=Path, default=RESULTS_DIR.parent.parent / "docs/img/bench-many.png"
+    )
+    args = parser.parse_args()
+    if args.plot is not None:
+        plot(args.plot, args.plot_out)
+        return
+    if args.sockets % args.batch:
+        parser.error("--sockets must be a multiple of --batch")
+    layouts = [x.strip() for x in args.layouts.split(",") if x.strip()]
+    raise_nofile()
+    RESULTS_DIR.mkdir(exist_ok=True)
+    migrate()
+    prefix = f"bench-many-{uuid.uuid4().hex[:8]}"
+    results: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "label": args.label,
+        "machine": machine_info(),
+        "argv": " ".join(["python", *sys.argv]),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "loadavg_before": os.getloadavg(),
+        "layouts": {},
+    }
+    started = time.monotonic()
+    for layout in layouts:
+        results["layouts"][layout] = run_layout(layout, args, f"{prefix}-{layout}")
+    results["loadavg_after"] = os.getloadavg()
+    results["elapsed_seconds"] = time.monotonic() - started
+    results["summary"] = summarize(results)
+    results["targets"] = TARGETS
+    print()
+    print(report(results))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = args.output or RESULTS_DIR / f"many-{args.layer}-{stamp}.json"
+    path.write_text(json.dumps(results, indent=2))
+    if not args.output:
+        (RESULTS_DIR / f"many-{args.layer}-latest.json").write_text(json.dumps(results, indent=2))
+    print(f"\nresults: {path} ({results['elapsed_seconds']:.0f} s)")
+    if args.layer == "redis":
+        with contextlib.suppress(Exception):
+            _cleanup_redis(args.redis_url, prefix)
+
+
+def _cleanup_redis(url: str, prefix: str) -> None:
+    """Delete this run's keys (only those under its own prefix)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+
+
+if __name__ == "__main__":
+    main()
