@@ -5,6 +5,7 @@ prints the same messages and stops it before it listens (see ``apps.py``)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -15,6 +16,8 @@ from django.utils.module_loading import import_string
 from .conf import DEFAULTS
 
 ID = "django_durable"
+
+logger = logging.getLogger(__name__)
 
 
 def _positive_number(value: Any) -> bool:
@@ -144,6 +147,54 @@ def _check_session_layer(spec: Any) -> list[Any]:
     if validate is not None:
         return [Error(msg, id=f"{ID}.E014") for msg in validate(config)]
     return []
+
+
+@register()
+def check_durable_names(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Each ``durable_name`` is used by one class only and contains no ``/``.
+
+    The object key is ``"<durable_name>/<object id>"``: two classes with one name
+    share every object's sockets, storage and lease, and a ``/`` in a name makes
+    ``"a/b" + "/" + "c"`` the same key as ``"a" + "/" + "b/c"``. Classes are defined
+    when their module is imported, so the project's ASGI application is imported
+    first (what daphne serves is what is checked).
+    """
+    _import_asgi_application()
+    from .consumer import defined
+
+    errors: list[Any] = []
+    for name, classes in sorted(defined.items()):
+        paths = sorted(classes)
+        if "/" in name:
+            errors.append(
+                Error(
+                    f"{', '.join(paths)}: durable_name {name!r} contains '/', which "
+                    "separates it from object ids in object keys.",
+                    hint="Use a name without '/' (dots are fine).",
+                    obj=classes[paths[0]],
+                    id=f"{ID}.E050",
+                )
+            )
+        if len(paths) > 1:
+            errors.append(
+                Error(
+                    f"durable_name {name!r} is used by {len(paths)} classes: "
+                    f"{', '.join(paths)}; they would share sessions, storage and leases.",
+                    hint="Give each DurableConsumer subclass a durable_name of its own.",
+                    obj=classes[paths[-1]],
+                    id=f"{ID}.E051",
+                )
+            )
+    return errors
+
+
+def _import_asgi_application() -> None:
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    if isinstance(path, str) and path:
+        try:
+            import_string(path)
+        except Exception:  # not this check's to report: daphne would fail on its own
+            logger.debug("could not import ASGI_APPLICATION %r", path, exc_info=True)
 
 
 def format_errors(errors: list[CheckMessage]) -> str:

@@ -75,11 +75,12 @@ ABNORMAL = "the process holding this socket stopped"
 class RemoteSocket:
     """A socket held by another process's gateway, as its owner knows it."""
 
-    __slots__ = ("holder", "id")
+    __slots__ = ("holder", "id", "subprotocol")
 
     def __init__(self, socket_id: str, holder: str) -> None:
         self.id = socket_id
         self.holder = holder
+        self.subprotocol: str | None = None
 
 
 class RedisTransport(LocalTransport):
@@ -143,6 +144,7 @@ class RedisTransport(LocalTransport):
     # Gateways -> objects ------------------------------------------------------------
 
     async def connect(self, sock: LocalSocket, scope: dict[str, Any]) -> tuple[str, ...] | None:
+        self.layer.hold(sock.key)  # until gone(sock)
         self.serving = True
         await self.start()
         if sock.key not in self.layer.auto_cache:
@@ -269,6 +271,7 @@ class RedisTransport(LocalTransport):
         }
 
     def gone(self, sock: LocalSocket) -> None:
+        self.layer.unhold(sock.key)
         if sock.outbox:
             self._draining[sock.id] = sock
 
@@ -439,11 +442,10 @@ class RedisTransport(LocalTransport):
     async def verdict(self, key: str, sock: Any, record: SocketRecord | None) -> None:
         if isinstance(sock, RemoteSocket):
             tags = None if record is None else list(record.tags)
-            await send_waiting(
-                self.channel_layer,
-                sock.holder,
-                {"type": "durable.verdict", "sid": sock.id, "tags": tags},
-            )
+            verdict = {"type": "durable.verdict", "sid": sock.id, "tags": tags}
+            if sock.subprotocol is not None:
+                verdict["subprotocol"] = sock.subprotocol
+            await send_waiting(self.channel_layer, sock.holder, verdict)
         elif record is not None:
             await sock.accept()
 
@@ -627,6 +629,7 @@ class RedisTransport(LocalTransport):
         elif kind == CLOSE:
             data = tuple(data)
         event = Event(kind, sid, data, seq=message["seq"])
+        event.holder = message["holder"]
         if message["hops"] >= MAX_HOPS:
             logger.warning("event for %s dropped after %d hops", message["oid"], MAX_HOPS)
             return
@@ -643,6 +646,7 @@ class RedisTransport(LocalTransport):
         sid, tags = message["sid"], message["tags"]
         sock = self.runtime.sockets.get(sid)
         if tags is not None and sock is not None:
+            sock.subprotocol = message.get("subprotocol")
             await sock.accept()
         future = self._connects.get(sid)
         if future is not None and not future.done():

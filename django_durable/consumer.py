@@ -23,9 +23,31 @@ if TYPE_CHECKING:
     from .stubs import DurableStub
     from .websocket import DurableWebSocket
 
+
+def _framed(text: str) -> bytes:
+    raw = text.encode("utf-8", "surrogatepass")
+    return len(raw).to_bytes(4, "big") + raw
+
+
+def group_name(durable_name: str, object_id: str, tag: str | None) -> str:
+    """The group of ``tag`` of an object: a hash of an unambiguous encoding of the three.
+
+    Each part is length-prefixed (and "every socket" is told apart from any tag by a
+    byte of its own), so no choice of names, ids and tags, NUL bytes included, can make
+    two different triples hash the same input; separators could (``"a\\0#b", "c"``
+    and ``"a", "b\\0#c"`` did).
+    """
+    data = b"durable-group\x00" + _framed(durable_name) + _framed(object_id)
+    data += b"\x00" if tag is None else b"\x01" + _framed(tag)
+    return f"durable.{hashlib.sha256(data).hexdigest()[:40]}"
+
+
 #: Every DurableConsumer subclass by ``durable_name``, so another process (or an alarm
 #: row) can name a class and get it back.
 registry: dict[str, type[DurableConsumer]] = {}
+#: Every subclass defined, by ``durable_name`` then dotted path, for the system check:
+#: two classes sharing a name would silently share sessions, storage and leases.
+defined: dict[str, dict[str, type[DurableConsumer]]] = {}
 
 
 class DurableConsumer:
@@ -46,12 +68,15 @@ class DurableConsumer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        path = f"{cls.__module__}.{cls.__qualname__}"
         if "durable_name" not in cls.__dict__ or not cls.__dict__["durable_name"]:
-            cls.durable_name = f"{cls.__module__}.{cls.__qualname__}"
+            cls.durable_name = path
         history = cls.history
         if not isinstance(history, int) or isinstance(history, bool) or history < 0:
             raise TypeError(f"{cls.__qualname__}.history must be an int >= 0; got {history!r}")
         registry[cls.durable_name] = cls
+        # The same path again (a reload, a class made by a function) replaces itself.
+        defined.setdefault(cls.durable_name, {})[path] = cls
 
     @classmethod
     def _create(cls, object_id: str, state: DurableState) -> DurableConsumer:
@@ -96,15 +121,10 @@ class DurableConsumer:
     def tag_group(cls, object_id: str, tag: str | None = None) -> str:
         """The channel-layer group of a tag (or of every socket, with ``tag=None``).
 
-        A hash, so any tag (any UTF-8 up to 256 bytes, ``""`` included) gives a name
-        Channels accepts: under 100 characters of ``[a-z0-9.]``.
+        A hash, so any tag (any UTF-8 up to 256 bytes, ``""`` and NUL included) gives a
+        name Channels accepts: 48 characters of ``[a-z0-9.]``.
         """
-        object_id = validate_object_id(object_id)
-        marker = "*" if tag is None else f"#{tag}"
-        digest = hashlib.sha256(
-            f"{cls.durable_name}\x00{object_id}\x00{marker}".encode("utf-8", "surrogatepass")
-        ).hexdigest()[:40]
-        return f"durable.{digest}"
+        return group_name(cls.durable_name, validate_object_id(object_id), tag)
 
     # Reaching the object from outside ----------------------------------------------
 

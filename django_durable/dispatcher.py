@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import conf, metrics
 from .events import CALL, CLOSE, CONNECT, ERROR, HIBERNATE, MESSAGE, REJOIN, Event
-from .exceptions import HandlerTimeout, OwnershipLost, SessionLayerUnavailable
+from .exceptions import CorruptValue, HandlerTimeout, OwnershipLost, SessionLayerUnavailable
 from .mailbox import Mailbox
 from .overload import Backlog
 from .session.base import CLOSED, OPEN, ObjectSession, SocketRecord
@@ -99,14 +99,21 @@ class LiveObject:
         self._held: dict[str, dict[int, Event]] = {}
         self._writes: list[tuple[str, Any]] = []
         self._acks: list[tuple[str, str, int]] = []
+        #: Sockets whose connect() is running, until the gateway has its verdict.
+        self._connecting: dict[str, Any] = {}
+        #: Sockets set aside at load whose connection this object has closed.
+        self._refused: set[str] = set()
         self.backlog = Backlog(self)
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"durable:{key}")
 
     # Writes to the session layer, flushed after each handler -------------------------
 
-    def add_socket(self, record: SocketRecord) -> None:
+    def add_socket(self, record: SocketRecord, subprotocol: str | None = None) -> None:
         self.session.sockets[record.id] = record
         self._writes.append(("add", record))
+        sock = self._connecting.get(record.id)
+        if sock is not None:
+            sock.subprotocol = subprotocol
 
     def write_socket(self, record: SocketRecord) -> None:
         if record.id in self.session.sockets:
@@ -177,11 +184,24 @@ class LiveObject:
 
     async def send(self, records: list[SocketRecord], message: dict[str, Any]) -> int:
         """Send to the connections behind ``records``, wherever held; how many."""
+        if self._connecting:
+            await self._early_verdicts(records)
         return await self.runtime.transport.send(self.key, records, message)
 
     async def close_socket(self, record: SocketRecord, code: int, reason: str) -> None:
         await self.flush()
+        if self._connecting:
+            await self._early_verdicts([record])
         await self.runtime.transport.close(self.key, record, code, reason)
+
+    async def _early_verdicts(self, records: list[SocketRecord]) -> None:
+        """``connect()`` sends to (or closes) a socket it accepted before returning: the
+        accept, with its subprotocol, must reach the gateway before the frame does."""
+        for record in records:
+            if record.id in self._connecting and record.id in self.session.sockets:
+                sock = self._connecting.pop(record.id)
+                await self.flush()
+                await self.runtime.transport.verdict(self.key, sock, record)
 
     def make_storage(self) -> DurableStorage:
         from .storage import DurableStorage
@@ -224,6 +244,9 @@ class LiveObject:
                         break
                     self._discard_instance("hibernated")
                     metrics.inc("hibernations")
+                    continue
+                if event.socket_id in self.session.set_aside and event.kind != CONNECT:
+                    await self._refuse_set_aside(event)
                     continue
                 for ready in self._admit(event):
                     await self.wait_renewed()
@@ -299,6 +322,26 @@ class LiveObject:
         self._writes.append(("update", record))
         self._acks.append((record.holder, sid, expected))
         return ready
+
+    async def _refuse_set_aside(self, event: Event) -> None:
+        """An event of a socket whose record was corrupt (set aside at load): the object
+        cannot serve it (no tags, no event number), so its connection is closed with
+        1011 and the client can reconnect; its events are acknowledged, not re-sent."""
+        sid = event.socket_id or ""
+        record = SocketRecord(sid, holder=event.holder or self.runtime.process_id, state=CLOSED)
+        if event.kind not in (CLOSE, ERROR) and sid not in self._refused:
+            self._refused.add(sid)
+            logger.warning(
+                "object %s: closing socket %s, whose record was set aside", self.key, sid
+            )
+            error = CorruptValue(f"the record of socket {sid} was corrupt and set aside")
+            await self.runtime.transport.kill(self.key, record, error)
+        if event.seq is not None:
+            self._acks.append((record.holder, sid, event.seq))
+        try:
+            await self.flush()
+        except Exception:
+            logger.exception("object %s: writing to the session layer failed", self.key)
 
     async def _next_event(self) -> Event | None:
         if self.front:
@@ -426,14 +469,16 @@ class LiveObject:
         holder = getattr(sock, "holder", None) or self.runtime.process_id
         record = SocketRecord(sock.id, holder=holder)
         ws = DurableWebSocket(record, self, scope)
+        self._connecting[sock.id] = sock
         try:
             await instance.connect(ws)
         finally:
             ws._scope = None
             accepted = record.id in self.session.sockets
-            if accepted:
-                await self.flush()
-            await self.runtime.transport.verdict(self.key, sock, record if accepted else None)
+            if self._connecting.pop(sock.id, None) is not None:  # no early verdict sent
+                if accepted:
+                    await self.flush()
+                await self.runtime.transport.verdict(self.key, sock, record if accepted else None)
             event.resolve(record.tags if accepted else None)
 
     async def _final(self, instance: DurableConsumer, event: Event) -> None:

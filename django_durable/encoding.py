@@ -12,6 +12,18 @@ pickle would tie them to class paths and run code on load.
 
 Layout: one version byte, then one msgpack object. The version byte lets the format
 change later while old rows stay readable.
+
+Bounds, the same on both sides so that whatever is written can be read back: values
+nest at most :data:`MAX_DEPTH` (64) levels, integers hold at most
+:data:`MAX_INT_BYTES` bytes, and no set or dict has more than :data:`MAX_COLLISIONS`
+keys sharing one hash (``hash(-1) == hash(-2)``; a crafted set of thousands of ints
+of one hash would take minutes to build). :func:`decode` reads bytes that may have
+been written by anyone (a database row, a Redis hash), so it never trusts them: each
+nested ``tuple``/``set`` is decoded by an unpacker of its own on the heap rather than
+by recursion on the C stack (about 200 nested tuples used to overflow it and kill the
+process), every length is checked against the input before anything is allocated,
+and a value past a bound raises :class:`~django_durable.exceptions.CorruptValue`
+for that value alone.
 """
 
 from __future__ import annotations
@@ -23,9 +35,17 @@ from typing import Any
 
 import msgpack
 
-from .exceptions import UnsupportedValue
+from .exceptions import CorruptValue, UnsupportedValue, ValueLimitExceeded
 
-__all__ = ["FORMAT_VERSION", "decode", "encode", "encoded_size"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_COLLISIONS",
+    "MAX_DEPTH",
+    "MAX_INT_BYTES",
+    "decode",
+    "encode",
+    "encoded_size",
+]
 
 FORMAT_VERSION = 1
 _VERSION_BYTE = bytes([FORMAT_VERSION])
@@ -59,6 +79,63 @@ _BASE_TYPES: dict[type, Any] = {
 _INT_MIN = -(2**63)
 _UINT_MAX = 2**64 - 1
 
+#: Levels of containers a value may nest (a list of scalars is one level).
+MAX_DEPTH = 64
+#: Bytes of an integer's two's complement (16,384 bits; Python's own int-to-str limit,
+#: 4,300 digits, is under it).
+MAX_INT_BYTES = 2_048
+#: Keys of one set or dict that may share a hash (a flood of them is quadratic to build).
+MAX_COLLISIONS = 16
+# Text of a datetime, date or time: the longest isoformat() is 32 characters.
+_MAX_ISO_BYTES = 64
+# Sets and dicts this small cannot hold a flood worth checking for.
+_COLLISION_CHECK_FROM = 64
+# Every level of containers and every key costs at least one byte of encoding, so an
+# input this short is within both bounds without looking.
+_SMALL_INPUT = MAX_DEPTH + 1
+
+_SCALARS = frozenset({str, bytes, int, float, bool, type(None)})
+_CONTAINERS = (list, tuple, set, frozenset, dict)
+_KEYED = (dict, set, frozenset)
+
+
+def _check_bounds(value: Any, error: type[Exception]) -> None:
+    """Raise ``error`` if ``value`` nests deeper than :data:`MAX_DEPTH` or floods a hash.
+
+    Breadth first, one level of containers at a time, without recursion (so no depth
+    of input can exhaust a stack) and visiting each container object once per level
+    (so a structure that contains itself fails at level 65 instead of looping).
+    """
+    if not isinstance(value, _CONTAINERS):
+        return
+    scalars, containers = _SCALARS, _CONTAINERS
+    level: list[Any] = [value]
+    depth = 1
+    while level:
+        if depth > MAX_DEPTH:
+            raise error(f"a value may nest at most {MAX_DEPTH} levels of containers")
+        children: dict[int, Any] = {}
+        for container in level:
+            if len(container) >= _COLLISION_CHECK_FROM and isinstance(container, _KEYED):
+                _check_collisions(container, error)
+            parts = (container, container.values()) if isinstance(container, dict) else (container,)
+            for part in parts:
+                for item in part:
+                    if type(item) not in scalars and isinstance(item, containers):
+                        children[id(item)] = item
+        level = list(children.values())
+        depth += 1
+
+
+def _check_collisions(keys: Any, error: type[Exception]) -> None:
+    hashes = sorted(map(hash, keys))
+    limit = MAX_COLLISIONS
+    if any(a == b for a, b in zip(hashes, hashes[limit:], strict=False)):
+        raise error(
+            f"a set or dict may have at most {limit} keys with the same hash "
+            "(more is a hash flood: quadratic to build)"
+        )
+
 
 def _pack(value: Any) -> bytes:
     packed: bytes = msgpack.packb(value, default=_default, use_bin_type=True, strict_types=True)
@@ -75,6 +152,11 @@ def _default(value: Any) -> Any:
         if _INT_MIN <= value <= _UINT_MAX:
             return value
         length = (value.bit_length() + 8) // 8
+        if length > MAX_INT_BYTES:
+            raise ValueLimitExceeded(
+                f"an integer must fit in {MAX_INT_BYTES:,} bytes (-2**{MAX_INT_BYTES * 8 - 1} "
+                f"to 2**{MAX_INT_BYTES * 8 - 1} - 1); got one of {value.bit_length():,} bits"
+            )
         return msgpack.ExtType(_EXT_BIGINT, value.to_bytes(length, "big", signed=True))
     if type(value) in (str, bytes, float, list, dict):
         return value
@@ -118,21 +200,30 @@ def _contiguous(value: Any) -> Any:
     return value
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
+def _ext(code: int, data: bytes, depth: int) -> Any:
+    """Build one extension value; ``depth`` counts the extension containers around it."""
     if code == _EXT_BIGINT:
+        if len(data) > MAX_INT_BYTES:
+            raise CorruptValue(f"an integer of {len(data):,} bytes (at most {MAX_INT_BYTES:,})")
         return int.from_bytes(data, "big", signed=True)
-    if code == _EXT_TUPLE:
-        return tuple(_unpack(data))
-    if code == _EXT_SET:
-        return set(_unpack(data))
-    if code == _EXT_FROZENSET:
-        return frozenset(_unpack(data))
-    if code == _EXT_DATETIME:
-        return datetime.datetime.fromisoformat(data.decode("ascii"))
-    if code == _EXT_DATE:
-        return datetime.date.fromisoformat(data.decode("ascii"))
-    if code == _EXT_TIME:
-        return datetime.time.fromisoformat(data.decode("ascii"))
+    if code in (_EXT_TUPLE, _EXT_SET, _EXT_FROZENSET):
+        items = _unpack(data, depth + 1)
+        if not isinstance(items, list):
+            raise CorruptValue(f"extension type {code} does not hold an array")
+        if code == _EXT_TUPLE:
+            return tuple(items)
+        if len(items) >= _COLLISION_CHECK_FROM:
+            _check_collisions(items, CorruptValue)
+        return set(items) if code == _EXT_SET else frozenset(items)
+    if code in (_EXT_DATETIME, _EXT_DATE, _EXT_TIME):
+        if len(data) > _MAX_ISO_BYTES:
+            raise CorruptValue(f"a date or time of {len(data):,} bytes")
+        text = data.decode("ascii")
+        if code == _EXT_DATETIME:
+            return datetime.datetime.fromisoformat(text)
+        if code == _EXT_DATE:
+            return datetime.date.fromisoformat(text)
+        return datetime.time.fromisoformat(text)
     if code == _EXT_DECIMAL:
         return decimal.Decimal(data.decode("ascii"))
     if code == _EXT_UUID:
@@ -140,44 +231,102 @@ def _ext_hook(code: int, data: bytes) -> Any:
     raise ValueError(f"unknown extension type {code}")
 
 
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+def _top_ext(code: int, data: bytes) -> Any:
+    return _ext(code, data, 0)
+
+
+def _pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    if len(pairs) >= _COLLISION_CHECK_FROM:
+        _check_collisions([key for key, _ in pairs], CorruptValue)
+    return dict(pairs)
+
+
+def _unpack(data: bytes, depth: int) -> Any:
+    """One msgpack object filling ``data`` exactly.
+
+    ``unpackb`` keeps msgpack's parse stack (40 KiB) on the C stack, where ~200 nested
+    tuples overflowed it; so only the outermost level uses it, and each nested
+    extension gets a fresh ``Unpacker``, whose parse stack is on the heap.
+    """
+    if depth > MAX_DEPTH:
+        raise CorruptValue(f"a value may nest at most {MAX_DEPTH} levels of containers")
+    if depth == 0:
+        # unpackb checks every length against the input itself.
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=False,
+            ext_hook=_top_ext,
+            object_pairs_hook=_pairs,
+        )
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        strict_map_key=False,
+        ext_hook=lambda code, payload: _ext(code, payload, depth),
+        object_pairs_hook=_pairs,
+        # Every length is checked against the input before anything is allocated.
+        max_buffer_size=max(len(data), 1),
+    )
+    unpacker.feed(data)
+    try:
+        value = unpacker.unpack()
+    except msgpack.OutOfData:
+        raise ValueError("truncated input") from None
+    if unpacker.tell() != len(data):
+        raise ValueError(f"{len(data) - unpacker.tell()} bytes of extra data")
+    return value
 
 
 def encode(value: Any) -> bytes:
-    """Encode ``value`` (nested to any depth Python allows) into bytes for :func:`decode`.
+    """Encode ``value`` into bytes for :func:`decode`.
 
     ``bytearray`` and ``memoryview`` are stored as ``bytes``; an aware ``datetime`` or
-    ``time`` keeps its UTC offset (a named zone comes back as a fixed offset).
+    ``time`` keeps its UTC offset (a named zone comes back as a fixed offset). A value
+    past the bounds (see the module docstring) raises ``ValueLimitExceeded``, a
+    ``ValueError``, before anything is encoded.
     """
+    _check_bounds(value, ValueLimitExceeded)
     try:
         try:
             return _VERSION_BYTE + _pack(value)
         except BufferError:
             return _VERSION_BYTE + _pack(_contiguous(value))
-    except ValueError as exc:  # msgpack: nested too deep (or circular), or over 4 GiB
+    except ValueLimitExceeded:
+        raise
+    except ValueError as exc:  # msgpack: over 4 GiB
         raise UnsupportedValue(f"cannot encode this value: {exc}") from exc
 
 
 def decode(data: bytes) -> Any:
     """Decode what :func:`encode` produced; each call returns a fresh object.
 
-    Anything else raises ``ValueError`` rather than returning a half-decoded value.
+    Any other input, however corrupt or hostile, raises ``CorruptValue`` (a
+    ``ValueError``) rather than returning a half-decoded value, crashing or hanging.
     """
     data = bytes(data)  # database drivers hand back memoryview
     if not data:
-        raise ValueError("not a django-durable encoding: empty input")
+        raise CorruptValue("not a django-durable encoding: empty input")
     if data[0] != FORMAT_VERSION:
-        raise ValueError(
+        raise CorruptValue(
             f"not a django-durable encoding: unknown format version {data[0]} "
             f"(this version reads {FORMAT_VERSION})"
         )
     try:
-        return _unpack(data[1:])
-    except (ValueError, TypeError, OverflowError, decimal.InvalidOperation) as exc:
+        value = _unpack(data[1:], 0)
+        if len(data) > _SMALL_INPUT:
+            _check_bounds(value, CorruptValue)
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        decimal.InvalidOperation,
+        MemoryError,
+        msgpack.UnpackException,
+    ) as exc:
         # msgpack's format errors are ValueErrors, an unhashable map key is a TypeError
         # and a junk Decimal is an ArithmeticError: all mean the same thing here.
-        raise ValueError(f"not a django-durable encoding: {exc}") from exc
+        raise CorruptValue(f"not a django-durable encoding: {exc}") from exc
+    return value
 
 
 def encoded_size(value: Any) -> int:

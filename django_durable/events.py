@@ -22,7 +22,7 @@ class Event:
     is set when someone waits for the outcome (a connect verdict, a call's result).
     """
 
-    __slots__ = ("data", "future", "kind", "seq", "socket_id")
+    __slots__ = ("data", "future", "holder", "kind", "seq", "socket_id")
 
     def __init__(
         self,
@@ -39,6 +39,8 @@ class Event:
         self.socket_id = socket_id
         self.data = data
         self.future = future
+        #: The process holding the socket, when the event came from another one.
+        self.holder = ""
 
     def resolve(self, result: Any) -> None:
         if self.future is not None and not self.future.done():

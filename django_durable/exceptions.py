@@ -41,12 +41,25 @@ class InvalidCloseReason(DurableError, ValueError):
     """A close reason over 123 bytes."""
 
 
+class InvalidSubprotocol(DurableError, ValueError):
+    """A subprotocol given to ``accept_websocket()`` that the client did not offer."""
+
+
 class InvalidObjectId(DurableError, ValueError):
-    """An object id that is not a non-empty string of at most 256 bytes."""
+    """An object id that is not 1 to 256 UTF-8 bytes free of control characters."""
 
 
 class UnsupportedValue(DurableError, TypeError):
     """A value the attachment encoding cannot represent (it never falls back to pickle)."""
+
+
+class ValueLimitExceeded(UnsupportedValue, ValueError):
+    """A value past the encoding's bounds: nested deeper than 64 levels, an integer over
+    16,384 bits, or a set or dict whose keys were crafted to share one hash."""
+
+
+class CorruptValue(DurableError, ValueError):
+    """Stored bytes that do not decode to a value (corrupt, hostile, or past the bounds)."""
 
 
 class InvalidStorageKey(DurableError, ValueError):

@@ -32,7 +32,7 @@ from .asgi_server import (
 from .events import CLOSE, MESSAGE, Event
 from .exceptions import SessionLayerUnavailable
 from .held import STALL_AFTER
-from .limits import validate_object_id
+from .limits import loggable, printable, validate_object_id
 from .resume import Resume, go_live, release_held, requested
 from .runtime import get_runtime
 from .websocket import asgi_send_message
@@ -67,6 +67,7 @@ class LocalSocket:
         "outbox",
         "resume",
         "seq",
+        "subprotocol",
         "tags",
         "task",
     )
@@ -94,6 +95,8 @@ class LocalSocket:
         self.seq = 0
         #: Events forwarded to another process and not yet acknowledged (or None).
         self.outbox: Any = None
+        #: The subprotocol ``connect()`` chose, sent with the accept.
+        self.subprotocol: str | None = None
         #: For a client that opted in to resuming: its request and held frames.
         self.resume: Resume | None = None
         #: ``(seq, bytes)`` of the messages routed and not yet handled (or None): what
@@ -129,7 +132,10 @@ class LocalSocket:
     async def accept(self) -> None:
         if not self.accepted:
             self.accepted = True
-            await self.asgi_send({"type": "websocket.accept"})
+            message: dict[str, Any] = {"type": "websocket.accept"}
+            if self.subprotocol is not None:
+                message["subprotocol"] = self.subprotocol
+            await self.asgi_send(message)
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.resume is not None:
@@ -201,7 +207,13 @@ class Gateway:
             object_id = sys.intern(validate_object_id(cls.get_object_id(scope)))
             resume = requested(scope)
         except Exception as exc:
-            logger.warning("rejecting WebSocket %s: %s", scope.get("path"), exc)
+            # Everything here came from the client: quoted and cut, never raw.
+            logger.warning(
+                "rejecting WebSocket %s: %s: %s",
+                loggable(scope.get("path")),
+                type(exc).__name__,
+                printable(str(exc)),
+            )
             await send({"type": "websocket.close"})
             return
         runtime = get_runtime()

@@ -6,6 +6,7 @@ what lets callers promise that a failing call leaves no trace.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from .exceptions import (
@@ -99,12 +100,56 @@ def validate_close(code: int, reason: str) -> None:
         )
 
 
+#: What an object id may not contain (SPEC §2): C0 controls and DEL. Such ids forge log
+#: lines (``%0A``), recolour terminals (ANSI escapes) and break PostgreSQL (NUL).
+_ID_CONTROL = re.compile("[\x00-\x1f\x7f]")
+#: Characters of a rejected value quoted in a log line or error message.
+LOGGED_CHARS = 100
+
+
+def loggable(value: object, limit: int = LOGGED_CHARS) -> str:
+    """``repr`` of a client-supplied value, cut to ``limit`` characters: safe in one log line.
+
+    ``repr`` escapes every character that is not printable (newlines, ESC, NUL, bidi
+    overrides), so the value can neither start a forged line nor drive a terminal, and
+    the cut keeps a rejected 8 KiB path from making an 8 KiB log line.
+    """
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "backslashreplace")
+    if not isinstance(value, str):
+        return f"<{type(value).__name__}>"
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value):,} characters)"
+
+
+def printable(text: str, limit: int = 4 * LOGGED_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, each unprintable one escaped (``\\n``, ``\\x1b``).
+
+    For messages that may quote a client's value (an exception's), unquoted.
+    """
+    cut = text[:limit]
+    if not cut.isprintable():
+        cut = "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
+    return cut if len(text) <= limit else f"{cut}... ({len(text):,} characters)"
+
+
 def validate_object_id(object_id: object) -> str:
+    """1 to 256 UTF-8 bytes, no control character (U+0000-U+001F, U+007F)."""
     if not isinstance(object_id, str) or not object_id:
-        raise InvalidObjectId(f"object id must be a non-empty str; got {object_id!r}")
-    size = utf8_len(object_id)
+        raise InvalidObjectId(f"object id must be a non-empty str; got {loggable(object_id)}")
+    try:
+        size = utf8_len(object_id)
+    except UnicodeEncodeError:
+        raise InvalidObjectId(f"object id is not valid UTF-8: {loggable(object_id)}") from None
     if size > MAX_OBJECT_ID_BYTES:
         raise InvalidObjectId(
-            f"object id may be at most {MAX_OBJECT_ID_BYTES} bytes; got {size} bytes"
+            f"object id may be at most {MAX_OBJECT_ID_BYTES} bytes; got {size} bytes: "
+            f"{loggable(object_id)}"
+        )
+    if _ID_CONTROL.search(object_id):
+        raise InvalidObjectId(
+            "object id may not contain a control character (U+0000-U+001F, U+007F); "
+            f"got {loggable(object_id)}"
         )
     return object_id

@@ -15,9 +15,19 @@ from typing import TYPE_CHECKING
 from . import conf
 from .asgi_server import check_outgoing
 from .autoresponse import WebSocketRequestResponsePair
-from .exceptions import TooManyWebSockets, WebSocketAlreadyAccepted, WebSocketNotAccepted
+from .exceptions import (
+    InvalidSubprotocol,
+    TooManyWebSockets,
+    WebSocketAlreadyAccepted,
+    WebSocketNotAccepted,
+)
 from .framing import POSITION
-from .limits import validate_auto_response_part, validate_event_timeout, validate_tags
+from .limits import (
+    loggable,
+    validate_auto_response_part,
+    validate_event_timeout,
+    validate_tags,
+)
 from .session.base import CONNECTING, OPEN
 from .websocket import DurableWebSocket, asgi_send_message
 
@@ -37,15 +47,30 @@ class DurableState:
 
     # Sockets ------------------------------------------------------------------------
 
-    def accept_websocket(self, ws: DurableWebSocket, tags: Iterable[str] | None = None) -> None:
+    def accept_websocket(
+        self,
+        ws: DurableWebSocket,
+        tags: Iterable[str] | None = None,
+        subprotocol: str | None = None,
+    ) -> None:
         """Accept ``ws`` (in ``connect()``) with its tags, fixed from now on.
 
         Tags are validated completely first (at most 10 distinct, 256 bytes each) so a
         failing accept registers nothing; they become the socket's channel-layer groups.
+        ``subprotocol``, one of those the client offered (``ws.scope["subprotocols"]``),
+        is sent in the handshake's ``Sec-WebSocket-Protocol``; any other is a
+        ``ValueError`` (``InvalidSubprotocol``).
         """
         record = ws._record
         if record.state != CONNECTING or record.id in self._live.session.sockets:
             raise WebSocketAlreadyAccepted(f"socket {record.id} was already accepted")
+        if subprotocol is not None:
+            offered = list((ws._scope or {}).get("subprotocols") or ())
+            if not isinstance(subprotocol, str) or subprotocol not in offered:
+                raise InvalidSubprotocol(
+                    f"subprotocol {loggable(subprotocol)} was not offered by the client; "
+                    f"it offered {offered!r}"
+                )
         distinct = validate_tags(tags)
         limit = conf.get("MAX_WEBSOCKETS")
         count = len(self._live.session.sockets)
@@ -55,7 +80,7 @@ class DurableState:
             )
         record.tags = distinct
         record.state = OPEN
-        self._live.add_socket(record)
+        self._live.add_socket(record, subprotocol)
 
     def get_websockets(self, tag: str | None = None) -> list[DurableWebSocket]:
         """Every socket of the object (with ``tag``), wherever its connection is held.

@@ -38,6 +38,7 @@ objects live in the server's memory: ask the server over HTTP instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Iterable
@@ -157,7 +158,7 @@ async def _scan(layer: RedisSessionLayer, kind: str) -> list[str]:
 
 async def _redis_entries(layer: RedisSessionLayer, entries: dict[str, _Entry]) -> None:
     """Every object with sockets or a lease in Redis, merged into ``entries``."""
-    from .session.redis import unavailable_as_error, unpack_record
+    from .session.redis import CorruptRecord, unavailable_as_error, unpack_record
 
     async with unavailable_as_error():
         keys = set(await _scan(layer, "s")) | set(await _scan(layer, "l"))
@@ -181,7 +182,12 @@ async def _redis_entries(layer: RedisSessionLayer, entries: dict[str, _Entry]) -
                     entry = entries[key] = _Entry(key)
                 if not entry.live_here:
                     # The owner's copy is the truth; a live object here has it in memory.
-                    records = [unpack_record(_text(sid), data) for sid, data in sockets.items()]
+                    records = []
+                    for sid, data in sockets.items():
+                        # A corrupt record is left out here; the object's next wake sets
+                        # it aside and logs it (this view only reads).
+                        with contextlib.suppress(CorruptRecord):
+                            records.append(unpack_record(_text(sid), data))
                     entry.records = sorted(records, key=lambda r: r.id)
                 if lease is not None:
                     # A lease is held from wake-up to hibernation: live in its owner.

@@ -115,11 +115,14 @@ class DaphneServer:
         startup_timeout: float = STARTUP_TIMEOUT,
         name: str = "daphne",
         server: str = "daphne",
+        port: int | None = None,
     ) -> None:
         if server not in SERVERS:
             raise ValueError(f"unknown ASGI server {server!r}; one of {SERVERS}")
         self.server = server
         self.env = dict(env or {})
+        #: A port chosen by the caller (to put the server's origin in its settings).
+        self.fixed_port = port
         self.application = application
         self.extra_args = list(extra_args)
         self.startup_timeout = startup_timeout
@@ -142,7 +145,7 @@ class DaphneServer:
         if self.process is not None and self.process.poll() is None:
             raise DaphneServerError(f"{self!r} is already running")
         if not same_port or self.port is None:
-            self.port = free_port()
+            self.port = self.fixed_port or free_port()
         command = server_command(self.server, self.port, self.application, self.extra_args)
         self._log_file.write(f"$ {' '.join(command)}\n".encode())
         self._log_file.flush()

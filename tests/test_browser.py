@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.daphne_server import REPO_ROOT, DaphneServer
+from tests.daphne_server import REPO_ROOT, DaphneServer, free_port
 from tests.services import services_required
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -105,7 +105,10 @@ def example_server(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> It
         check=False,
     )
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-    server = DaphneServer(env, application="config.asgi:application", name="example")
+    # The example accepts WebSockets only from its own origin, port included.
+    port = free_port()
+    env["DURABLE_EXAMPLE_ORIGINS"] = f"http://127.0.0.1:{port}"
+    server = DaphneServer(env, application="config.asgi:application", name="example", port=port)
     server.start()
     try:
         yield server

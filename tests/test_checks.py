@@ -175,6 +175,88 @@ def test_manage_py_check_fails_on_a_bad_setting() -> None:
         call_command("check")  # and passes on a good one
 
 
+# durable_name (SPEC §2): unique among the project's classes, no "/" ------------------
+
+
+@pytest.fixture
+def scratch_classes():
+    """Forget the classes a test defines, so the project's own check stays clean."""
+    from django_durable.consumer import defined, registry
+
+    before = {name: dict(paths) for name, paths in defined.items()}
+    registered = dict(registry)
+    yield
+    defined.clear()
+    defined.update(before)
+    registry.clear()
+    registry.update(registered)
+
+
+def test_the_project_s_durable_names_pass_the_check() -> None:
+    from django_durable.checks import check_durable_names
+
+    assert check_durable_names in registry.get_checks()
+    assert check_durable_names() == []
+
+
+def test_two_classes_with_one_durable_name_are_a_check_error(scratch_classes) -> None:
+    from django_durable import DurableConsumer
+    from django_durable.checks import check_durable_names
+
+    class First(DurableConsumer):
+        durable_name = "chat.room"
+
+    class Second(DurableConsumer):
+        durable_name = "chat.room"
+
+    found = [m for m in check_durable_names() if m.id == "django_durable.E051"]
+    assert len(found) == 1
+    assert "'chat.room' is used by 2 classes" in found[0].msg
+    assert "First" in found[0].msg and "Second" in found[0].msg
+    with pytest.raises(SystemCheckError, match="E051"):
+        call_command("check")
+
+
+def test_a_class_named_like_another_s_default_name_is_a_check_error(scratch_classes) -> None:
+    from django_durable import DurableConsumer
+    from django_durable.checks import check_durable_names
+    from tests.app.consumers import Room
+
+    class Impostor(DurableConsumer):
+        durable_name = Room.durable_name
+
+    ids = [m.id for m in check_durable_names()]
+    assert ids == ["django_durable.E051"]
+
+
+def test_a_durable_name_with_a_slash_is_a_check_error(scratch_classes) -> None:
+    from django_durable import DurableConsumer
+    from django_durable.checks import check_durable_names
+
+    class Slashed(DurableConsumer):
+        durable_name = "chat/room"
+
+    found = check_durable_names()
+    assert [m.id for m in found] == ["django_durable.E050"]
+    assert "'chat/room' contains '/'" in found[0].msg
+    assert found[0].level == ERROR
+
+
+def test_a_class_defined_again_under_the_same_path_is_not_a_duplicate(scratch_classes) -> None:
+    from django_durable import DurableConsumer
+    from django_durable.checks import check_durable_names
+
+    def make() -> type:
+        class Again(DurableConsumer):
+            durable_name = "again.once"
+
+        return Again
+
+    make()
+    make()
+    assert check_durable_names() == []
+
+
 @pytest.mark.parametrize(
     ("backend", "redis_hint"),
     [

@@ -768,6 +768,30 @@ def test_tag_groups_are_valid_channels_group_names_and_deterministic() -> None:
     assert Probe.tag_group("room", "members") != Room.tag_group("room", "members")
 
 
+def test_tag_group_names_cannot_collide_whatever_the_names_ids_and_tags() -> None:
+    """The hashed input is length-prefixed: separators inside parts change nothing.
+
+    With the old ``name NUL id NUL #tag`` input these pairs hashed the same text.
+    """
+    from django_durable.consumer import group_name
+
+    ambiguous = [
+        (("N", "a\x00#b", "c"), ("N", "a", "b\x00#c")),
+        (("N\x00a", "b", None), ("N", "a\x00b", None)),
+        (("N", "a", "\x00*"), ("N", "a\x00#", "*")),
+        (("N", "a", None), ("N", "a", "")),
+        (("N", "a", "*"), ("N", "a", None)),
+    ]
+    for first, second in ambiguous:
+        assert group_name(*first) != group_name(*second), (first, second)
+    # NUL and every other character in tags still give valid, distinct group names.
+    tags = ["", "\x00", "\x00\x00", "#", "*", "a\x00b", "\x7f", "\n"]
+    names = {Room.tag_group("room", tag) for tag in tags}
+    assert len(names) == len(tags)
+    for name in names:
+        get_channel_layer().require_valid_group_name(name)
+
+
 # Concurrency -----------------------------------------------------------------------------
 
 

@@ -57,11 +57,14 @@ class SocketRecord:
 class ObjectSession:
     """An object's sockets (in accept order) and settings."""
 
-    __slots__ = ("auto_response", "event_timeout_ms", "key", "sockets")
+    __slots__ = ("auto_response", "event_timeout_ms", "key", "set_aside", "sockets")
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.sockets: dict[str, SocketRecord] = {}
+        #: Ids of sockets whose record could not be decoded at load (set aside, logged):
+        #: their connections are closed when they next send.
+        self.set_aside: set[str] = set()
         self.auto_response: WebSocketRequestResponsePair | None = None
         self.event_timeout_ms: int | None = None
 

@@ -7,9 +7,13 @@ Layout (``prefix`` defaults to ``durable:``; ``K`` is the object key):
 - ``{prefix}c:K`` hash, ``auto`` -> msgpack ``[request, response]``, ``timeout`` -> ms
 - ``{prefix}l:K`` the lease: ``"<holder channel>|<token>|<expiry>"``, the expiry on the
   live clock (``LIVE_CLOCK``), kept by Redis ``LEASE_TIME`` + ``RIDE_THROUGH``
-- ``{prefix}f:K`` the last fencing token handed out for ``K``
+- ``{prefix}f:K`` the last fencing token handed out for ``K``, kept ``fence_key_ttl``
+  after each acquisition (see :attr:`RedisSessionLayer.fence_key_ttl`)
 - ``{prefix}p:<holder channel>`` a process's heartbeat: its expiry on the live clock
 - ``{prefix}clock``, ``{prefix}pause``: the live clock (the last tick, the pauses)
+- ``{prefix}x:K`` hash of records set aside because they could not be decoded (a
+  socket id, ``auto``, ``timeout`` or ``t:<socket id>`` -> the bytes as they were),
+  kept a week for an operator to look at
 - ``{prefix}hm:K`` hash, ``e`` -> the history's epoch, ``o`` -> the offset of its last
   broadcast; ``{prefix}h:K`` list of the last ``history`` broadcasts (msgpack
   ``[tag, excluded socket ids, payload]``), oldest first, so that entry ``i`` of ``n``
@@ -31,7 +35,9 @@ several hosts, each object's keys live on the host its key hashes to (channels-r
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 from typing import Any
 
 import msgpack
@@ -41,10 +47,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .. import conf
+from .. import conf, metrics
 from ..autoresponse import WebSocketRequestResponsePair
-from ..exceptions import OwnershipLost, SessionLayerUnavailable
+from ..exceptions import CorruptValue, OwnershipLost, SessionLayerUnavailable
+from ..limits import MAX_EVENT_TIMEOUT_MS
 from .base import (
+    CLOSED,
+    CONNECTING,
     BaseSessionLayer,
     HistoryEntry,
     HistorySnapshot,
@@ -114,7 +123,7 @@ local last = tonumber(redis.call('GET', KEYS[4]) or '0')
 local token = now
 if last >= now then token = last + 1 end
 local tok = string.format('%.0f', token)
-redis.call('SET', KEYS[4], tok)
+redis.call('SET', KEYS[4], tok, 'PX', ARGV[5])
 redis.call('SET', KEYS[3], lease_value(ARGV[2] .. '|' .. tok, live, lease_ms), 'PX', ARGV[4])
 return {1, ARGV[2], tok}
 """
@@ -221,6 +230,19 @@ end
 return redis.call('GET', KEYS[3])
 """
 
+# KEYS: the hash holding a corrupt field, the set-aside hash. ARGV: field, the bytes
+# that failed to decode, the name to keep them under. Moves them only if unchanged, so
+# a record rewritten meanwhile (by its owner, or re-registered) is left alone.
+SET_ASIDE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], 604800000)
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
 # KEYS: history meta, history list. ARGV: limit, ttl ms, entry, epoch if none.
 # An epoch starts (and the list is emptied) whenever the meta is missing: the history
 # could have been lost (Redis lost its data, or it expired).
@@ -271,14 +293,43 @@ RIDE_THROUGH = 600.0
 logger = logging.getLogger(__name__)
 
 
+class CorruptRecord(CorruptValue):
+    """Bytes in Redis that are not a record this package wrote (corrupt or hostile)."""
+
+
 def pack_record(record: SocketRecord) -> bytes:
     return msgpack.packb(  # type: ignore[no-any-return]
         [list(record.tags), record.attachment, record.holder, record.state, record.seq]
     )
 
 
+def _unpack(data: bytes | str) -> Any:
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    try:
+        # Plain msgpack (no extension hook): its parse stack is bounded (1,024 levels)
+        # and every length is checked against the input.
+        return msgpack.unpackb(data)
+    except Exception as exc:
+        raise CorruptRecord(f"not msgpack ({type(exc).__name__}: {exc or 'bad format'})") from None
+
+
 def unpack_record(socket_id: str, data: bytes | str) -> SocketRecord:
-    tags, attachment, holder, state, seq = msgpack.unpackb(data)
+    """A socket record, or ``CorruptRecord`` for anything ``pack_record`` cannot have made."""
+    value = _unpack(data)
+    if not (isinstance(value, list) and len(value) == 5):
+        raise CorruptRecord(f"a socket record is a list of 5 items, not {type(value).__name__}")
+    tags, attachment, holder, state, seq = value
+    if not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+        raise CorruptRecord("a socket record's tags are not a list of str")
+    if not (attachment is None or isinstance(attachment, bytes)):
+        raise CorruptRecord("a socket record's attachment is not bytes")
+    if not isinstance(holder, str):
+        raise CorruptRecord("a socket record's holder is not a str")
+    if not (type(state) is int and CONNECTING <= state <= CLOSED):
+        raise CorruptRecord("a socket record's ready state is not 0-3")
+    if not (type(seq) is int and seq >= 0):
+        raise CorruptRecord("a socket record's event number is not an int >= 0")
     return SocketRecord(socket_id, tuple(tags), attachment, None, holder, state, seq)
 
 
@@ -289,8 +340,37 @@ def pack_pair(pair: WebSocketRequestResponsePair) -> bytes:
 def unpack_pair(data: bytes | str | None) -> WebSocketRequestResponsePair | None:
     if not data:
         return None
-    request, response = msgpack.unpackb(data)
-    return WebSocketRequestResponsePair(request, response)
+    value = _unpack(data)
+    if not (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(part, (str, bytes)) for part in value)
+    ):
+        raise CorruptRecord("an auto-response pair is a list of two str or bytes")
+    return WebSocketRequestResponsePair(value[0], value[1])
+
+
+def _unpack_timeout(data: bytes | str | None) -> int | None:
+    """The stored event timeout (a cleared one is stored as 0, which loads as None)."""
+    if data is None:
+        return None
+    try:
+        timeout = int(data)
+    except ValueError:
+        raise CorruptRecord("an event timeout is not an int") from None
+    if not 0 <= timeout <= MAX_EVENT_TIMEOUT_MS:
+        raise CorruptRecord(f"an event timeout of {timeout} ms is out of range")
+    return timeout or None
+
+
+def _unpack_stamp(data: bytes | str) -> float:
+    try:
+        stamp = float(data)
+    except ValueError:
+        raise CorruptRecord("an auto-response timestamp is not a number") from None
+    if not math.isfinite(stamp):
+        raise CorruptRecord("an auto-response timestamp is not finite")
+    return stamp
 
 
 class RedisSessionLayer(BaseSessionLayer):
@@ -317,8 +397,11 @@ class RedisSessionLayer(BaseSessionLayer):
         self.holder = ""
         #: key -> fencing token of each object this process owns.
         self.owned: dict[str, int] = {}
-        #: key -> auto-response pair, for gateways of this process.
+        #: key -> auto-response pair, for gateways of this process; an entry lives while
+        #: the object is owned here or a gateway here holds one of its sockets.
         self.auto_cache: dict[str, WebSocketRequestResponsePair | None] = {}
+        #: key -> how many of this process's gateways hold a socket of it.
+        self.gateways: dict[str, int] = {}
         self._acquire = self.redis.register_script(ACQUIRE)
         self._renew = self.redis.register_script(RENEW)
         self._release = self.redis.register_script(RELEASE)
@@ -332,6 +415,7 @@ class RedisSessionLayer(BaseSessionLayer):
         self.on_written: Any = None
         #: key -> socket id -> auto-response timestamp not yet written (see flush_stamps).
         self.pending_stamps: dict[str, dict[str, float]] = {}
+        self._set_aside = self.redis.register_script(SET_ASIDE)
         self._history_append = self.redis.register_script(HISTORY_APPEND)
         self._history_read = self.redis.register_script(HISTORY_READ)
 
@@ -374,6 +458,19 @@ class RedisSessionLayer(BaseSessionLayer):
         return int(self.lease_time * 1000)
 
     @property
+    def fence_key_ttl(self) -> float:
+        """Seconds ``f:K`` outlives the acquisition that set it (not the object).
+
+        Tokens are the Redis server's clock in microseconds; ``f:K`` only makes them
+        grow when that clock has not (two acquisitions in one microsecond, a clock
+        stepped back a little). Keeping it for ever cost one key per object ever
+        used; a minute (or ten lease times) covers both, after which the clock alone
+        keeps tokens growing, as after Redis lost its data, and the database's
+        ``ObjectFence`` row still refuses any lower token.
+        """
+        return max(60.0, 10 * self.lease_time)
+
+    @property
     def _clock(self) -> list[str]:
         """The live clock's keys (one pair per prefix)."""
         return [f"{self.prefix}clock", f"{self.prefix}pause"]
@@ -399,7 +496,13 @@ class RedisSessionLayer(BaseSessionLayer):
         async with unavailable_as_error():
             owned, holder, token = await self._acquire(
                 keys=[*self._clock, f"{p}l:{key}", f"{p}f:{key}"],
-                args=[self._gap_ms, self.holder, self.lease_ms, self._kept_ms],
+                args=[
+                    self._gap_ms,
+                    self.holder,
+                    self.lease_ms,
+                    self._kept_ms,
+                    int(self.fence_key_ttl * 1000),
+                ],
                 client=self.redis_for(key),
             )
         holder, token = _text(holder), int(_text(token))
@@ -442,6 +545,8 @@ class RedisSessionLayer(BaseSessionLayer):
         return lost
 
     async def release(self, key: str, session: ObjectSession) -> None:
+        if key not in self.gateways:
+            self.auto_cache.pop(key, None)  # nothing here reads it any more
         if key not in self.owned:
             return
         value = self.lease_value(key)
@@ -494,19 +599,58 @@ class RedisSessionLayer(BaseSessionLayer):
             pipe.hgetall(settings_key)
             sockets, stamps, settings = await pipe.execute()
         session = ObjectSession(key)
-        records = [unpack_record(_text(sid), data) for sid, data in sockets.items()]
+        records = []
+        # One corrupt record must not take the object down: it is set aside (moved to
+        # x:K, so it is logged once and never read again) and the rest is served.
+        for sid, data in sockets.items():
+            try:
+                records.append(unpack_record(_text(sid), data))
+            except CorruptRecord as exc:
+                session.set_aside.add(_text(sid))
+                await self._put_aside(key, sockets_key, sid, data, _text(sid), exc)
         for record in records:
             stamp = stamps.get(record.id.encode())
-            record.auto_response_at = None if stamp is None else float(stamp)
+            if stamp is not None:
+                try:
+                    record.auto_response_at = _unpack_stamp(stamp)
+                except CorruptRecord as exc:
+                    await self._put_aside(key, ts_key, record.id, stamp, f"t:{record.id}", exc)
         # Accept order: the hash keeps none, so records carry no order but their seq;
         # sort by id for a stable, process-independent order.
         for record in sorted(records, key=lambda r: r.id):
             session.sockets[record.id] = record
-        session.auto_response = unpack_pair(settings.get(b"auto"))
-        # A cleared timeout is stored as 0 (b"0", which is truthy): it loads as None.
-        session.event_timeout_ms = int(settings.get(b"timeout") or 0) or None
+        try:
+            session.auto_response = unpack_pair(settings.get(b"auto"))
+        except CorruptRecord as exc:
+            await self._put_aside(key, settings_key, "auto", settings[b"auto"], "auto", exc)
+        try:
+            session.event_timeout_ms = _unpack_timeout(settings.get(b"timeout"))
+        except CorruptRecord as exc:
+            await self._put_aside(
+                key, settings_key, "timeout", settings[b"timeout"], "timeout", exc
+            )
         self.auto_cache[key] = session.auto_response
         return session
+
+    async def _put_aside(
+        self, key: str, hash_key: str, field: Any, data: Any, name: str, error: Exception
+    ) -> None:
+        """Move a field that cannot be decoded to ``x:K``, log it once and count it."""
+        logger.error(
+            "object %s: corrupt %s set aside in Redis (%s%s): %s",
+            key,
+            "settings value" if name in ("auto", "timeout") else f"record {name!r}",
+            self.prefix,
+            f"x:{key}",
+            error,
+        )
+        metrics.inc("corrupt_records")
+        async with unavailable_as_error():
+            await self._set_aside(
+                keys=[hash_key, f"{self.prefix}x:{key}"],
+                args=[field, data, name],
+                client=self.redis_for(key),
+            )
 
     async def apply(self, key: str, writes: list[tuple[str, Any]], session: ObjectSession) -> None:
         args: list[Any] = [self.lease_value(key)]
@@ -559,13 +703,33 @@ class RedisSessionLayer(BaseSessionLayer):
 
     # The gateway's side ----------------------------------------------------------------
 
+    def hold(self, key: str) -> None:
+        """A gateway of this process took a socket of ``key`` (it reads the auto-response)."""
+        self.gateways[key] = self.gateways.get(key, 0) + 1
+
+    def unhold(self, key: str) -> None:
+        """A gateway's socket of ``key`` ended: forget the object's cached pair with the
+        last one, unless the object itself runs here."""
+        count = self.gateways.get(key, 0) - 1
+        if count > 0:
+            self.gateways[key] = count
+            return
+        self.gateways.pop(key, None)
+        if key not in self.owned:
+            self.auto_cache.pop(key, None)
+
     def auto_response(self, key: str) -> WebSocketRequestResponsePair | None:
         return self.auto_cache.get(key)
 
     async def load_auto_response(self, key: str) -> None:
+        settings_key = f"{self.prefix}c:{key}"
         async with unavailable_as_error():
-            data = await self.redis_for(key).hget(f"{self.prefix}c:{key}", "auto")
-        self.auto_cache[key] = unpack_pair(data)
+            data = await self.redis_for(key).hget(settings_key, "auto")
+        try:
+            self.auto_cache[key] = unpack_pair(data)
+        except CorruptRecord as exc:
+            self.auto_cache[key] = None
+            await self._put_aside(key, settings_key, "auto", data, "auto", exc)
 
     async def touch_auto_response(self, key: str, socket_id: str, when: float) -> None:
         """Note the time; :meth:`flush_stamps` writes a whole second's worth at once, so
@@ -628,7 +792,11 @@ class RedisSessionLayer(BaseSessionLayer):
     async def holders(self, key: str) -> set[str]:
         async with unavailable_as_error():
             values = await self.redis_for(key).hvals(f"{self.prefix}s:{key}")
-        return {unpack_record("", v).holder for v in values}
+        holders = set()
+        for value in values:
+            with contextlib.suppress(CorruptRecord):  # set aside at the object's next wake
+                holders.add(unpack_record("", value).holder)
+        return holders
 
     # Broadcast history ---------------------------------------------------------------
 

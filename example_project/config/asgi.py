@@ -14,7 +14,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
 from chat.routing import websocket_urlpatterns as chat_routes  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
@@ -29,7 +29,10 @@ http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(chat_routes + game_routes)),
+        # Exact origins, scheme and port included (see WEBSOCKET_ALLOWED_ORIGINS).
+        "websocket": OriginValidator(
+            URLRouter(chat_routes + game_routes), settings.WEBSOCKET_ALLOWED_ORIGINS
+        ),
         "lifespan": DurableLifespan(),
     }
 )

@@ -6,8 +6,10 @@ docs/deployment.md for production settings.
 
 Environment variables (the browser tests use them; the defaults suit a person):
 DURABLE_EXAMPLE_DB (the SQLite file), DURABLE_EXAMPLE_IDLE_TIMEOUT (seconds before an
-idle object hibernates), DURABLE_EXAMPLE_TURN_SECONDS (the game's turn timer) and
-DURABLE_EXAMPLE_CHAT_HISTORY (broadcasts a room keeps for pages that reconnect).
+idle object hibernates), DURABLE_EXAMPLE_TURN_SECONDS (the game's turn timer),
+DURABLE_EXAMPLE_ORIGINS (the origins allowed to open WebSockets, space-separated;
+default http://127.0.0.1 and http://localhost on ports 8000, 8001 and 8002, the
+README's) and DURABLE_EXAMPLE_CHAT_HISTORY (broadcasts a room keeps for pages that reconnect).
 """
 
 import os
@@ -18,6 +20,20 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET_KEY = "example-only-not-secret"
 DEBUG = True
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+
+# The pages (scheme, host and port) allowed to open WebSockets here, checked by
+# Channels' OriginValidator in config/asgi.py. AllowedHostsOriginValidator would compare
+# the host only (a page on http://127.0.0.1:9999 or https://localhost would pass for
+# this server on http://127.0.0.1:8000). In production: ["https://chat.example.com"].
+WEBSOCKET_ALLOWED_ORIGINS = (
+    os.environ.get("DURABLE_EXAMPLE_ORIGINS")
+    # The README's ports: 8000, and 8001 and 8002 for two processes on Redis.
+    or " ".join(
+        f"http://{host}:{port}"
+        for host in ("127.0.0.1", "localhost")
+        for port in (8000, 8001, 8002)
+    )
+).split()
 
 INSTALLED_APPS = [
     "daphne",  # first: its runserver serves ASGI_APPLICATION

@@ -267,6 +267,42 @@ class ClusterMonitor:
         if op == "broadcast_to":
             await cls.broadcast_to(object_id, command["text"], command.get("tag"))
             return {"ok": True}
+        if op == "trace_start":
+            import tracemalloc
+
+            tracemalloc.start(8)
+            return {"trace_start": True}
+        if op == "trace_top":
+            import gc
+            import tracemalloc
+
+            gc.collect()
+            stats = tracemalloc.take_snapshot().statistics("traceback")
+            top = []
+            for stat in stats[: command.get("n", 12)]:
+                frames = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in stat.traceback]
+                top.append([stat.size, stat.count, frames])
+            return {"trace_top": top}
+        if op == "gc":
+            import gc
+
+            return {"gc": gc.collect()}
+        if op == "memory":
+            # What this process keeps per object id (SPEC §11: released when unused).
+            runtime = get_runtime()
+            layer = runtime.layer
+            return {
+                "memory": {
+                    "auto_cache": len(getattr(layer, "auto_cache", ())),
+                    "gateways": len(getattr(layer, "gateways", ())),
+                    "owned": len(getattr(layer, "owned", ())),
+                    "live": len(runtime.dispatcher.live),
+                    "sockets": len(runtime.sockets),
+                    "groups": len(getattr(runtime.fanout, "groups", ())),
+                }
+            }
+        if op == "metrics":
+            return {"metrics": metrics.snapshot()}
         if op == "group_send":
             group = cls.tag_group(object_id, command.get("tag"))
             event = broadcast_event(group, command["text"])

@@ -55,7 +55,15 @@ class Room(DurableConsumer):
         if query.get("reject"):
             return
         tags = json.loads(query["tags"]) if "tags" in query else ["all"]
-        self.state.accept_websocket(ws, tags=tags)
+        if "subprotocol" in query:
+            try:
+                self.state.accept_websocket(ws, tags=tags, subprotocol=query["subprotocol"])
+            except ValueError as exc:
+                # Refused, and nothing was registered: a plain accept still works.
+                self.state.accept_websocket(ws, tags=tags)
+                await ws.send(json.dumps({"refused": type(exc).__name__, "message": str(exc)}))
+        else:
+            self.state.accept_websocket(ws, tags=tags)
         if "name" in query:
             ws.serialize_attachment({"name": query["name"], "path": ws.scope["path"]})
         if query.get("greet"):
