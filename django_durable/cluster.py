@@ -24,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from channels.exceptions import ChannelFull
@@ -37,16 +39,19 @@ from django.core.exceptions import ImproperlyConfigured
 from . import exceptions, metrics
 from .asgi_server import TRY_AGAIN_LATER
 from .consumer import registry
+from .copies import RecordCopies
+from .delivery import HolderGone, is_connection_error, send_waiting
 from .encoding import decode
 from .events import CALL, CLOSE, CONNECT, HIBERNATE, REJOIN, Event
 from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
 from .fanout import broadcast_event_message
 from .framing import POSITION
 from .held import STALL_AFTER, HeldEvents, close_try_again_later
-from .outside import is_connection_error
 from .scopes import export_scope, import_scope
 from .session.base import OPEN, SocketRecord
 from .session.redis import pack_pair, pack_record, unpack_record
+from .shards import new_deliverable_channel
+from .stamps import flush_stamps_forever, on_stamps_message
 from .transport import LocalTransport
 
 if TYPE_CHECKING:
@@ -104,6 +109,9 @@ class RedisTransport(LocalTransport):
         self._reregistering = False
         #: Holders whose heartbeat this process found missing: [first seen, last seen].
         self._missing: dict[str, list[float]] = {}
+        #: Attachments and tags of this process's sockets, to put back if Redis loses them.
+        self.copies = RecordCopies(self)
+        self.layer.on_written = self.copies.written
         #: Events that gateways could not hand on at once (Redis away or slow).
         self.held = HeldEvents(self._deliver_held)
 
@@ -115,7 +123,7 @@ class RedisTransport(LocalTransport):
         async with self._start_lock:
             if self.channel:
                 return
-            channel = await self.channel_layer.new_channel("durable")
+            channel = await new_deliverable_channel(self.channel_layer, "durable")
             self.layer.holder = channel
             self.runtime.process_id = channel
             await self.layer.heartbeat(first=True)
@@ -124,6 +132,7 @@ class RedisTransport(LocalTransport):
             self._tasks = [
                 loop.create_task(self._read(), name="durable-process-channel"),
                 loop.create_task(self._maintain(), name="durable-maintenance"),
+                loop.create_task(flush_stamps_forever(self), name="durable-stamps"),
             ]
             logger.info("process channel %s started", channel)
 
@@ -193,10 +202,16 @@ class RedisTransport(LocalTransport):
         """Retry while Redis is unreachable or the owner's channel is full: the
         socket's frames wait (and TCP pushes back on the client); none is lost."""
         delay = 0.05
+        full_pause = 0.002
         while True:
             try:
                 return await fn(*args)
-            except (SessionLayerUnavailable, ChannelFull) as exc:
+            except ChannelFull:
+                # The owner is behind: try again soon (a long sleep here would leave
+                # its channel empty and cap the socket at a few events a second).
+                await asyncio.sleep(full_pause)
+                full_pause = min(full_pause * 2, 0.1)
+            except SessionLayerUnavailable as exc:
                 logger.warning("%s; retrying in %.1f s", exc or type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -330,20 +345,24 @@ class RedisTransport(LocalTransport):
             return decode(reply["payload"])
         raise _rebuild_error(*reply["error"])
 
-    async def _send_retrying(self, channel: str, message: dict[str, Any]) -> None:
+    async def _send_retrying(
+        self,
+        channel: str,
+        message: dict[str, Any],
+        gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         """Send, trying again while the connection to Redis is lost: a frame the object
         sent must not be dropped for an outage (the first command on each pooled
         connection after Redis restarted fails too). The handler waits meanwhile, as
-        the object would for its session writes."""
+        the object would for its session writes. A full channel is waited for by
+        ``send_waiting`` (bounded: ``DeliveryFailed``; ``HolderGone`` for a dead one)."""
         delay = 0.05
         warned = False
         while True:
             try:
-                await self.channel_layer.send(channel, message)
+                await send_waiting(self.channel_layer, channel, message, gone=gone)
                 return
-            except Exception as exc:
-                if not is_connection_error(exc):
-                    raise
+            except SessionLayerUnavailable as exc:
                 if not warned and delay >= 0.4:
                     logger.warning("sending to %s: Redis unreachable (%s); retrying", channel, exc)
                     warned = True
@@ -372,31 +391,52 @@ class RedisTransport(LocalTransport):
         # writes its own frames, rather than waiting behind them.
         sent = 0
         payload = {k: v for k, v in message.items() if k in ("text", "bytes", POSITION)}
+        failure: Exception | None = None
         for holder, sids in remote.items():
             try:
-                await self._send_retrying(holder, {"type": "durable.send", "sids": sids, **payload})
-            except Exception:
-                logger.warning("send to %d sockets on %s failed", len(sids), holder, exc_info=True)
+                await self._send_retrying(
+                    holder,
+                    {"type": "durable.send", "sids": sids, **payload},
+                    gone=functools.partial(self._holder_gone, holder),
+                )
+            except HolderGone:
+                continue  # its sockets get websocket_close(1006) from the maintenance
+            except Exception as exc:
+                failure = failure or exc
                 continue
             sent += len(sids)
         if local:
             sent += await self.send_local(local, message)
+        if failure is not None:
+            # The handler must know: a frame it sent did not reach every socket.
+            raise failure
         return sent
+
+    async def _holder_gone(self, holder: str) -> bool:
+        """Whether ``holder``'s heartbeat has been missing for a whole lease time."""
+        try:
+            return holder in await self._dead_holders({holder})
+        except SessionLayerUnavailable:
+            return False
 
     async def close(self, key: str, record: SocketRecord, code: int, reason: str) -> None:
         if record.id in self.runtime.sockets:
             await super().close(key, record, code, reason)
         else:
-            await self.channel_layer.send(
-                record.holder, {"type": "durable.close", "sid": record.id, "code": code}
+            await send_waiting(
+                self.channel_layer,
+                record.holder,
+                {"type": "durable.close", "sid": record.id, "code": code},
             )
 
     async def kill(self, key: str, record: SocketRecord, error: BaseException) -> None:
         if record.id in self.runtime.sockets:
             await super().kill(key, record, error)
         else:
-            await self.channel_layer.send(
-                record.holder, {"type": "durable.kill", "sid": record.id, "error": str(error)}
+            await send_waiting(
+                self.channel_layer,
+                record.holder,
+                {"type": "durable.kill", "sid": record.id, "error": str(error)},
             )
 
     async def verdict(self, key: str, sock: Any, record: SocketRecord | None) -> None:
@@ -405,7 +445,7 @@ class RedisTransport(LocalTransport):
             verdict = {"type": "durable.verdict", "sid": sock.id, "tags": tags}
             if sock.subprotocol is not None:
                 verdict["subprotocol"] = sock.subprotocol
-            await self.channel_layer.send(sock.holder, verdict)
+            await send_waiting(self.channel_layer, sock.holder, verdict)
         elif record is not None:
             await sock.accept()
 
@@ -482,6 +522,7 @@ class RedisTransport(LocalTransport):
 
     async def released(self, live: LiveObject) -> None:
         key = live.key
+        self.copies.forget(live.session.sockets)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._releasing[key] = future
         try:
@@ -548,6 +589,8 @@ class RedisTransport(LocalTransport):
             "durable.call": self._on_call,
             "durable.result": self._on_result,
             "durable.rejoin": self._on_rejoin,
+            "durable.stamps": self._on_stamps,
+            "durable.records": self._on_records,
             "durable.released": self._on_released,
             # Tag groups' messages (this channel is joined to them: see fanout.py).
             "durable.broadcast": self.runtime.fanout.handle,
@@ -668,6 +711,12 @@ class RedisTransport(LocalTransport):
         if future is not None and not future.done():
             future.set_result(message)
 
+    async def _on_records(self, message: dict[str, Any]) -> None:
+        self.copies.received(message)
+
+    async def _on_stamps(self, message: dict[str, Any]) -> None:
+        await on_stamps_message(self, message)
+
     async def _on_rejoin(self, message: dict[str, Any]) -> None:
         self._rejoin(message["key"], [unpack_record(sid, data) for sid, data in message["records"]])
 
@@ -717,6 +766,7 @@ class RedisTransport(LocalTransport):
             self._reregistering = False
         await self._resend_stale()
         self._forget_missing()
+        self.copies.prune()
         for live in list(dispatcher.live.values()):
             if not live.lost:
                 for event in await self._dead_socket_closes(live):
@@ -757,9 +807,14 @@ class RedisTransport(LocalTransport):
             if not sock.accepted:
                 continue
             acked = sock.outbox[0][0] - 1 if sock.outbox else sock.seq
-            record = SocketRecord(sock.id, sock.tags, None, None, self.channel, OPEN, acked)
+            attachment = self.copies.attachment(sock.id)
+            record = SocketRecord(sock.id, sock.tags, attachment, None, self.channel, OPEN, acked)
             await self.layer.reregister(sock.key, record)
             sockets[sock.key].append((sock, record))
+        for key in sockets:
+            live = self.runtime.dispatcher.live.get(key)
+            timeout = None if live is None else live.session.event_timeout_ms
+            await self.layer.restore_settings(key, self.layer.auto_cache.get(key), timeout)
         await self.runtime.fanout.resubscribe()
         for key, pairs in sockets.items():
             owner = await self.layer.owner(key)

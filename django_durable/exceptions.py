@@ -111,6 +111,11 @@ class SessionLayerUnavailable(DurableError, ConnectionError):
     """The session layer's backing service (Redis) cannot be reached."""
 
 
+class DeliveryFailed(DurableError, ConnectionError):
+    """A message for sockets held by another process could not be handed to it in time
+    (its channel stayed full): those sockets did not get it."""
+
+
 class StorageTimeout(DurableError, TimeoutError):
     """A storage call got no answer from the database within ``STORAGE_TIMEOUT``.
 

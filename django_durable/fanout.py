@@ -28,6 +28,7 @@ from channels.layers import get_channel_layer
 
 from . import metrics
 from .framing import POSITION
+from .shards import new_deliverable_channel
 
 if TYPE_CHECKING:
     from .gateway import LocalSocket
@@ -188,7 +189,7 @@ class Fanout:
             try:
                 channel = await self.runtime.transport.group_channel()
                 if channel is None:
-                    channel = await self.channel_layer.new_channel(prefix="durable")
+                    channel = await new_deliverable_channel(self.channel_layer, "durable")
                     self._spawn(self._read(channel), "durable-groups")
             except BaseException as exc:
                 self._channel_ready.set_exception(exc)

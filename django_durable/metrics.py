@@ -22,6 +22,8 @@ COUNTERS: dict[str, str] = {
     "wakes": "Objects created or re-created from their persisted state.",
     "hibernations": "Objects dropped from memory while their sockets stay connected.",
     "forwarded_events": "Events forwarded to the process that owns their object.",
+    "remote_send_retries": "Sends to another process's full channel that waited and retried.",
+    "remote_send_failures": "Failed sends to sockets of another process (raised to the handler).",
     "overload_closes": "Sockets closed with 1013 because their object was overloaded.",
     "oversize_closes": "Sockets closed with 1009 for a message over MAX_MESSAGE_BYTES.",
     "overload_refusals": "Stub calls or alarms refused because their object was overloaded.",

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from channels.layers import InMemoryChannelLayer
 
+from .delivery import is_connection_error
 from .exceptions import SessionLayerUnavailable
 from .fanout import broadcast_event_message
 from .framing import POSITION
@@ -61,14 +62,3 @@ async def broadcast_to(
                     f"unreachable: {exc}"
                 ) from exc
             raise
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    """A lost connection to the channel layer's server (Redis), whatever its client."""
-    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
-        return True
-    return type(exc).__module__.startswith("redis.") and type(exc).__name__ in (
-        "ConnectionError",
-        "TimeoutError",
-        "BusyLoadingError",
-    )

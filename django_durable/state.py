@@ -159,8 +159,9 @@ class DurableState:
     def get_websocket_auto_response_timestamp(self, ws: DurableWebSocket) -> datetime | None:
         """When the gateway last answered this socket's auto-response (aware UTC).
 
-        With the Redis layer, a socket held by another process may show the time as it
-        was when the object woke: gateways record it in Redis without waking the object.
+        With the Redis layer, a ping answered by another process's gateway shows here
+        within about a second: gateways batch their timestamps (one Redis write per
+        process about twice a second) and tell the live owner, never waking the object.
         """
         record = self._live.session.sockets.get(ws.id)
         when = None if record is None else record.auto_response_at

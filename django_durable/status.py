@@ -150,8 +150,9 @@ async def _scan(layer: RedisSessionLayer, kind: str) -> list[str]:
     strip = len(layer.prefix) + len(kind) + 1
     keys = []
     match = _redis_match(layer.prefix, kind)
-    async for name in layer.redis.scan_iter(match=match, count=SCAN_COUNT):
-        keys.append(_text(name)[strip:])
+    for redis in layer.redises:
+        async for name in redis.scan_iter(match=match, count=SCAN_COUNT):
+            keys.append(_text(name)[strip:])
     return keys
 
 
@@ -164,14 +165,16 @@ async def _redis_entries(layer: RedisSessionLayer, entries: dict[str, _Entry]) -
         keys |= set(entries)
         ordered = sorted(keys)
         for start in range(0, len(ordered), SCAN_COUNT):
-            chunk = ordered[start : start + SCAN_COUNT]
-            async with layer.redis.pipeline(transaction=False) as pipe:
-                for key in chunk:
-                    pipe.hgetall(f"{layer.prefix}s:{key}")
-                    pipe.get(f"{layer.prefix}l:{key}")
-                results = await pipe.execute()
-            for i, key in enumerate(chunk):
-                sockets, lease = results[2 * i], results[2 * i + 1]
+            found: dict[str, tuple[Any, Any]] = {}
+            for index, chunk in layer.by_host(ordered[start : start + SCAN_COUNT]).items():
+                async with layer.redises[index].pipeline(transaction=False) as pipe:
+                    for key in chunk:
+                        pipe.hgetall(f"{layer.prefix}s:{key}")
+                        pipe.get(f"{layer.prefix}l:{key}")
+                    results = await pipe.execute()
+                for i, key in enumerate(chunk):
+                    found[key] = (results[2 * i], results[2 * i + 1])
+            for key, (sockets, lease) in found.items():
                 entry = entries.get(key)
                 if entry is None:
                     if not sockets and lease is None:

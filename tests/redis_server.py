@@ -129,3 +129,40 @@ def private_redis(persistent: bool = False) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.close()
+
+
+@contextlib.contextmanager
+def private_sentinel(master: PrivateRedis, name: str = "durable") -> Iterator[int]:
+    """A Redis Sentinel (``redis-server --sentinel``) watching ``master`` as ``name``;
+    yields its port."""
+    need_redis_server()
+    port = free_port()
+    directory = Path(tempfile.mkdtemp(prefix="durable-sentinel-"))
+    config = directory / "sentinel.conf"
+    config.write_text(
+        f"port {port}\nbind {HOST}\ndir {directory}\nlogfile {directory / 'sentinel.log'}\n"
+        f"sentinel monitor {name} {HOST} {master.port} 1\n"
+    )
+    process = subprocess.Popen(
+        ["redis-server", str(config), "--sentinel"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not port_accepts(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                log = directory / "sentinel.log"
+                text = log.read_text(errors="replace") if log.exists() else ""
+                raise AssertionError(f"redis sentinel on port {port} did not start:\n{text}")
+            time.sleep(0.02)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        shutil.rmtree(directory, ignore_errors=True)

@@ -95,21 +95,38 @@ if os.environ.get("DURABLE_TEST_ALARM_RETRY_BASE_DELAY"):
         os.environ["DURABLE_TEST_ALARM_RETRY_BASE_DELAY"]
     )
 if os.environ.get("DURABLE_TEST_SESSION_LAYER") == "redis":
-    _redis_host: dict[str, Any] = {
-        "address": os.environ.get("DURABLE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9"),
-        "socket_timeout": None,
-        "max_connections": 1000,
-    }
+    # DURABLE_TEST_REDIS_URLS (comma-separated) spreads over several servers;
+    # DURABLE_TEST_REDIS_SENTINEL ("host:port/master") reaches one through a Sentinel.
+    _urls = os.environ.get("DURABLE_TEST_REDIS_URLS") or os.environ.get(
+        "DURABLE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9"
+    )
+    _redis_hosts: list[dict[str, Any]] = [
+        {"address": url, "socket_timeout": None, "max_connections": 1000}
+        for url in _urls.split(",")
+    ]
+    if os.environ.get("DURABLE_TEST_REDIS_SENTINEL"):
+        _sentinel, _master = os.environ["DURABLE_TEST_REDIS_SENTINEL"].split("/")
+        _sentinel_host, _sentinel_port = _sentinel.split(":")
+        _redis_hosts = [
+            {
+                "sentinels": [(_sentinel_host, int(_sentinel_port))],
+                "master_name": _master,
+                "socket_timeout": None,
+                "max_connections": 1000,
+            }
+        ]
     _prefix = os.environ.get("DURABLE_TEST_REDIS_PREFIX", "durable-test")
+    # DURABLE_TEST_CHANNEL_CAPACITY=default keeps channels_redis's own (100).
+    _capacity = os.environ.get("DURABLE_TEST_CHANNEL_CAPACITY", "10000")
+    _layer_config: dict[str, Any] = {"hosts": _redis_hosts, "prefix": f"{_prefix}:asgi"}
+    if _capacity != "default":
+        _layer_config["capacity"] = int(_capacity)
     CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [_redis_host], "prefix": f"{_prefix}:asgi", "capacity": 10_000},
-        }
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": _layer_config}
     }
     DURABLE_OBJECTS["SESSION_LAYER"] = {
         "BACKEND": "django_durable.session.RedisSessionLayer",
-        "CONFIG": {"hosts": [_redis_host], "prefix": f"{_prefix}:durable:"},
+        "CONFIG": {"hosts": _redis_hosts, "prefix": f"{_prefix}:durable:"},
     }
 
 # Overload, message size and shutdown tests (tests/test_overload.py, test_shutdown.py).

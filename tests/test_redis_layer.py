@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -224,6 +223,7 @@ async def test_a_write_after_losing_the_lease_raises_and_writes_nothing(
     session.auto_response = WebSocketRequestResponsePair("ping", "pong")
     await a.apply(KEY, [("add", first), ("settings", None)], session)
     await a.touch_auto_response(KEY, "s1", 1.5)
+    await a.flush_stamps()
 
     # a's lease runs out (a stalled process); b takes the object.
     await expired(a)
@@ -269,7 +269,9 @@ async def test_a_write_with_no_lease_at_all_is_refused(
 # What is stored ---------------------------------------------------------------------------
 
 
-async def test_load_and_apply_round_trip(layers: Factory) -> None:
+async def test_load_and_apply_round_trip(
+    layers: Factory, redis: aioredis.Redis, prefix: str
+) -> None:
     a, b = layers("process-a"), layers("process-b")
     assert (await b.load(KEY)).is_empty()
     await a.acquire(KEY)
@@ -292,6 +294,10 @@ async def test_load_and_apply_round_trip(layers: Factory) -> None:
         session,
     )
     await a.touch_auto_response(KEY, "s1", 1_700_000_000.25)
+    # Noted, then written with the rest of the half second's timestamps.
+    assert await redis.hget(f"{prefix}t:{KEY}", "s1") is None
+    assert await a.flush_stamps() == {KEY: ("process-a", {"s1": 1_700_000_000.25})}
+    assert await a.flush_stamps() == {}
 
     loaded = await b.load(KEY)  # as another process sees it
     assert sorted(loaded.sockets) == ["s1", "s2"]
@@ -338,14 +344,17 @@ async def test_auto_response_timestamps_only_for_registered_sockets(
     await a.acquire(KEY)
     stamps = f"{prefix}t:{KEY}"
     await a.touch_auto_response(KEY, "never-accepted", 10.0)
+    await a.flush_stamps()
     assert await redis.hgetall(stamps) == {}
     await a.add_socket(KEY, record("s1"))
     await a.touch_auto_response(KEY, "s1", 11.0)
+    await a.flush_stamps()
     assert float(await redis.hget(stamps, "s1")) == 11.0
     await a.remove_socket(KEY, "s1")
     assert await redis.hgetall(stamps) == {}
     # A gateway answering after the final event must not bring the socket back.
     await a.touch_auto_response(KEY, "s1", 12.0)
+    await a.flush_stamps()
     assert await redis.hgetall(stamps) == {}
     assert (await a.load(KEY)).sockets == {}
 
@@ -384,10 +393,14 @@ async def test_unreachable_redis_raises_session_layer_unavailable(prefix: str) -
             layer.owner(KEY),
             layer.load(KEY),
             layer.heartbeat(first=True),
-            layer.touch_auto_response(KEY, "s1", time.time()),
+            layer.flush_stamps(),
         ):
+            if call.cr_code.co_name == "flush_stamps":
+                await layer.touch_auto_response(KEY, "s1", 5.0)  # noted: nothing to fail
             with pytest.raises(SessionLayerUnavailable, match="Redis session layer is unreachable"):
                 await call
+        # What could not be written is kept for the next try.
+        assert layer.pending_stamps == {KEY: {"s1": 5.0}}
         assert issubclass(SessionLayerUnavailable, ConnectionError)
     finally:
         await layer.close()

@@ -25,9 +25,12 @@ tokens keep growing even after Redis restarts without its data. Every write the 
 makes goes through one Lua script that first checks the lease still holds its token:
 a process that lost the object can change nothing (``OwnershipLost``).
 
-The connection comes from channels-redis's own helpers, so ``CONFIG["hosts"]`` takes
-the same forms as ``CHANNEL_LAYERS``' (with redis-py 8, give dicts with
-``"socket_timeout": None`` there; here the default is fine: no command blocks).
+The connections come from channels-redis's own helpers, so ``CONFIG["hosts"]`` takes
+the same forms as ``CHANNEL_LAYERS``' (URLs, dicts, Sentinel dicts with
+``"sentinels"`` and ``"master_name"``; with redis-py 8, give dicts with
+``"socket_timeout": None`` there; here the default is fine: no command blocks). With
+several hosts, each object's keys live on the host its key hashes to (channels-redis's
+``_consistent_hash``), and each process's heartbeat on the host its channel hashes to.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import math
 from typing import Any
 
 import msgpack
-from channels_redis.utils import create_pool, decode_hosts
+from channels_redis.utils import _consistent_hash, create_pool, decode_hosts
 from redis import asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
@@ -218,12 +221,15 @@ end
 return 1
 """
 
-# KEYS: sockets, timestamps. Only for a socket that is still registered.
-TOUCH = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  return redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+# KEYS: sockets, timestamps, lease. ARGV: socket id, timestamp, ... Records the
+# timestamps of sockets still registered; returns the lease (who to tell), or nil.
+TOUCH_MANY = """
+for i = 1, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
 end
-return 0
+return redis.call('GET', KEYS[3])
 """
 
 # KEYS: the hash holding a corrupt field, the set-aside hash. ARGV: field, the bytes
@@ -380,9 +386,13 @@ class RedisSessionLayer(BaseSessionLayer):
         **config: Any,
     ) -> None:
         super().__init__(hosts=hosts, prefix=prefix, lease_time=lease_time, **config)
-        host = dict(decode_hosts(hosts)[0])
-        host.setdefault("max_connections", 1000)
-        self.redis = aioredis.Redis(connection_pool=create_pool(host))
+        self.redises: list[aioredis.Redis] = []
+        for entry in decode_hosts(hosts):
+            host = dict(entry)
+            host.setdefault("max_connections", 1000)
+            self.redises.append(aioredis.Redis(connection_pool=create_pool(host)))
+        #: The first host (the only one unless CONFIG["hosts"] lists several).
+        self.redis = self.redises[0]
         self.prefix = prefix
         self.lease_time = float(lease_time or conf.get("LEASE_TIME"))
         #: This process's channel name (set by the transport when it starts).
@@ -401,7 +411,12 @@ class RedisSessionLayer(BaseSessionLayer):
         self._heartbeat = self.redis.register_script(HEARTBEAT)
         self._alive = self.redis.register_script(ALIVE)
         self._fenced = self.redis.register_script(FENCED_WRITE)
-        self._touch = self.redis.register_script(TOUCH)
+        self._touch_many = self.redis.register_script(TOUCH_MANY)
+        #: Called with (key, records written, socket ids removed) after each owner's
+        #: write (the transport keeps holders' copies of attachments up to date).
+        self.on_written: Any = None
+        #: key -> socket id -> auto-response timestamp not yet written (see flush_stamps).
+        self.pending_stamps: dict[str, dict[str, float]] = {}
         self._set_aside = self.redis.register_script(SET_ASIDE)
         self._history_append = self.redis.register_script(HISTORY_APPEND)
         self._history_read = self.redis.register_script(HISTORY_READ)
@@ -422,6 +437,20 @@ class RedisSessionLayer(BaseSessionLayer):
     def _keys(self, key: str) -> list[str]:
         p = self.prefix
         return [f"{p}l:{key}", f"{p}s:{key}", f"{p}t:{key}", f"{p}c:{key}"]
+
+    def redis_for(self, name: str) -> aioredis.Redis:
+        """The host of an object key (or a holder's heartbeat), hashed the way
+        channels_redis spreads channels: every key of one object on one host, so each
+        Lua script touches one server."""
+        index: int = _consistent_hash(name, len(self.redises))
+        return self.redises[index]
+
+    def by_host(self, names: list[str]) -> dict[int, list[str]]:
+        """``names`` grouped by the index of their host, in their order."""
+        groups: dict[int, list[str]] = {}
+        for name in names:
+            groups.setdefault(_consistent_hash(name, len(self.redises)), []).append(name)
+        return groups
 
     def heartbeat_key(self, holder: str) -> str:
         return f"{self.prefix}p:{holder}"
@@ -476,6 +505,7 @@ class RedisSessionLayer(BaseSessionLayer):
                     self._kept_ms,
                     int(self.fence_key_ttl * 1000),
                 ],
+                client=self.redis_for(key),
             )
         holder, token = _text(holder), int(_text(token))
         if took_over and took_over[0]:
@@ -491,7 +521,9 @@ class RedisSessionLayer(BaseSessionLayer):
     async def owner(self, key: str) -> str | None:
         async with unavailable_as_error():
             value = await self._owner(
-                keys=[*self._clock, f"{self.prefix}l:{key}"], args=[self._gap_ms]
+                keys=[*self._clock, f"{self.prefix}l:{key}"],
+                args=[self._gap_ms],
+                client=self.redis_for(key),
             )
         return None if value is None else _text(value)
 
@@ -499,15 +531,20 @@ class RedisSessionLayer(BaseSessionLayer):
         """Renew the leases of ``keys``; the keys whose lease was lost."""
         if not keys:
             return []
-        async with unavailable_as_error(), self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                await self._renew(
-                    keys=[*self._clock, f"{self.prefix}l:{key}"],
-                    args=[self._gap_ms, self.lease_value(key), self.lease_ms, self._kept_ms],
-                    client=pipe,
-                )
-            results = await pipe.execute()
-        lost = [key for key, ok in zip(keys, results, strict=True) if not ok]
+        lost = []
+        for index, group in self.by_host(keys).items():
+            async with (
+                unavailable_as_error(),
+                self.redises[index].pipeline(transaction=False) as pipe,
+            ):
+                for key in group:
+                    await self._renew(
+                        keys=[*self._clock, f"{self.prefix}l:{key}"],
+                        args=[self._gap_ms, self.lease_value(key), self.lease_ms, self._kept_ms],
+                        client=pipe,
+                    )
+                results = await pipe.execute()
+            lost += [key for key, ok in zip(group, results, strict=True) if not ok]
         for key in lost:
             logger.warning("object %s: lease lost (not renewed in time)", key)
             self.owned.pop(key, None)
@@ -521,7 +558,9 @@ class RedisSessionLayer(BaseSessionLayer):
         value = self.lease_value(key)
         self.owned.pop(key, None)
         async with unavailable_as_error():
-            await self._release(keys=[f"{self.prefix}l:{key}"], args=[value])
+            await self._release(
+                keys=[f"{self.prefix}l:{key}"], args=[value], client=self.redis_for(key)
+            )
 
     def fence_token(self, key: str) -> int | None:
         return self.owned.get(key)
@@ -531,30 +570,36 @@ class RedisSessionLayer(BaseSessionLayer):
 
         An outage or a freeze of Redis does not make it vanish: Redis keeps the key
         ``RIDE_THROUGH`` seconds past its expiry, and the live clock does not count the
-        time Redis was away.
+        time Redis was away. It lives on the host its process channel hashes to.
         """
         async with unavailable_as_error():
             existed = await self._heartbeat(
                 keys=[*self._clock, self.heartbeat_key(self.holder)],
                 args=[self._gap_ms, self.lease_ms, self._kept_ms],
+                client=self.redis_for(self.holder),
             )
         return first or bool(existed)
 
     async def alive(self, holders: list[str]) -> set[str]:
         if not holders:
             return set()
-        async with unavailable_as_error():
-            flags = await self._alive(
-                keys=[*self._clock, *(self.heartbeat_key(h) for h in holders)],
-                args=[self._gap_ms],
-            )
-        return {h for h, ok in zip(holders, flags, strict=True) if ok}
+        found = set()
+        for index, group in self.by_host(holders).items():
+            async with unavailable_as_error():
+                flags = await self._alive(
+                    keys=[*self._clock, *(self.heartbeat_key(h) for h in group)],
+                    args=[self._gap_ms],
+                    client=self.redises[index],
+                )
+            found |= {h for h, ok in zip(group, flags, strict=True) if ok}
+        return found
 
     # The object's side -----------------------------------------------------------------
 
     async def load(self, key: str) -> ObjectSession:
         _, sockets_key, ts_key, settings_key = self._keys(key)
-        async with unavailable_as_error(), self.redis.pipeline(transaction=False) as pipe:
+        redis = self.redis_for(key)
+        async with unavailable_as_error(), redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(sockets_key)
             pipe.hgetall(ts_key)
             pipe.hgetall(settings_key)
@@ -608,7 +653,9 @@ class RedisSessionLayer(BaseSessionLayer):
         metrics.inc("corrupt_records")
         async with unavailable_as_error():
             await self._set_aside(
-                keys=[hash_key, f"{self.prefix}x:{key}"], args=[field, data, name]
+                keys=[hash_key, f"{self.prefix}x:{key}"],
+                args=[field, data, name],
+                client=self.redis_for(key),
             )
 
     async def apply(self, key: str, writes: list[tuple[str, Any]], session: ObjectSession) -> None:
@@ -637,7 +684,7 @@ class RedisSessionLayer(BaseSessionLayer):
             return
         async with unavailable_as_error():
             try:
-                await self._fenced(keys=self._keys(key), args=args)
+                await self._fenced(keys=self._keys(key), args=args, client=self.redis_for(key))
             except ResponseError as exc:
                 if "FENCED" in str(exc):
                     self.owned.pop(key, None)
@@ -645,6 +692,8 @@ class RedisSessionLayer(BaseSessionLayer):
                         f"this process no longer owns {key}: its write was refused"
                     ) from exc
                 raise
+        if self.on_written is not None:
+            self.on_written(key, list(latest.values()), removed)
 
     async def add_socket(self, key: str, record: SocketRecord) -> None:
         await self.apply(key, [("add", record)], ObjectSession(key))
@@ -681,7 +730,7 @@ class RedisSessionLayer(BaseSessionLayer):
     async def load_auto_response(self, key: str) -> None:
         settings_key = f"{self.prefix}c:{key}"
         async with unavailable_as_error():
-            data = await self.redis.hget(settings_key, "auto")
+            data = await self.redis_for(key).hget(settings_key, "auto")
         try:
             self.auto_cache[key] = unpack_pair(data)
         except CorruptRecord as exc:
@@ -689,18 +738,66 @@ class RedisSessionLayer(BaseSessionLayer):
             await self._put_aside(key, settings_key, "auto", data, "auto", exc)
 
     async def touch_auto_response(self, key: str, socket_id: str, when: float) -> None:
-        _, sockets_key, ts_key, _ = self._keys(key)
-        async with unavailable_as_error():
-            await self._touch(keys=[sockets_key, ts_key], args=[socket_id, repr(when)])
+        """Note the time; :meth:`flush_stamps` writes a whole second's worth at once, so
+        a ping costs no round trip (the transport calls it about every half second)."""
+        self.pending_stamps.setdefault(key, {})[socket_id] = when
+
+    async def flush_stamps(self) -> dict[str, tuple[str | None, dict[str, float]]]:
+        """Write the timestamps noted since the last call, in one pipeline.
+
+        Returns, per object key, the owner's channel (None when the object is
+        hibernated: nothing is woken) and the timestamps written. Kept for the next
+        call if Redis cannot be reached.
+        """
+        pending, self.pending_stamps = self.pending_stamps, {}
+        if not pending:
+            return {}
+        written: dict[str, tuple[str | None, dict[str, float]]] = {}
+        try:
+            for index, keys in self.by_host(list(pending)).items():
+                redis = self.redises[index]
+                async with unavailable_as_error(), redis.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        lease, sockets_key, ts_key, _ = self._keys(key)
+                        args: list[Any] = []
+                        for sid, when in pending[key].items():
+                            args += [sid, repr(when)]
+                        await self._touch_many(
+                            keys=[sockets_key, ts_key, lease], args=args, client=pipe
+                        )
+                    leases = await pipe.execute()
+                for key, lease in zip(keys, leases, strict=True):
+                    owner = None if lease is None else _text(lease).split("|", 1)[0]
+                    written[key] = (owner, pending.pop(key))
+        except BaseException:
+            for key, stamps in pending.items():  # newer ones noted meanwhile win
+                self.pending_stamps[key] = {**stamps, **self.pending_stamps.get(key, {})}
+            raise
+        return written
 
     async def reregister(self, key: str, record: SocketRecord) -> None:
         """Put back a socket this process holds, after Redis lost its data."""
         async with unavailable_as_error():
-            await self.redis.hsetnx(f"{self.prefix}s:{key}", record.id, pack_record(record))
+            await self.redis_for(key).hsetnx(
+                f"{self.prefix}s:{key}", record.id, pack_record(record)
+            )
+
+    async def restore_settings(
+        self, key: str, pair: WebSocketRequestResponsePair | None, timeout_ms: int | None
+    ) -> None:
+        """Put back an object's settings after Redis lost its data (unless set again)."""
+        settings_key = f"{self.prefix}c:{key}"
+        redis = self.redis_for(key)
+        async with unavailable_as_error(), redis.pipeline(transaction=False) as pipe:
+            if pair is not None:
+                pipe.hsetnx(settings_key, "auto", pack_pair(pair))
+            if timeout_ms:
+                pipe.hsetnx(settings_key, "timeout", timeout_ms)
+            await pipe.execute()
 
     async def holders(self, key: str) -> set[str]:
         async with unavailable_as_error():
-            values = await self.redis.hvals(f"{self.prefix}s:{key}")
+            values = await self.redis_for(key).hvals(f"{self.prefix}s:{key}")
         holders = set()
         for value in values:
             with contextlib.suppress(CorruptRecord):  # set aside at the object's next wake
@@ -724,7 +821,9 @@ class RedisSessionLayer(BaseSessionLayer):
         ttl_ms = int(conf.get("HISTORY_TTL") * 1000)
         async with unavailable_as_error():
             epoch, offset = await self._history_append(
-                keys=self._history_keys(key), args=[limit, ttl_ms, entry, new_epoch()]
+                keys=self._history_keys(key),
+                args=[limit, ttl_ms, entry, new_epoch()],
+                client=self.redis_for(key),
             )
         return _text(epoch), int(offset)
 
@@ -734,6 +833,7 @@ class RedisSessionLayer(BaseSessionLayer):
             epoch, head, first, raw = await self._history_read(
                 keys=self._history_keys(key),
                 args=[-1 if after is None else after, ttl_ms, new_epoch()],
+                client=self.redis_for(key),
             )
         head, first = int(head), int(first)
         start = 0 if after is None else max(after + 1, first)
@@ -744,7 +844,8 @@ class RedisSessionLayer(BaseSessionLayer):
         return HistorySnapshot(_text(epoch), head, first, entries)
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        for redis in self.redises:
+            await redis.aclose()
 
     def make_transport(self, runtime: Any) -> Any:
         from ..cluster import RedisTransport

@@ -193,6 +193,19 @@ class Census(Ledger):
             await ws.send(json.dumps({"timestamp": None if when is None else when.isoformat()}))
         elif op == "echo":
             await ws.send(json.dumps({"echo": command["value"], "pid": os.getpid()}))
+        elif op == "flood":
+            # Many broadcasts from one handler (to every socket, wherever held).
+            sent = 0
+            for n in range(command["count"]):
+                sent += await state.broadcast(json.dumps({"flood": n}), tag=command.get("tag"))
+            await ws.send(json.dumps({"flooded": sent}))
+        elif op == "spray":
+            # Many frames from one handler: faster than a channel of capacity 100 drains.
+            try:
+                for n in range(command["count"]):
+                    await ws.send(json.dumps({"spray": n}))
+            except Exception as exc:
+                await ws.send(json.dumps({"spray_error": type(exc).__name__}))
         else:
             await super().websocket_message(ws, message)
 
