@@ -14,6 +14,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
+from django_durable.dbthread import run_db
 from django_durable.encoding import encoded_size
 from django_durable.exceptions import (
     InvalidStorageKey,
@@ -22,6 +23,7 @@ from django_durable.exceptions import (
     UnsupportedValue,
 )
 from django_durable.models import OBJECT_KEY_MAX_LENGTH, Alarm, ObjectFence, StorageEntry
+from django_durable.runtime import existing_runtime
 from django_durable.storage import KEY_MAX_BYTES, VALUE_MAX_BYTES, DurableStorage
 from tests.services import need
 
@@ -39,9 +41,20 @@ def alias(request) -> str:
 
 @pytest.fixture(autouse=True)
 async def _close_worker_connections():
-    """Storage runs the ORM in asgiref's worker thread: close its connections after each test
-    (PostgreSQL cannot drop a test database that a connection still uses)."""
+    """Storage runs the ORM in the package's database thread, and setting an alarm starts
+    this loop's alarm poller there: stop the poller, then close that thread's connections
+    after each test. A poll still in flight keeps SQLite's shared in-memory table locked
+    against the test's flush, and PostgreSQL cannot drop a test database that a
+    connection still uses. (The one database thread runs calls in order, so the close
+    runs after any poll already submitted.)"""
     yield
+    runtime = existing_runtime()
+    poller = runtime.alarms.task if runtime is not None else None
+    if poller is not None:
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+    await run_db(connections.close_all)
     await sync_to_async(connections.close_all)()
 
 
