@@ -321,13 +321,16 @@ async def _worker(conn: Any, index: int) -> None:
 class Clients:
     """``count`` client processes, each holding a share of the sockets."""
 
+    #: What each client process runs (a module-level function: processes are spawned).
+    worker = staticmethod(worker_main)
+
     def __init__(self, count: int) -> None:
         ctx = mp.get_context("spawn")
         self.pipes = []
         self.procs = []
         for index in range(count):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(child, index), daemon=True)
+            proc = ctx.Process(target=self.worker, args=(child, index), daemon=True)
             proc.start()
             self.pipes.append(parent)
             self.procs.append(proc)

@@ -47,7 +47,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import multiprocessing as mp
 import os
 import statistics
 import sys
@@ -141,16 +140,7 @@ async def _worker(conn: Any) -> None:
 class ManyClients(Clients):
     """The core benchmark's client processes, with this benchmark's commands."""
 
-    def __init__(self, count: int) -> None:
-        ctx = mp.get_context("spawn")
-        self.pipes = []
-        self.procs = []
-        for index in range(count):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(child, index), daemon=True)
-            proc.start()
-            self.pipes.append(parent)
-            self.procs.append(proc)
+    worker = staticmethod(worker_main)
 
     def connect_urls(self, urls: list[str], concurrency: int) -> None:
         n = len(self.pipes)
