@@ -109,11 +109,9 @@ class Fanout:
         Lingering keeps churn (a socket leaving and another joining) off the channel
         layer.
         """
-        for index, name in enumerate(_group_names(sock, sock.tags)):
+        for name in _group_names(sock, sock.tags):
             members = self.groups.get(name)
             if not members:
-                if index == 0 and members is None:
-                    self._forget(sock.key)  # never joined (rejected): nor is anyone else
                 continue
             if isinstance(members, set):
                 members.discard(sock.id)
@@ -122,22 +120,14 @@ class Fanout:
                 continue
             if members != sock.id:
                 continue
-            # The last local socket of the group; of the object, for its first group.
-            key = sock.key if index == 0 else None
+            # The last local socket of the group.
             if self.channel is None:
                 del self.groups[name]
-                self._forget(key)
             else:
                 self.groups[name] = ""
                 self._lingering[name] = asyncio.get_running_loop().call_later(
-                    GROUP_LINGER, self._expire, name, key
+                    GROUP_LINGER, self._expire, name
                 )
-
-    def _forget(self, key: str | None) -> None:
-        """This process holds no socket of the object ``key`` any more: nor its cache."""
-        cache = getattr(self.runtime.layer, "auto_cache", None)
-        if key is not None and cache is not None:
-            cache.pop(key, None)
 
     async def deliver_local(self, group: str, event: dict[str, Any]) -> int:
         """Fan a ``durable.broadcast`` event out to this process's sockets of ``group``."""
@@ -206,12 +196,11 @@ class Fanout:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _expire(self, name: str, key: str | None) -> None:
+    def _expire(self, name: str) -> None:
         self._lingering.pop(name, None)
         if self.groups.get(name):
             return
         del self.groups[name]
-        self._forget(key)
         self._spawn(self._discard(name), "durable-group-discard")
 
     async def _discard(self, name: str) -> None:
