@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from .consumer import registry
+from .registry import registry
 from .encoding import decode
 from .models import Alarm, StorageEntry
 from .status import short_id, status_report

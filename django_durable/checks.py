@@ -160,7 +160,7 @@ def check_durable_names(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     first (what daphne serves is what is checked).
     """
     _import_asgi_application()
-    from .consumer import defined
+    from .registry import defined
 
     errors: list[Any] = []
     for name, classes in sorted(defined.items()):

@@ -23,7 +23,7 @@ from .limits import validate_close
 from .session.base import CLOSED, CLOSING, CONNECTING, OPEN, SocketRecord
 
 if TYPE_CHECKING:
-    from .dispatcher import LiveObject
+    from .ports import LiveObjectPort
 
 
 def asgi_send_message(data: str | bytes) -> dict[str, Any]:
@@ -45,7 +45,7 @@ class DurableWebSocket:
     __slots__ = ("_live", "_record", "_scope")
 
     def __init__(
-        self, record: SocketRecord, live: LiveObject, scope: dict[str, Any] | None = None
+        self, record: SocketRecord, live: LiveObjectPort, scope: dict[str, Any] | None = None
     ) -> None:
         self._record = record
         self._live = live

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from ..autoresponse import WebSocketRequestResponsePair
@@ -72,6 +73,38 @@ class ObjectSession:
         return not self.sockets and self.auto_response is None and self.event_timeout_ms is None
 
 
+# A handler's changes, queued by the live object and stored after the handler ------------
+
+
+@dataclass(frozen=True, slots=True)
+class AddSocket:
+    """``accept_websocket()``: a new socket record."""
+
+    record: SocketRecord
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateSocket:
+    """A record changed (tags, attachment, ready state, event number)."""
+
+    record: SocketRecord
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveSocket:
+    """A socket's final event was handled: forget it."""
+
+    socket_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SaveSettings:
+    """The object's auto-response pair or event timeout changed (read from the session)."""
+
+
+SessionWrite = AddSocket | UpdateSocket | RemoveSocket | SaveSettings
+
+
 def new_epoch() -> str:
     """A fresh history epoch: a history that starts again never reuses the old name."""
     return secrets.token_hex(6)
@@ -116,6 +149,10 @@ class BaseSessionLayer(abc.ABC):
 
     #: True when sockets of one object may be held by several processes.
     distributed: bool = False
+    #: The dotted path of the transport a distributed layer needs (built by the
+    #: runtime with the runtime as its argument); None: the single-process one. A path,
+    #: not the class, so a layer never imports the transport that sits above it.
+    transport_class: str | None = None
 
     def __init__(self, **config: Any) -> None:
         self.config = config
@@ -142,23 +179,28 @@ class BaseSessionLayer(abc.ABC):
     async def save_settings(self, session: ObjectSession) -> None:
         """Store the object's auto-response pair and event timeout."""
 
-    async def apply(self, key: str, writes: list[tuple[str, Any]], session: ObjectSession) -> None:
+    async def apply(self, key: str, writes: list[SessionWrite], session: ObjectSession) -> None:
         """Store a handler's changes in order; a backend may do it in one round trip."""
-        for op, arg in writes:
-            if op == "add":
-                await self.add_socket(key, arg)
-            elif op == "update":
-                await self.update_socket(key, arg)
-            elif op == "remove":
-                await self.remove_socket(key, arg)
-            else:
-                await self.save_settings(session)
+        for write in writes:
+            match write:
+                case AddSocket(record):
+                    await self.add_socket(key, record)
+                case UpdateSocket(record):
+                    await self.update_socket(key, record)
+                case RemoveSocket(socket_id):
+                    await self.remove_socket(key, socket_id)
+                case SaveSettings():
+                    await self.save_settings(session)
 
     # The gateway's side (any process holding a socket) ---------------------------
 
     @abc.abstractmethod
     def auto_response(self, key: str) -> WebSocketRequestResponsePair | None:
         """The object's auto-response pair, answered without I/O on every frame."""
+
+    def settings_announced(self, key: str, packed_pair: Any) -> None:
+        """Another process's object announced its auto-response pair (packed by that
+        backend) through the fan-out; a backend whose gateways cache it stores it."""
 
     @abc.abstractmethod
     async def touch_auto_response(self, key: str, socket_id: str, when: float) -> None:

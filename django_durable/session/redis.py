@@ -54,11 +54,16 @@ from ..limits import MAX_EVENT_TIMEOUT_MS
 from .base import (
     CLOSED,
     CONNECTING,
+    AddSocket,
     BaseSessionLayer,
     HistoryEntry,
     HistorySnapshot,
     ObjectSession,
+    RemoveSocket,
+    SaveSettings,
+    SessionWrite,
     SocketRecord,
+    UpdateSocket,
     new_epoch,
 )
 
@@ -377,6 +382,7 @@ def _unpack_stamp(data: bytes | str) -> float:
 
 class RedisSessionLayer(BaseSessionLayer):
     distributed = True
+    transport_class = "django_durable.cluster.RedisTransport"
 
     def __init__(
         self,
@@ -658,19 +664,20 @@ class RedisSessionLayer(BaseSessionLayer):
                 client=self.redis_for(key),
             )
 
-    async def apply(self, key: str, writes: list[tuple[str, Any]], session: ObjectSession) -> None:
+    async def apply(self, key: str, writes: list[SessionWrite], session: ObjectSession) -> None:
         args: list[Any] = [self.lease_value(key)]
         settings_changed = False
         latest: dict[str, SocketRecord] = {}
         removed: list[str] = []
-        for op, arg in writes:
-            if op in ("add", "update"):
-                latest[arg.id] = arg
-            elif op == "remove":
-                latest.pop(arg, None)
-                removed.append(arg)
-            else:
-                settings_changed = True
+        for write in writes:
+            match write:
+                case AddSocket(record) | UpdateSocket(record):
+                    latest[record.id] = record
+                case RemoveSocket(socket_id):
+                    latest.pop(socket_id, None)
+                    removed.append(socket_id)
+                case SaveSettings():
+                    settings_changed = True
         for record in latest.values():
             args += ["S", SOCKETS, record.id, pack_record(record)]
         for sid in removed:
@@ -696,16 +703,16 @@ class RedisSessionLayer(BaseSessionLayer):
             self.on_written(key, list(latest.values()), removed)
 
     async def add_socket(self, key: str, record: SocketRecord) -> None:
-        await self.apply(key, [("add", record)], ObjectSession(key))
+        await self.apply(key, [AddSocket(record)], ObjectSession(key))
 
     async def update_socket(self, key: str, record: SocketRecord) -> None:
-        await self.apply(key, [("update", record)], ObjectSession(key))
+        await self.apply(key, [UpdateSocket(record)], ObjectSession(key))
 
     async def remove_socket(self, key: str, socket_id: str) -> None:
-        await self.apply(key, [("remove", socket_id)], ObjectSession(key))
+        await self.apply(key, [RemoveSocket(socket_id)], ObjectSession(key))
 
     async def save_settings(self, session: ObjectSession) -> None:
-        await self.apply(session.key, [("settings", None)], session)
+        await self.apply(session.key, [SaveSettings()], session)
 
     # The gateway's side ----------------------------------------------------------------
 
@@ -723,6 +730,9 @@ class RedisSessionLayer(BaseSessionLayer):
         self.gateways.pop(key, None)
         if key not in self.owned:
             self.auto_cache.pop(key, None)
+
+    def settings_announced(self, key: str, packed_pair: Any) -> None:
+        self.auto_cache[key] = unpack_pair(packed_pair)
 
     def auto_response(self, key: str) -> WebSocketRequestResponsePair | None:
         return self.auto_cache.get(key)
@@ -846,11 +856,6 @@ class RedisSessionLayer(BaseSessionLayer):
     async def close(self) -> None:
         for redis in self.redises:
             await redis.aclose()
-
-    def make_transport(self, runtime: Any) -> Any:
-        from ..cluster import RedisTransport
-
-        return RedisTransport(runtime)
 
 
 class unavailable_as_error:
