@@ -47,10 +47,10 @@ from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
 from .fanout import broadcast_event_message
 from .framing import POSITION
 from .held import STALL_AFTER, HeldEvents, close_try_again_later
+from .redis.records import pack_pair, pack_record, unpack_record
 from .registry import registry
 from .scopes import export_scope, import_scope
 from .session.base import OPEN, SocketRecord
-from .session.redis import pack_pair, pack_record, unpack_record
 from .shards import new_deliverable_channel
 from .stamps import flush_stamps_forever, on_stamps_message
 from .transport import LocalTransport
@@ -58,7 +58,7 @@ from .transport import LocalTransport
 if TYPE_CHECKING:
     from .classes import DurableClass
     from .ports import Ack, Host, LiveObjectPort
-    from .session.redis import RedisSessionLayer
+    from .redis.layer import RedisSessionLayer
     from .sockets import LocalSocket
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from .exceptions import (
     WebSocketNotAccepted,
 )
 from .limits import validate_close
-from .session.base import CLOSED, CLOSING, CONNECTING, OPEN, SocketRecord
+from .session.base import CLOSED, CLOSING, CONNECTING, OPEN, READY_STATE_NAMES, SocketRecord
 
 if TYPE_CHECKING:
     from .ports import LiveObjectPort
@@ -135,5 +135,4 @@ class DurableWebSocket:
         return hash(self._record.id)
 
     def __repr__(self) -> str:
-        names = {CONNECTING: "CONNECTING", OPEN: "OPEN", CLOSING: "CLOSING", CLOSED: "CLOSED"}
-        return f"<DurableWebSocket {self.id} {names.get(self.ready_state, '?')}>"
+        return f"<DurableWebSocket {self.id} {READY_STATE_NAMES.get(self.ready_state, '?')}>"

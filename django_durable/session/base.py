@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import abc
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..autoresponse import WebSocketRequestResponsePair
 
@@ -25,6 +26,8 @@ CONNECTING = 0
 OPEN = 1
 CLOSING = 2
 CLOSED = 3
+#: Each ready state's name, as ``WebSocket.readyState`` constants are named.
+READY_STATE_NAMES = {CONNECTING: "CONNECTING", OPEN: "OPEN", CLOSING: "CLOSING", CLOSED: "CLOSED"}
 
 
 class SocketRecord:
@@ -105,6 +108,15 @@ class SaveSettings:
 SessionWrite = AddSocket | UpdateSocket | RemoveSocket | SaveSettings
 
 
+class StoredObject(NamedTuple):
+    """An object as a session layer alone knows it, for the status views."""
+
+    #: Its socket records (None when this layer has none to show).
+    records: list[SocketRecord] | None
+    #: The process holding its lease (live there), or None.
+    owner: str | None = None
+
+
 def new_epoch() -> str:
     """A fresh history epoch: a history that starts again never reuses the old name."""
     return secrets.token_hex(6)
@@ -156,6 +168,8 @@ class BaseSessionLayer(abc.ABC):
 
     def __init__(self, **config: Any) -> None:
         self.config = config
+        #: This process's name among the processes sharing the layer ("" alone).
+        self.holder = ""
 
     # The object's side (the owner of a live instance) ------------------------------
 
@@ -238,6 +252,11 @@ class BaseSessionLayer(abc.ABC):
     def fence_token(self, key: str) -> int | None:
         """The fencing token this process holds for ``key`` (None: no fencing)."""
         return None
+
+    async def stored_objects(self, known: Iterable[str] = ()) -> dict[str, StoredObject]:
+        """Every object with sockets (or, distributed, a lease) in this layer, and any of
+        ``known`` it has: what the status views list beyond this process's live ones."""
+        return {}
 
     async def close(self) -> None:
         """Release connections; the default has none."""
