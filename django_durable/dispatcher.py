@@ -40,18 +40,21 @@ class Dispatcher:
         self.live: dict[str, LiveObject] = {}
 
     def wake(self, cls: DurableClass, object_id: str, key: str) -> LiveObject:
+        """The live object of ``key``, created (its worker started) if it is not live."""
         live = self.live.get(key)
         if live is None:
             live = self.live[key] = LiveObject(self.runtime, cls, object_id, key)
         return live
 
     def put(self, cls: DurableClass, object_id: str, key: str, event: Event) -> None:
+        """Queue ``event`` for the object, waking it."""
         live = self.wake(cls, object_id, key)
         live.queue.put_nowait(event)
         if event.kind == MESSAGE:
             live.backlog.check()
 
     def forget(self, live: LiveObject) -> None:
+        """A live object's worker ended."""
         if self.live.get(live.key) is live:
             del self.live[live.key]
 
@@ -77,6 +80,7 @@ class Dispatcher:
         return await future
 
     async def hibernate(self, key: str) -> None:
+        """Drop the object's instance now if it is idle (see ``testing.hibernate``)."""
         live = self.live.get(key)
         if live is None:
             return

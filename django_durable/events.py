@@ -43,10 +43,12 @@ class Event:
         self.holder = ""
 
     def resolve(self, result: Any) -> None:
+        """Give the waiter its result (once)."""
         if self.future is not None and not self.future.done():
             self.future.set_result(result)
 
     def fail(self, error: BaseException) -> None:
+        """Give the waiter an error (once)."""
         if self.future is not None and not self.future.done():
             self.future.set_exception(error)
 

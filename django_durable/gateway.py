@@ -28,8 +28,8 @@ from .asgi_server import (
 )
 from .events import CLOSE, MESSAGE, Event
 from .exceptions import SessionLayerUnavailable
-from .held import STALL_AFTER
 from .limits import loggable, printable, validate_object_id
+from .redis.held import STALL_AFTER
 from .resume import go_live, requested
 from .runtime import get_runtime
 from .sockets import LocalSocket, new_socket_id

@@ -81,7 +81,7 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
     """Sockets, settings, history and leases of every object, shared through Redis."""
 
     distributed = True
-    transport_class = "django_durable.cluster.RedisTransport"
+    transport_class = "django_durable.redis.transport.RedisTransport"
 
     def __init__(
         self,
@@ -129,6 +129,7 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
 
     @classmethod
     def check_config(cls, config: dict[str, Any]) -> list[str]:
+        """Errors in ``CONFIG`` for the system check."""
         errors = []
         hosts = config.get("hosts")
         if hosts is not None and (isinstance(hosts, (str, bytes)) or not hosts):
@@ -160,6 +161,7 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
     # The object's side -----------------------------------------------------------------
 
     async def load(self, key: str) -> ObjectSession:
+        """Sockets, timestamps and settings in one round trip; corrupt records set aside."""
         _, sockets_key, ts_key, settings_key = self._keys(key)
         redis = self.redis_for(key)
         async with unavailable_as_error(), redis.pipeline(transaction=False) as pipe:
@@ -222,6 +224,7 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
             )
 
     async def apply(self, key: str, writes: list[SessionWrite], session: ObjectSession) -> None:
+        """A handler's writes in one fenced script; ``OwnershipLost`` if the lease moved."""
         args: list[Any] = [self.lease_value(key)]
         settings_changed = False
         latest: dict[str, SocketRecord] = {}
@@ -260,15 +263,19 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
             self.on_written(key, list(latest.values()), removed)
 
     async def add_socket(self, key: str, record: SocketRecord) -> None:
+        """One write through :meth:`apply`."""
         await self.apply(key, [AddSocket(record)], ObjectSession(key))
 
     async def update_socket(self, key: str, record: SocketRecord) -> None:
+        """One write through :meth:`apply`."""
         await self.apply(key, [UpdateSocket(record)], ObjectSession(key))
 
     async def remove_socket(self, key: str, socket_id: str) -> None:
+        """One write through :meth:`apply`."""
         await self.apply(key, [RemoveSocket(socket_id)], ObjectSession(key))
 
     async def save_settings(self, session: ObjectSession) -> None:
+        """One write through :meth:`apply`."""
         await self.apply(session.key, [SaveSettings()], session)
 
     # The gateway's side ----------------------------------------------------------------
@@ -289,12 +296,15 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
             self.auto_cache.pop(key, None)
 
     def settings_announced(self, key: str, packed_pair: Any) -> None:
+        """Cache the pair an owner announced, for this process's gateways."""
         self.auto_cache[key] = unpack_pair(packed_pair)
 
     def auto_response(self, key: str) -> WebSocketRequestResponsePair | None:
+        """The cached pair (no I/O: it runs on every frame)."""
         return self.auto_cache.get(key)
 
     async def load_auto_response(self, key: str) -> None:
+        """Fill the cache from Redis (a gateway's first socket of the object)."""
         settings_key = self.key_names.settings(key)
         async with unavailable_as_error():
             data = await self.redis_for(key).hget(settings_key, "auto")
@@ -363,6 +373,7 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
             await pipe.execute()
 
     async def holders(self, key: str) -> set[str]:
+        """The processes holding the object's sockets."""
         async with unavailable_as_error():
             values = await self.redis_for(key).hvals(self.key_names.sockets(key))
         holders = set()
@@ -384,6 +395,7 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
         exclude: tuple[str, ...],
         payload: str | bytes,
     ) -> tuple[str, int]:
+        """Keep a broadcast (numbered) in the object's history."""
         entry = msgpack.packb([tag, list(exclude), payload])
         ttl_ms = int(conf.get("HISTORY_TTL") * 1000)
         async with unavailable_as_error():
@@ -395,6 +407,7 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
         return text(epoch), int(offset)
 
     async def read_history(self, key: str, after: int | None) -> HistorySnapshot:
+        """The history after ``after``, for a resuming client."""
         ttl_ms = int(conf.get("HISTORY_TTL") * 1000)
         async with unavailable_as_error():
             epoch, head, first, raw = await self._history_read(
@@ -411,8 +424,10 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
         return HistorySnapshot(text(epoch), head, first, entries)
 
     async def stored_objects(self, known: Iterable[str] = ()) -> dict[str, StoredObject]:
+        """Every object with sockets or a lease in Redis (a bounded SCAN)."""
         return await stored_objects(self, known)
 
     async def close(self) -> None:
+        """Close the connection pools."""
         for redis in self.redises:
             await redis.aclose()
