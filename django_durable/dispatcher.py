@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .events import CALL, CONNECT, HIBERNATE, MESSAGE, Event
+from .events import CALL, CONNECT, HIBERNATE, MESSAGE, ConnectData, Event
 from .live import LiveObject
 
 if TYPE_CHECKING:
@@ -61,7 +61,12 @@ class Dispatcher:
     async def connect(self, sock: LocalSocket, scope: dict[str, Any]) -> tuple[str, ...] | None:
         """Run ``connect(ws)``; the accepted socket's tags, or None when it was rejected."""
         future: asyncio.Future[tuple[str, ...] | None] = asyncio.get_running_loop().create_future()
-        self.put(sock.cls, sock.object_id, sock.key, Event(CONNECT, sock.id, (sock, scope), future))
+        self.put(
+            sock.cls,
+            sock.object_id,
+            sock.key,
+            Event(CONNECT, sock.id, ConnectData(sock, scope), future),
+        )
         return await future
 
     async def call(

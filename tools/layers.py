@@ -76,6 +76,7 @@ LAYERS: dict[str, list[str]] = {
         "redis.copies",
         "redis.forwarding",
         "redis.held",
+        "redis.history",
         "redis.layer",
         "redis.leases",
         "redis.records",

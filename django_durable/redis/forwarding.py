@@ -21,7 +21,7 @@ from channels.exceptions import ChannelFull
 from .. import metrics
 from ..asgi_server import TRY_AGAIN_LATER
 from ..delivery import is_connection_error, send_waiting
-from ..events import CLOSE, CONNECT, Event
+from ..events import CLOSE, CONNECT, CloseData, ConnectData, Event
 from ..exceptions import SessionLayerUnavailable
 from ..registry import registry
 from ..scopes import export_scope, import_scope
@@ -53,7 +53,7 @@ class Forwarding(TransportParts):
             await self._retrying(self.layer.load_auto_response, sock.key)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._connects[sock.id] = future
-        event = Event(CONNECT, sock.id, (sock, export_scope(scope)), future, seq=0)
+        event = Event(CONNECT, sock.id, ConnectData(sock, export_scope(scope)), future, seq=0)
         try:
             await self.route(sock, event)
             try:
@@ -157,7 +157,7 @@ class Forwarding(TransportParts):
     ) -> EventMessage:
         data = event.data
         if event.kind == CONNECT:
-            data = data[1]
+            data = data.scope
         elif event.kind == CLOSE:
             data = list(data)
         return EventMessage(
@@ -225,9 +225,9 @@ class Forwarding(TransportParts):
             return
         kind, sid, data = message["kind"], message["sid"], message["data"]
         if kind == CONNECT:
-            data = (RemoteSocket(sid or "", message["holder"]), data)
+            data = ConnectData(RemoteSocket(sid or "", message["holder"]), data)
         elif kind == CLOSE:
-            data = tuple(data)
+            data = CloseData(*data)
         event = Event(kind, sid, data, seq=message["seq"])
         event.holder = message["holder"]
         if message["hops"] >= MAX_HOPS:

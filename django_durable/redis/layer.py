@@ -21,7 +21,6 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-import msgpack
 from channels_redis.utils import _consistent_hash, create_pool, decode_hosts
 from redis import asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -32,8 +31,6 @@ from ..exceptions import OwnershipLost
 from ..session.base import (
     AddSocket,
     BaseSessionLayer,
-    HistoryEntry,
-    HistorySnapshot,
     ObjectSession,
     RemoveSocket,
     SaveSettings,
@@ -41,8 +38,8 @@ from ..session.base import (
     SocketRecord,
     StoredObject,
     UpdateSocket,
-    new_epoch,
 )
+from .history import History
 from .keys import RedisKeys
 from .leases import Leases
 from .records import (
@@ -77,7 +74,7 @@ SOCKETS, TIMESTAMPS, SETTINGS = 2, 3, 4
 logger = logging.getLogger(__name__)
 
 
-class RedisSessionLayer(Leases, BaseSessionLayer):
+class RedisSessionLayer(Leases, History, BaseSessionLayer):
     """Sockets, settings, history and leases of every object, shared through Redis."""
 
     distributed = True
@@ -381,47 +378,6 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
             with contextlib.suppress(CorruptRecord):  # set aside at the object's next wake
                 holders.add(unpack_record("", value).holder)
         return holders
-
-    # Broadcast history ---------------------------------------------------------------
-
-    def _history_keys(self, key: str) -> list[str]:
-        return [self.key_names.history_meta(key), self.key_names.history(key)]
-
-    async def append_history(
-        self,
-        key: str,
-        limit: int,
-        tag: str | None,
-        exclude: tuple[str, ...],
-        payload: str | bytes,
-    ) -> tuple[str, int]:
-        """Keep a broadcast (numbered) in the object's history."""
-        entry = msgpack.packb([tag, list(exclude), payload])
-        ttl_ms = int(conf.get("HISTORY_TTL") * 1000)
-        async with unavailable_as_error():
-            epoch, offset = await self._history_append(
-                keys=self._history_keys(key),
-                args=[limit, ttl_ms, entry, new_epoch()],
-                client=self.redis_for(key),
-            )
-        return text(epoch), int(offset)
-
-    async def read_history(self, key: str, after: int | None) -> HistorySnapshot:
-        """The history after ``after``, for a resuming client."""
-        ttl_ms = int(conf.get("HISTORY_TTL") * 1000)
-        async with unavailable_as_error():
-            epoch, head, first, raw = await self._history_read(
-                keys=self._history_keys(key),
-                args=[-1 if after is None else after, ttl_ms, new_epoch()],
-                client=self.redis_for(key),
-            )
-        head, first = int(head), int(first)
-        start = 0 if after is None else max(after + 1, first)
-        entries = []
-        for i, data in enumerate(raw):
-            tag, exclude, payload = msgpack.unpackb(data)
-            entries.append(HistoryEntry(start + i, tag, tuple(exclude), payload))
-        return HistorySnapshot(text(epoch), head, first, entries)
 
     async def stored_objects(self, known: Iterable[str] = ()) -> dict[str, StoredObject]:
         """Every object with sockets or a lease in Redis (a bounded SCAN)."""

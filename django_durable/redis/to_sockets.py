@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .. import exceptions
 from ..delivery import HolderGone, send_waiting
-from ..events import CALL, CLOSE, HIBERNATE, Event
+from ..events import CALL, CLOSE, HIBERNATE, CloseData, Event
 from ..exceptions import OwnershipLost, SessionLayerUnavailable
 from ..fanout import broadcast_event_message
 from ..framing import POSITION
@@ -123,7 +123,7 @@ class ToSockets(TransportParts):
             return []
         dead = await self._dead_holders(holders)
         return [
-            Event(CLOSE, r.id, (1006, ABNORMAL, False))
+            Event(CLOSE, r.id, CloseData(1006, ABNORMAL, False))
             for r in list(live.session.sockets.values())
             if r.holder in dead
         ]
