@@ -53,12 +53,21 @@ async def broadcast_to(
         assert broadcast_event_message(event) is not None
         await runtime.fanout.deliver_local(group, event)
     else:
+        await _group_send(layer, group, event, f"broadcast_to({cls.__name__}, {object_id!r})")
+
+
+async def _group_send(layer: Any, group: str, event: dict[str, Any], what: str) -> None:
+    """``group_send``, tried twice on a lost connection: after Redis restarted, the
+    first command on each connection the pool kept fails, and the pool then reconnects
+    it; a Redis that is really away fails both."""
+    for attempt in (1, 2):
         try:
             await layer.group_send(group, event)
+            return
         except Exception as exc:
-            if is_connection_error(exc):
+            if not is_connection_error(exc):
+                raise
+            if attempt == 2:
                 raise SessionLayerUnavailable(
-                    f"broadcast_to({cls.__name__}, {object_id!r}): the channel layer is "
-                    f"unreachable: {exc}"
+                    f"{what}: the channel layer is unreachable: {exc}"
                 ) from exc
-            raise

@@ -107,7 +107,7 @@ async def remote_first_send(
     payload = {k: v for k, v in message.items() if k in ("text", "bytes")}
     for holder, sids in remote.items():
         try:
-            await self.channel_layer.send(holder, {"type": "durable.send", "sids": sids, **payload})
+            await self.couriers.send(holder, {"type": "durable.send", "sids": sids, **payload})
         except Exception:
             continue
         sent += len(sids)

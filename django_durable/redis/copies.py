@@ -69,7 +69,7 @@ class RecordCopies:
         while self._pending:
             holder, copies = self._pending.popitem()
             try:
-                await self.transport.channel_layer.send(
+                await self.transport.couriers.send(
                     holder, RecordsMessage(type="durable.records", records=copies)
                 )
             except Exception:

@@ -1,28 +1,29 @@
 """Gateways -> owners: a socket's events, numbered, forwarded to the object's owner.
 
 A part of :class:`~django_durable.redis.transport.RedisTransport`. The gateway's
-process finds the owner (taking the object when it has none), sends ``durable.event``
-to its process channel and keeps the event in the socket's outbox
-(:mod:`~django_durable.redis.outbox`) until the owner acknowledges it.
+process finds the owner (taking the object when it has none; then remembering it,
+see :meth:`Forwarding._event_target`), puts ``durable.event`` in its inbox (through
+its courier, :mod:`~django_durable.redis.couriers`) and keeps the event in the
+socket's outbox (:mod:`~django_durable.redis.outbox`) until the owner acknowledges it,
+with the next message it sends this process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from channels.exceptions import ChannelFull
 
 from .. import metrics
 from ..asgi_server import TRY_AGAIN_LATER
-from ..delivery import is_connection_error, send_waiting
+from ..delivery import HolderGone
 from ..events import CLOSE, CONNECT, CloseData, ConnectData, Event
-from ..exceptions import SessionLayerUnavailable
+from ..exceptions import DeliveryFailed, SessionLayerUnavailable
 from ..registry import registry
 from ..scopes import export_scope, import_scope
 from .held import STALL_AFTER, close_try_again_later
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 #: How long a gateway waits for the verdict of ``connect()`` before rejecting.
 CONNECT_TIMEOUT = 30.0
+#: Seconds between two ``durable.released`` to one process about one object it sent
+#: events for that do not run here (it sends every event not acknowledged again).
+BOUNCE_EVERY = 0.05
 
 
 class Forwarding(TransportParts):
@@ -127,16 +131,46 @@ class Forwarding(TransportParts):
         holder: str,
         hops: int = 0,
     ) -> str:
-        """Put ``event`` in the owner's mailbox (taking the object if it has no owner)."""
-        owner = await self._owner_elsewhere(key)
+        """Put ``event`` of a socket held here in the owner's mailbox (taking the object
+        if it has no owner); the owner it went to."""
+        owner = await self._event_target(key)
+        if owner is None:
+            self.runtime.dispatcher.put(cls, object_id, key, event)
+            return self.channel
+        message = self._event_message(cls, object_id, event, holder, hops)
+        try:
+            await self.couriers.send(owner, message, watch=True)
+        except (DeliveryFailed, HolderGone) as exc:
+            # The owner is stuck or dead: held, and sent again to the owner found then.
+            self.owners.pop(key, None)
+            raise ChannelFull(str(exc)) from exc
+        except SessionLayerUnavailable:
+            self.owners.pop(key, None)
+            raise
+        metrics.inc("forwarded_events")
+        return owner
+
+    async def _event_target(self, key: str) -> str | None:
+        """Where this process's gateways send ``key``'s events: None for here (live, or
+        taken now), else the owner's process channel.
+
+        The owner found is remembered while a gateway here holds a socket of the object,
+        so that a forwarded event costs no lease script. It is forgotten when a send to
+        it fails, when the owner tells this process it let the object go (hibernated,
+        stopped, or an event came to it that it no longer runs: ``durable.released``),
+        when the maintenance finds another owner for an event not acknowledged in time,
+        and when Redis lost its data.
+        """
+        live = self.runtime.dispatcher.live.get(key)
+        if live is not None and not live.lost:
+            return None
+        owner = self.owners.get(key)
         if owner is not None:
-            await self._send_or_unavailable(
-                owner, self._event_message(cls, object_id, event, holder, hops)
-            )
-            metrics.inc("forwarded_events")
             return owner
-        self.runtime.dispatcher.put(cls, object_id, key, event)
-        return self.channel
+        owner = await self._owner_elsewhere(key)
+        if owner is not None and key in self.layer.gateways:
+            self.owners[key] = owner
+        return owner
 
     async def _owner_elsewhere(self, key: str) -> str | None:
         """None when the object runs here (live, or taken now); else its owner's channel.
@@ -175,6 +209,8 @@ class Forwarding(TransportParts):
     def gone(self, sock: LocalSocket) -> None:
         """The connection ended: keep its socket until the owner acknowledged its last events."""
         self.layer.unhold(sock.key)
+        if sock.key not in self.layer.gateways:
+            self.owners.pop(sock.key, None)
         if sock.outbox:
             self._draining[sock.id] = sock
 
@@ -182,22 +218,18 @@ class Forwarding(TransportParts):
         """The scope rebuilt from the exported one (user and session loaded here)."""
         return await import_scope(scope)
 
-    async def _send_retrying(
-        self,
-        channel: str,
-        message: Mapping[str, Any],
-        gone: Callable[[], Awaitable[bool]] | None = None,
-    ) -> None:
+    async def _send_retrying(self, channel: str, message: Any, watch: bool = False) -> None:
         """Send, trying again while the connection to Redis is lost: a frame the object
         sent must not be dropped for an outage (the first command on each pooled
         connection after Redis restarted fails too). The handler waits meanwhile, as
-        the object would for its session writes. A full channel is waited for by
-        ``send_waiting`` (bounded: ``DeliveryFailed``; ``HolderGone`` for a dead one)."""
+        the object would for its session writes. A full inbox is waited for by the
+        courier (bounded: ``DeliveryFailed``; ``HolderGone`` for a dead process, with
+        ``watch``)."""
         delay = 0.05
         warned = False
         while True:
             try:
-                await send_waiting(self.channel_layer, channel, message, gone=gone)
+                await self.couriers.send(channel, message, watch=watch)
                 return
             except SessionLayerUnavailable as exc:
                 if not warned and delay >= 0.4:
@@ -207,12 +239,8 @@ class Forwarding(TransportParts):
             delay = min(delay * 2, 1.0)
 
     async def _send_or_unavailable(self, channel: str, message: Mapping[str, Any]) -> None:
-        try:
-            await self.channel_layer.send(channel, message)
-        except Exception as exc:
-            if is_connection_error(exc):
-                raise SessionLayerUnavailable(f"the channel layer is unreachable: {exc}") from exc
-            raise
+        """Send once (waiting while ``channel``'s inbox is full); raises on failure."""
+        await self.couriers.send(channel, message)
 
     async def _on_event(self, message: EventMessage) -> None:
         if self.runtime.shutting_down:
@@ -233,14 +261,42 @@ class Forwarding(TransportParts):
         if message["hops"] >= MAX_HOPS:
             logger.warning("event for %s dropped after %d hops", message["oid"], MAX_HOPS)
             return
-        await self._deliver(
-            cls,
-            message["oid"],
-            cls.object_key(message["oid"]),
-            event,
-            message["holder"],
-            message["hops"] + 1,
-        )
+        oid = message["oid"]
+        key = cls.object_key(oid)
+        live = self.runtime.dispatcher.live.get(key)
+        if live is not None and not live.lost:
+            self.runtime.dispatcher.put(cls, oid, key, event)
+            return
+        # Not live here: finding out more needs Redis, which the reader never waits for.
+        self._chore(self._not_live_here(cls, oid, key, event, message["holder"]))
+
+    async def _not_live_here(
+        self, cls: DurableClass, object_id: str, key: str, event: Event, holder: str
+    ) -> None:
+        """An event sent here for an object that does not run here: run it if this
+        process still holds the lease; otherwise the sender was wrong about the owner
+        (it hibernated here, or moved), and is told to send it again (``durable.released``)
+        to the owner it finds then, which takes the object if nobody has it, as the
+        process of the first event after a hibernation does."""
+        try:
+            while key in self._releasing:
+                await self._releasing[key]
+            live = self.runtime.dispatcher.live.get(key)
+            if (live is not None and not live.lost) or (
+                await self.layer.owner(key) == self.channel and (await self.layer.acquire(key))[0]
+            ):
+                self.runtime.dispatcher.put(cls, object_id, key, event)
+                return
+        except SessionLayerUnavailable as exc:
+            logger.warning("event for %s not handled (%s): its sender sends it again", key, exc)
+            return
+        now = time.monotonic()
+        if self._bounced.get((holder, key), 0.0) > now - BOUNCE_EVERY:
+            return  # told already: it sends again every event not acknowledged
+        self._bounced[(holder, key)] = now
+        if len(self._bounced) > 1000:
+            self._bounced = {k: t for k, t in self._bounced.items() if t > now - BOUNCE_EVERY}
+        self.couriers.post(holder, ReleasedMessage(type="durable.released", key=key), wait=False)
 
     async def _on_verdict(self, message: VerdictMessage) -> None:
         sid, tags = message["sid"], message["tags"]
@@ -253,7 +309,8 @@ class Forwarding(TransportParts):
             future.set_result(tags)
 
     async def ack(self, acks: list[Ack]) -> None:
-        """Trim this process's outboxes; one ``durable.ack`` per other holding process."""
+        """Trim this process's outboxes; tell other holding processes with their next
+        message (see :meth:`~django_durable.redis.couriers.Couriers.ack`): not awaited."""
         remote: dict[str, list[list[Any]]] = defaultdict(list)
         for holder, sid, seq in acks:
             if holder == self.channel:
@@ -261,9 +318,7 @@ class Forwarding(TransportParts):
             else:
                 remote[holder].append([sid, seq])
         for holder, pairs in remote.items():
-            with contextlib.suppress(Exception):
-                ack = AckMessage(type="durable.ack", acks=pairs)
-                await self.channel_layer.send(holder, ack)
+            self.couriers.ack(holder, pairs)
 
     def _trim_id(self, sid: str, seq: int) -> None:
         sock = self.runtime.sockets.get(sid) or self._draining.get(sid)
@@ -280,8 +335,25 @@ class Forwarding(TransportParts):
             self._trim_id(sid, seq)
 
     async def _on_released(self, message: ReleasedMessage) -> None:
+        """The owner let the object go (or an event reached a process that does not run
+        it): forget it as the owner, and send what it did not acknowledge again."""
         key = message["key"]
-        for sock in [*self.runtime.sockets.values(), *self._draining.values()]:
-            if sock.key != key or not sock.outbox or self.held.stalled(sock):
-                continue  # (held events are the held events' task's to deliver)
-            await hand_on(sock, sock.outbox, self._deliver_held)
+        self.owners.pop(key, None)
+        sockets = [
+            sock
+            for sock in [*self.runtime.sockets.values(), *self._draining.values()]
+            # (held events are the held events' task's to deliver)
+            if sock.key == key and sock.outbox and not self.held.stalled(sock)
+        ]
+        if sockets:
+            self._chore(self._send_again(sockets))
+
+    async def _send_again(self, sockets: list[LocalSocket]) -> None:
+        for sock in sockets:
+            if not sock.outbox or self.held.stalled(sock):
+                continue
+            try:
+                await hand_on(sock, sock.outbox, self._deliver_held)
+            except (SessionLayerUnavailable, ChannelFull) as exc:
+                # Not acknowledged: the maintenance sends them again later.
+                logger.warning("events of socket %s not sent again yet: %s", sock.id, exc)

@@ -10,6 +10,10 @@ Layout (``prefix`` defaults to ``durable:``; ``K`` is the object key):
 - ``{prefix}f:K`` the last fencing token handed out for ``K``, kept ``fence_key_ttl``
   after each acquisition (see :attr:`RedisSessionLayer.fence_key_ttl`)
 - ``{prefix}p:<holder channel>`` a process's heartbeat: its expiry on the live clock
+- ``{prefix}q:<holder channel>`` a process's inbox: a list of msgpack messages from
+  other processes (``redis/couriers.py`` pushes, ``redis/inbox.py`` pops), at most the
+  channel layer's ``capacity`` long, on the host of the heartbeat; it expires
+  ``LEASE_TIME`` + ``RIDE_THROUGH`` after the last push, so a dead process's goes
 - ``{prefix}clock``, ``{prefix}pause``: the live clock (the last tick, the pauses)
 - ``{prefix}x:K`` hash of records set aside because they could not be decoded (a
   socket id, ``auto``, ``timeout`` or ``t:<socket id>`` -> the bytes as they were),
@@ -66,6 +70,10 @@ class RedisKeys:
     def heartbeat(self, holder: str) -> str:
         """A process's heartbeat."""
         return f"{self.prefix}p:{holder}"
+
+    def inbox(self, holder: str) -> str:
+        """A process's inbox (messages from other processes, oldest first)."""
+        return f"{self.prefix}q:{holder}"
 
     @property
     def clock(self) -> list[str]:

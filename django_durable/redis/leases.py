@@ -82,6 +82,12 @@ class Leases:
         return self.lease_ms + int(RIDE_THROUGH * 1000)
 
     @property
+    def inbox_ttl_ms(self) -> int:
+        """Milliseconds Redis keeps a process's inbox after a push: as long as its
+        heartbeat, so that the inbox of a process that died goes with it."""
+        return self._kept_ms
+
+    @property
     def _gap_ms(self) -> int:
         # Processes tick every third of a lease; a lease renewed just before an outage
         # has two thirds left: a gap in between is a pause, found before any expires.

@@ -15,8 +15,11 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from channels.exceptions import ChannelFull
+
 from ..exceptions import SessionLayerUnavailable
 from ..session.base import OPEN, SocketRecord
+from .held import STALL_AFTER
 from .messages import RejoinMessage
 from .outbox import hand_on
 from .parts import TransportParts
@@ -73,19 +76,31 @@ class Maintenance(TransportParts):
                     live.queue.put_nowait(event)
 
     async def _resend_stale(self) -> None:
+        """Send again the events not acknowledged for half a lease whose owner changed
+        (it died, or the object moved), forgetting that owner: the object is taken by
+        whoever finds it free. Each socket's re-send is bounded (``STALL_AFTER``): the
+        maintenance must go on renewing leases, and the next round tries again."""
         now = time.monotonic()
         stale_after = self.layer.lease_time / 2
         owners: dict[str, str | None] = {}
         for sock in [*self.runtime.sockets.values(), *self._draining.values()]:
             outbox = sock.outbox
-            if not outbox or outbox[0].sent_at > now - stale_after or self.held.stalled(sock):
-                continue  # (held events are the held events' task's to deliver)
+            if not outbox or outbox[0].sent_at > now - stale_after:
+                continue
             if sock.key not in owners:
                 owners[sock.key] = await self.layer.owner(sock.key)
             owner = owners[sock.key]
             if owner is not None and owner == outbox[0].owner:
                 continue  # the same owner is alive and holds its lease: it is just busy
-            await hand_on(sock, outbox, self._deliver_held)
+            if self.owners.get(sock.key) != owner:
+                self.owners.pop(sock.key, None)
+            if self.held.stalled(sock):
+                continue  # (held events are the held events' task's to deliver)
+            try:
+                async with asyncio.timeout(STALL_AFTER):
+                    await hand_on(sock, outbox, self._deliver_held)
+            except (TimeoutError, ChannelFull) as exc:
+                logger.warning("events of socket %s not sent again yet: %r", sock.id, exc)
             owners.pop(sock.key, None)
 
     async def _reregister(self) -> None:
@@ -98,6 +113,7 @@ class Maintenance(TransportParts):
         and every unacknowledged event is sent again after that, in order; the owner
         admits each number once.
         """
+        self.owners.clear()
         sockets: dict[str, list[tuple[Any, SocketRecord]]] = defaultdict(list)
         for sock in [*self.runtime.sockets.values(), *self._draining.values()]:
             if not sock.accepted:
@@ -119,11 +135,13 @@ class Maintenance(TransportParts):
             elif owner is not None:
                 records = [[record.id, pack_record(record)] for _, record in pairs]
                 rejoin = RejoinMessage(type="durable.rejoin", key=key, records=records)
-                await self._send_or_unavailable(owner, rejoin)
+                async with asyncio.timeout(STALL_AFTER):  # (else: all again next round)
+                    await self._send_or_unavailable(owner, rejoin)
             for sock, _ in pairs:
                 if self.held.stalled(sock):
                     continue  # its held events' task sends them, in order
-                await hand_on(sock, sock.outbox or (), self._deliver_held)
+                async with asyncio.timeout(STALL_AFTER):
+                    await hand_on(sock, sock.outbox or (), self._deliver_held)
 
     async def _dead_holders(self, holders: set[str]) -> set[str]:
         """The holders whose heartbeat has been missing for a whole lease time.

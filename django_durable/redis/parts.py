@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from channels.layers import get_channel_layer
@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ..transport import LocalTransport
 from .copies import RecordCopies
+from .couriers import Couriers
 from .held import HeldEvents
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 #: Forwarding hops before a message is dropped (the gateway's outbox re-sends it).
 MAX_HOPS = 3
+#: Capacity of a process's inbox when the channel layer names none (channels_redis's).
+DEFAULT_CAPACITY = 100
 
 
 class RemoteSocket:
@@ -76,6 +79,30 @@ class TransportParts(LocalTransport):
         self.layer.on_written = self.copies.written
         #: Events that gateways could not hand on at once (Redis away or slow).
         self.held = HeldEvents(self._deliver_held)
+        #: Messages to other processes' inboxes, one courier per process.
+        self.couriers = Couriers(self.layer, self._inbox_capacity, self._holder_gone)
+        #: Object key -> the process owning it, as this process's gateways last found it
+        #: (see ``Forwarding._event_target``), for objects with a socket held here.
+        self.owners: dict[str, str] = {}
+        #: (process, object key) -> when this process last told it the object does
+        #: not run here (see ``Forwarding._not_live_here``).
+        self._bounced: dict[tuple[str, str], float] = {}
+        #: Background work of the process channel's readers (never awaited by them).
+        self._chores: set[asyncio.Task[None]] = set()
+
+    def _inbox_capacity(self, channel: str) -> int:
+        """The bound of ``channel``'s inbox: the channel layer's capacity for it."""
+        get_capacity = getattr(self.channel_layer, "get_capacity", None)
+        if get_capacity is None:
+            return DEFAULT_CAPACITY
+        return int(get_capacity(channel))
+
+    def _chore(self, work: Awaitable[None]) -> None:
+        """Run ``work`` in a task of its own: a reader must never wait on Redis for it
+        (the process it waits for might be waiting for this one's reader)."""
+        task = asyncio.ensure_future(work)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
 
     if TYPE_CHECKING:  # each defined by one part, used by others
 
@@ -95,16 +122,13 @@ class TransportParts(LocalTransport):
 
         async def _send_or_unavailable(self, channel: str, message: Any) -> None: ...
 
-        async def _send_retrying(
-            self,
-            channel: str,
-            message: Any,
-            gone: Callable[[], Awaitable[bool]] | None = None,
-        ) -> None: ...
+        async def _send_retrying(self, channel: str, message: Any, watch: bool = False) -> None: ...
 
         async def _dead_socket_closes(self, live: LiveObjectPort) -> list[Event]: ...
 
         async def _dead_holders(self, holders: set[str]) -> set[str]: ...
+
+        async def _holder_gone(self, holder: str) -> bool: ...
 
         def _trim(self, sock: Any, seq: int) -> None: ...
 

@@ -121,7 +121,7 @@ class RemoteCalls(TransportParts):
             if owner is not None:
                 if message["hops"] >= MAX_HOPS:
                     raise RPCError(f"{key}: the call found no owner")
-                await self.channel_layer.send(owner, {**message, "hops": message["hops"] + 1})
+                await self.couriers.send(owner, {**message, "hops": message["hops"] + 1})
                 return
             result = await self.runtime.dispatcher.call(
                 cls, object_id, key, lambda instance: run_rpc(instance, name, payload)
@@ -130,7 +130,7 @@ class RemoteCalls(TransportParts):
         except Exception as exc:
             reply["ok"] = False
             reply["error"] = [type(exc).__module__, type(exc).__qualname__, str(exc)]
-        await self.channel_layer.send(message["reply_to"], reply)
+        await self.couriers.send(message["reply_to"], reply)
 
     async def _on_result(self, message: ResultMessage) -> None:
         future = self._calls.get(message["call_id"])

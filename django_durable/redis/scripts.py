@@ -222,3 +222,16 @@ if after >= 0 and after < o then
 end
 return {e, o, first, entries}
 """
+
+# A process's inbox (``q:<process>``), bounded: KEYS[1] the list. ARGV: its capacity,
+# the ms Redis keeps it after this push, then the messages. Pushes as many as there is
+# room for, oldest first, and returns how many (0: full; the sender waits and retries).
+PUSH_BOUNDED = """
+local n = #ARGV - 2
+local room = tonumber(ARGV[1]) - redis.call('LLEN', KEYS[1])
+if room < n then n = room end
+if n <= 0 then return 0 end
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 3, n + 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return n
+"""

@@ -52,13 +52,11 @@ async def flush_stamps(transport: RedisTransport) -> None:
         else:
             by_owner[owner][key] = [[sid, when] for sid, when in stamps.items()]
     for owner, stamps_by_key in by_owner.items():
-        try:
-            await transport.channel_layer.send(
-                owner, StampsMessage(type="durable.stamps", stamps=stamps_by_key)
-            )
-        except Exception:
-            # Redis has them: the owner reads them at its next wake.
-            logger.warning("could not tell %s about auto-response timestamps", owner)
+        # Not waited for: if it is lost, Redis has them, and the owner reads them at its
+        # next wake.
+        transport.couriers.post(
+            owner, StampsMessage(type="durable.stamps", stamps=stamps_by_key), wait=False
+        )
 
 
 def apply_stamps(transport: RedisTransport, key: str, stamps: Any) -> None:

@@ -2,20 +2,20 @@
 
 A part of :class:`~django_durable.redis.transport.RedisTransport`: one
 ``durable.send`` per holding process however many of its sockets a frame goes to,
-waited for (bounded) when that process's channel is full, never dropped silently.
+put in that process's inbox by its courier (:mod:`~django_durable.redis.couriers`, in
+order with everything else this process sends it), waited for (bounded) when that
+inbox is full, never dropped silently.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import exceptions
-from ..delivery import HolderGone, send_waiting
+from ..delivery import HolderGone
 from ..events import CALL, CLOSE, HIBERNATE, CloseData, Event
 from ..exceptions import OwnershipLost, SessionLayerUnavailable
 from ..fanout import broadcast_event_message
@@ -62,7 +62,7 @@ class ToSockets(TransportParts):
                 await self._send_retrying(
                     holder,
                     cast(SendMessage, {"type": "durable.send", "sids": sids, **payload}),
-                    gone=functools.partial(self._holder_gone, holder),
+                    watch=True,
                 )
             except HolderGone:
                 continue  # its sockets get websocket_close(1006) from the maintenance
@@ -82,10 +82,8 @@ class ToSockets(TransportParts):
         if record.id in self.runtime.sockets:
             await super().close(key, record, code, reason)
         else:
-            await send_waiting(
-                self.channel_layer,
-                record.holder,
-                CloseMessage(type="durable.close", sid=record.id, code=code),
+            await self.couriers.send(
+                record.holder, CloseMessage(type="durable.close", sid=record.id, code=code)
             )
 
     async def kill(self, key: str, record: SocketRecord, error: BaseException) -> None:
@@ -93,10 +91,8 @@ class ToSockets(TransportParts):
         if record.id in self.runtime.sockets:
             await super().kill(key, record, error)
         else:
-            await send_waiting(
-                self.channel_layer,
-                record.holder,
-                KillMessage(type="durable.kill", sid=record.id, error=str(error)),
+            await self.couriers.send(
+                record.holder, KillMessage(type="durable.kill", sid=record.id, error=str(error))
             )
 
     async def verdict(self, key: str, sock: Any, record: SocketRecord | None) -> None:
@@ -106,7 +102,7 @@ class ToSockets(TransportParts):
             verdict = VerdictMessage(type="durable.verdict", sid=sock.id, tags=tags)
             if sock.subprotocol is not None:
                 verdict["subprotocol"] = sock.subprotocol
-            await send_waiting(self.channel_layer, sock.holder, verdict)
+            await self.couriers.send(sock.holder, verdict)
         elif record is not None:
             await sock.accept()
 
@@ -136,7 +132,7 @@ class ToSockets(TransportParts):
             return False
 
     async def released(self, live: LiveObjectPort) -> None:
-        """Release the lease (and, at shutdown, tell holders to re-send at once)."""
+        """Release the lease, and tell the processes holding the object's sockets."""
         key = live.key
         self.copies.forget(live.session.sockets)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -144,21 +140,20 @@ class ToSockets(TransportParts):
         try:
             if self.runtime.dispatcher.live.get(key) is None:
                 await self.layer.release(key, live.session)
-                if self.runtime.shutting_down:
-                    await self._tell_holders_released(live)
+                self._tell_holders_released(live)
         finally:
             del self._releasing[key]
             future.set_result(None)
 
-    async def _tell_holders_released(self, live: LiveObjectPort) -> None:
-        """At shutdown: the processes holding the object's sockets send their events
-        not yet acknowledged again now, so that one of them takes the object at once
-        rather than after the lease time."""
+    def _tell_holders_released(self, live: LiveObjectPort) -> None:
+        """The processes holding the object's sockets forget this one as its owner, and
+        send their events not yet acknowledged again now (at shutdown: so that one of
+        them takes the object at once rather than after the lease time). After a
+        hibernation there are none: the acknowledgements went first, the same way."""
         holders = {r.holder for r in live.session.sockets.values() if r.holder != self.channel}
+        released = ReleasedMessage(type="durable.released", key=live.key)
         for holder in holders:
-            with contextlib.suppress(Exception):
-                released = ReleasedMessage(type="durable.released", key=live.key)
-                await self.channel_layer.send(holder, released)
+            self.couriers.post(holder, released, wait=False)
 
     async def reroute(self, live: LiveObjectPort, event: Event) -> None:
         """Fail a call, resolve a hibernation; socket events stay in their outboxes."""

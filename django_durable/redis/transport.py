@@ -1,7 +1,11 @@
 """The transport for many processes: forwarding, acknowledgements, failover.
 
-Every process has one channel-layer channel of its own (its *process channel*, also
-its name as a socket holder and as a lease holder) read by one task. Through it:
+Every process has a name of its own, its *process channel* (a channel-layer channel,
+also its name as a socket holder and as a lease holder), and an inbox, a Redis list
+other processes put messages for it in (:mod:`~django_durable.redis.inbox`, filled by
+their couriers, :mod:`~django_durable.redis.couriers`), read by one task. Tag groups
+reach the process channel itself, through the channel layer, read by another task.
+Through the inbox:
 
 - gateways forward their sockets' events to the process that owns the object
   (``durable.event``), and get the connect verdict back (``durable.verdict``):
@@ -21,6 +25,7 @@ delivery exactly once at the object is :mod:`~django_durable.redis.outbox`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +34,7 @@ from ..events import REJOIN, Event
 from ..session.base import SocketRecord
 from ..shards import new_deliverable_channel
 from .forwarding import CONNECT_TIMEOUT, Forwarding
+from .inbox import Inbox
 from .maintenance import Maintenance
 from .parts import MAX_HOPS, RemoteSocket
 from .records import unpack_record
@@ -66,7 +72,9 @@ class RedisTransport(Forwarding, ToSockets, RemoteCalls, Maintenance):
             await self.layer.heartbeat(first=True)
             self.channel = channel
             loop = asyncio.get_running_loop()
+            inbox = Inbox(self.layer, channel)
             self._tasks = [
+                loop.create_task(inbox.read_forever(self._dispatch), name="durable-inbox"),
                 loop.create_task(self._read(), name="durable-process-channel"),
                 loop.create_task(self._maintain(), name="durable-maintenance"),
                 loop.create_task(flush_stamps_forever(self), name="durable-stamps"),
@@ -81,8 +89,8 @@ class RedisTransport(Forwarding, ToSockets, RemoteCalls, Maintenance):
 
     # The process channel -----------------------------------------------------------------
 
-    async def _read(self) -> None:
-        handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
+    def _handlers(self) -> dict[str, Callable[[Any], Awaitable[None]]]:
+        return {
             "durable.event": self._on_event,
             "durable.verdict": self._on_verdict,
             "durable.ack": self._on_ack,
@@ -99,6 +107,24 @@ class RedisTransport(Forwarding, ToSockets, RemoteCalls, Maintenance):
             "durable.broadcast": self.runtime.fanout.handle,
             "durable.settings": self.runtime.fanout.handle,
         }
+
+    async def _dispatch(self, message: Any) -> None:
+        """Hand one message (from the inbox or the process channel) to its handler."""
+        handler = self._by_type.get(message.get("type", ""))
+        if handler is None:
+            logger.warning("unknown message for this process: %r", message.get("type"))
+            return
+        try:
+            await handler(message)
+        except Exception:
+            logger.exception("handling %s failed", message.get("type"))
+
+    @functools.cached_property
+    def _by_type(self) -> dict[str, Callable[[Any], Awaitable[None]]]:
+        return self._handlers()
+
+    async def _read(self) -> None:
+        """The process channel: tag groups' messages (and anything sent to it)."""
         while True:
             try:
                 message = await self.channel_layer.receive(self.channel)
@@ -108,14 +134,7 @@ class RedisTransport(Forwarding, ToSockets, RemoteCalls, Maintenance):
                 logger.warning("process channel receive failed; retrying", exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
-            handler = handlers.get(message.get("type", ""))
-            if handler is None:
-                logger.warning("unknown message on the process channel: %r", message.get("type"))
-                continue
-            try:
-                await handler(message)
-            except Exception:
-                logger.exception("handling %s failed", message.get("type"))
+            await self._dispatch(message)
 
     async def _on_records(self, message: dict[str, Any]) -> None:
         self.copies.received(message)
