@@ -75,7 +75,7 @@ class Parcel:
 class Courier:
     """The messages for one process, in the order they were posted."""
 
-    __slots__ = ("acks", "delaying", "dest", "parcels", "task", "wake")
+    __slots__ = ("acks", "blocked", "delaying", "dest", "parcels", "pushing_since", "task", "wake")
 
     def __init__(self, dest: str) -> None:
         self.dest = dest
@@ -86,6 +86,10 @@ class Courier:
         self.wake = asyncio.Event()
         #: True while acknowledgements wait for a message to carry them.
         self.delaying = False
+        #: True from a push refused (full inbox) or failed until one goes through whole.
+        self.blocked = False
+        #: When the push in flight started (0: none).
+        self.pushing_since = 0.0
         self.task: asyncio.Task[None] | None = None
 
 
@@ -140,6 +144,19 @@ class Couriers:
         assert future is not None
         await future
 
+    def flowing(self, dest: str, stall_after: float) -> bool:
+        """Whether messages to ``dest`` go through at once: no push refused or failed
+        since the last that went through whole, none in flight for ``stall_after``
+        seconds, and not more queued than one push takes. A sender that need not know
+        when its message is in the inbox may then go on without waiting for it."""
+        courier = self.couriers.get(dest)
+        if courier is None:
+            return True
+        if courier.blocked or len(courier.parcels) >= MAX_BATCH:
+            return False
+        since = courier.pushing_since
+        return not since or time.monotonic() - since < stall_after
+
     def ack(self, dest: str, pairs: list[list[Any]]) -> None:
         """Tell ``dest`` these ``[socket id, number]`` with its next message (or soon)."""
         courier = self._courier(dest)
@@ -189,12 +206,15 @@ class Couriers:
                 elements.insert(0, pack(ack))
             if not elements:
                 continue
+            courier.pushing_since = time.monotonic()
             try:
                 pushed = await self._push_to(courier.dest, elements)
             except asyncio.CancelledError:
                 courier.parcels.extendleft(reversed(batch))
                 raise
             except Exception as exc:
+                courier.pushing_since = 0.0
+                courier.blocked = True
                 self._merge_acks(courier, acks)
                 if is_connection_error(exc):
                     error: Exception = SessionLayerUnavailable(f"Redis is unreachable: {exc}")
@@ -206,6 +226,7 @@ class Couriers:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _LONGEST_PAUSE)
                 continue
+            courier.pushing_since = 0.0
             if acks:
                 if pushed:
                     pushed -= 1
@@ -216,8 +237,10 @@ class Couriers:
                     parcel.future.set_result(None)
             rest = batch[pushed:]
             if not rest:
+                courier.blocked = False
                 pause = _FIRST_PAUSE
                 continue
+            courier.blocked = True
             # The inbox is full: wait, as a sender into a full channel does.
             courier.parcels.extendleft(reversed(rest))
             metrics.inc("remote_send_retries")

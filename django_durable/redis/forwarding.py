@@ -11,6 +11,7 @@ with the next message it sends this process.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import defaultdict, deque
@@ -26,7 +27,7 @@ from ..events import CLOSE, CONNECT, CloseData, ConnectData, Event
 from ..exceptions import DeliveryFailed, SessionLayerUnavailable
 from ..registry import registry
 from ..scopes import export_scope, import_scope
-from .held import STALL_AFTER, close_try_again_later
+from .held import STALL_AFTER, close_try_again_later, event_size
 from .messages import AckMessage, EventMessage, ReleasedMessage, VerdictMessage
 from .outbox import OutboxEntry, hand_on, trim
 from .parts import MAX_HOPS, RemoteSocket, TransportParts
@@ -78,12 +79,23 @@ class Forwarding(TransportParts):
 
     async def route(self, sock: LocalSocket, event: Event) -> None:
         """Hand ``event`` on, or hold it (see :mod:`django_durable.held`): never wait on
-        Redis for long, so the gateway keeps reading its socket (and its close)."""
+        Redis for long, so the gateway keeps reading its socket (and its close).
+
+        When the owner is known and its courier is flowing, the event is posted and the
+        gateway goes on at once (:meth:`_post_at_once`): many events of a socket, and of
+        all the process's sockets, are then in flight together, in one push each batch.
+        Otherwise the gateway waits (up to ``STALL_AFTER``) for its event to be in the
+        owner's inbox, and holds it if it is not.
+        """
         if sock.outbox is None:
             sock.outbox = deque()
         entry = OutboxEntry(event.seq or 0, event, time.monotonic())
         sock.outbox.append(entry)
         if not self.held.stalled(sock):
+            if self._post_at_once(sock, entry):
+                if self.held.over() and sock.open:
+                    await self._close_held(sock)
+                return
             try:
                 async with asyncio.timeout(STALL_AFTER):
                     entry.owner = await self._deliver_held(sock, event)
@@ -91,15 +103,57 @@ class Forwarding(TransportParts):
             except (TimeoutError, SessionLayerUnavailable, ChannelFull):
                 pass  # Redis is away, frozen or slow: held below
         if self.held.hold(sock, entry) and sock.open:
-            logger.warning(
-                "socket %s of %s closed with %d: %d bytes of events held in this process "
-                "(MAX_HELD_BYTES) while Redis is away",
-                sock.id,
-                sock.key,
-                TRY_AGAIN_LATER,
-                self.held.bytes,
-            )
-            await close_try_again_later(sock)
+            await self._close_held(sock)
+
+    async def _close_held(self, sock: LocalSocket) -> None:
+        logger.warning(
+            "socket %s of %s closed with %d: %d bytes of events kept in this process "
+            "(MAX_HELD_BYTES) while Redis is away or slow",
+            sock.id,
+            sock.key,
+            TRY_AGAIN_LATER,
+            self.held.bytes + self.held.posted,
+        )
+        await close_try_again_later(sock)
+
+    def _post_at_once(self, sock: LocalSocket, entry: OutboxEntry) -> bool:
+        """Put the event in a live object's mailbox here, or post it to the owner this
+        process knows, without waiting, when its courier is flowing; False when neither
+        can be done at once. A post that fails later (:meth:`_posted`) is held then."""
+        key = sock.key
+        live = self.runtime.dispatcher.live.get(key)
+        if live is not None and not live.lost:
+            self.runtime.dispatcher.put(sock.cls, sock.object_id, key, entry.event)
+            entry.owner = self.channel
+            return True
+        owner = self.owners.get(key)
+        if owner is None or not self.couriers.flowing(owner, STALL_AFTER):
+            return False
+        message = self._event_message(sock.cls, sock.object_id, entry.event, self.channel, 0)
+        future = self.couriers.post(owner, message, watch=True)
+        assert future is not None
+        size = event_size(entry.event)
+        self.held.posted += size
+        entry.owner = owner
+        future.add_done_callback(functools.partial(self._posted, sock, entry, size))
+        metrics.inc("forwarded_events")
+        return True
+
+    def _posted(
+        self, sock: LocalSocket, entry: OutboxEntry, size: int, future: asyncio.Future[None]
+    ) -> None:
+        """An event posted without waiting is in the owner's inbox, or failed to get
+        there: then the owner is forgotten and the event held (delivered in order with
+        the socket's next ones by the held events' task, to the owner found then)."""
+        self.held.posted -= size
+        if not future.cancelled() and future.exception() is None:
+            return
+        self.owners.pop(sock.key, None)
+        if not entry.owner or not any(e is entry for e in sock.outbox or ()):
+            return  # acknowledged meanwhile (sent again by someone else)
+        entry.owner = ""
+        if self.held.hold(sock, entry) and sock.open:
+            self._chore(self._close_held(sock))
 
     async def _deliver_held(self, sock: LocalSocket, event: Event) -> str:
         return await self._deliver(sock.cls, sock.object_id, sock.key, event, self.channel)

@@ -11,11 +11,12 @@ and one task per process delivers the held events, in order per socket, once Red
 answers; the gateway goes back to reading, takes the disconnect, holds the close too and
 ends. The sockets (and their outboxes) stay referenced here until every event is out.
 
-Memory is bounded: the payload bytes held (plus ``EVENT_OVERHEAD`` per event) may reach
-``MAX_HELD_BYTES`` per process. A socket whose frame passes the bound is closed with
-1013 (Try Again Later); what it had sent up to that frame is still held and delivered,
-and what it sends after the server's Close is not for the object (the gateway's rule
-for every close the server makes).
+Memory is bounded: the payload bytes held (plus ``EVENT_OVERHEAD`` per event), with
+those of the events handed to a courier and not yet in Redis (``posted``, see
+``Forwarding.route``), may reach ``MAX_HELD_BYTES`` per process. A socket whose frame
+passes the bound is closed with 1013 (Try Again Later); what it had sent up to that
+frame is still held and delivered, and what it sends after the server's Close is not for
+the object (the gateway's rule for every close the server makes).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class HeldEvents:
         #: Sockets with at least one undelivered event, in the order they stalled.
         self.sockets: dict[str, LocalSocket] = {}
         self.bytes = 0
+        #: Bytes of events handed to a courier without waiting, not yet in Redis.
+        self.posted = 0
         self._task: asyncio.Task[None] | None = None
 
     def stalled(self, sock: LocalSocket) -> bool:
@@ -82,7 +85,11 @@ class HeldEvents:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="durable-held-events"
             )
-        return bool(self.bytes > conf.get("MAX_HELD_BYTES"))
+        return self.over()
+
+    def over(self) -> bool:
+        """Whether the events kept in this process, not yet in Redis, pass the bound."""
+        return bool(self.bytes + self.posted > conf.get("MAX_HELD_BYTES"))
 
     async def _run(self) -> None:
         delay = 0.05
