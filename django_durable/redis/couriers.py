@@ -12,7 +12,11 @@ queue and one task that pushes what is queued with one script call
 - acknowledgements are never a message of their own while other messages go the same
   way: :meth:`Couriers.ack` keeps them (per socket, the highest number) and the next
   push to that process carries them, or, when nothing else goes there within
-  :data:`ACK_DELAY`, a push of their own does.
+  :data:`ACK_DELAY` (or :data:`ACK_BATCH` events were acknowledged meanwhile), a push
+  of their own does. A gateway needs them only to forget events from its outboxes
+  and to count what each socket has waiting (``MAX_SOCKET_QUEUED_EVENTS``), so they
+  may be late; a stream of events from one process to an object then costs one
+  acknowledgement (a push and a pop) per :data:`ACK_DELAY` rather than per event.
 
 The inbox is bounded (the channel layer's ``capacity`` for the process channel, 100 by
 default): the script pushes only what fits. A sender whose destination is full waits,
@@ -47,7 +51,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Seconds acknowledgements wait for another message to the same process to carry them.
-ACK_DELAY = 0.01
+ACK_DELAY = 0.05
+#: Acknowledged events after which they go at once, without waiting for ``ACK_DELAY``.
+ACK_BATCH = 100
 #: Messages pushed in one script call at most.
 MAX_BATCH = 128
 #: Seconds a courier with nothing to carry stays before its task ends.
@@ -75,13 +81,25 @@ class Parcel:
 class Courier:
     """The messages for one process, in the order they were posted."""
 
-    __slots__ = ("acks", "blocked", "delaying", "dest", "parcels", "pushing_since", "task", "wake")
+    __slots__ = (
+        "acks",
+        "blocked",
+        "delaying",
+        "dest",
+        "parcels",
+        "pushing_since",
+        "task",
+        "untold",
+        "wake",
+    )
 
     def __init__(self, dest: str) -> None:
         self.dest = dest
         self.parcels: deque[Parcel] = deque()
         #: socket id -> highest event number handled, not yet told.
         self.acks: dict[str, int] = {}
+        #: Events acknowledged into ``acks`` since they last went.
+        self.untold = 0
         #: Set by a new message (and by acknowledgements, unless they already wait).
         self.wake = asyncio.Event()
         #: True while acknowledgements wait for a message to carry them.
@@ -164,7 +182,8 @@ class Couriers:
         for sid, seq in pairs:
             if acks.get(sid, -1) < seq:
                 acks[sid] = seq
-        if not courier.delaying:
+        courier.untold += len(pairs)
+        if not courier.delaying or courier.untold >= ACK_BATCH:
             courier.wake.set()
 
     def forget(self, dest: str) -> None:
@@ -200,6 +219,7 @@ class Couriers:
                 if _pending(parcel):  # (one whose sender stopped waiting is not sent)
                     batch.append(parcel)
             acks, courier.acks = courier.acks, {}
+            courier.untold = 0
             elements = [p.data for p in batch]
             if acks:
                 ack = AckMessage(type="durable.ack", acks=[[s, n] for s, n in acks.items()])

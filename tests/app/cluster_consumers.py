@@ -66,6 +66,9 @@ class Ledger(DurableConsumer):
         elif op == "broadcast":
             sent = await self.state.broadcast(command["text"], command.get("tag"))
             await ws.send(json.dumps({"sent": sent}))
+        elif op == "relay":
+            # A broadcast without a reply to the sender: nothing goes back to its process.
+            await self.state.broadcast(command["text"], command.get("tag"))
 
     async def websocket_close(self, ws, code, reason, was_clean) -> None:
         await self.state.broadcast(
