@@ -119,7 +119,22 @@ async def test_a_forwarded_event_costs_at_most_4_redis_commands_in_the_steady_st
     # relays: it counts numbered messages), and the object never moved.
     assert (await sender.ask({"op": "where"}, "where"))["where"]["pid"] == s0.pid
     assert observer.texts()[-EVENTS:] == [f"e-{n}" for n in range(EVENTS)]
-    # Each process's inbox expires unless pushed to again: a dead process's goes.
+
+
+async def test_the_inbox_of_a_dead_process_expires(
+    cluster,  # noqa: F811
+    private_redis_server: PrivateRedis,  # noqa: F811
+) -> None:
+    c = cluster(2, redis_url=private_redis_server.url(), lease_time="60")
+    s0, s1 = c.servers
+    room = oid()
+    owner = await c.census(s0, room)
+    await c.census(s1, room)
+    s1.kill()
+    # A broadcast to every socket puts a frame in the dead process's inbox: nobody reads it.
+    assert (await owner.ask({"op": "broadcast", "text": "anyone?"}, "sent"))["sent"] == 2
     inboxes = [k async for k in c.redis.scan_iter(match=f"{c.prefix}:durable:q:*")]
-    for inbox in inboxes:
-        assert await c.redis.pttl(inbox) > 0, inbox
+    assert len(inboxes) == 1, inboxes
+    # Redis drops it a lease plus RIDE_THROUGH (600 s) after the last push.
+    ttl_ms = await c.redis.pttl(inboxes[0])
+    assert 0 < ttl_ms <= (60 + 600) * 1000
