@@ -9,7 +9,7 @@ the same channel through the tag groups it joined, so they name their group.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 # Gateways -> owners ---------------------------------------------------------------------
 
@@ -116,6 +116,9 @@ class CallMessage(TypedDict):
     reply_to: str
     call_id: str
     hops: int
+    #: Set by the receiving process when the call came through the channel layer rather
+    #: than its inbox: the result goes back the same way.
+    via_channel_layer: NotRequired[bool]
 
 
 class ResultMessage(TypedDict, total=False):

@@ -130,7 +130,12 @@ class RemoteCalls(TransportParts):
         except Exception as exc:
             reply["ok"] = False
             reply["error"] = [type(exc).__module__, type(exc).__qualname__, str(exc)]
-        await self.couriers.send(message["reply_to"], reply)
+        if message.get("via_channel_layer"):
+            # Sent through the channel layer (by code that is not a process of the
+            # cluster): answered the same way, on the channel it named.
+            await self.channel_layer.send(message["reply_to"], reply)
+        else:
+            await self.couriers.send(message["reply_to"], reply)
 
     async def _on_result(self, message: ResultMessage) -> None:
         future = self._calls.get(message["call_id"])

@@ -10,6 +10,7 @@ inbox is full, never dropped silently.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, cast
@@ -29,6 +30,7 @@ from .messages import (
     SettingsMessage,
     VerdictMessage,
 )
+from .held import STALL_AFTER
 from .parts import RemoteSocket, TransportParts
 from .records import pack_pair
 
@@ -140,20 +142,26 @@ class ToSockets(TransportParts):
         try:
             if self.runtime.dispatcher.live.get(key) is None:
                 await self.layer.release(key, live.session)
-                self._tell_holders_released(live)
+                await self._tell_holders_released(live)
         finally:
             del self._releasing[key]
             future.set_result(None)
 
-    def _tell_holders_released(self, live: LiveObjectPort) -> None:
+    async def _tell_holders_released(self, live: LiveObjectPort) -> None:
         """The processes holding the object's sockets forget this one as its owner, and
         send their events not yet acknowledged again now (at shutdown: so that one of
         them takes the object at once rather than after the lease time). After a
-        hibernation there are none: the acknowledgements went first, the same way."""
+        hibernation there are none: the acknowledgements went first, the same way.
+
+        Waited for only at shutdown (bounded), when this process may stop right after."""
         holders = {r.holder for r in live.session.sockets.values() if r.holder != self.channel}
         released = ReleasedMessage(type="durable.released", key=live.key)
-        for holder in holders:
-            self.couriers.post(holder, released, wait=False)
+        shutting_down = self.runtime.shutting_down
+        posted = [self.couriers.post(h, released, wait=shutting_down) for h in holders]
+        if shutting_down and posted:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(STALL_AFTER):
+                    await asyncio.gather(*(f for f in posted if f is not None))
 
     async def reroute(self, live: LiveObjectPort, event: Event) -> None:
         """Fail a call, resolve a hibernation; socket events stay in their outboxes."""

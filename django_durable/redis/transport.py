@@ -134,6 +134,8 @@ class RedisTransport(Forwarding, ToSockets, RemoteCalls, Maintenance):
                 logger.warning("process channel receive failed; retrying", exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
+            if message.get("type") == "durable.call":
+                message["via_channel_layer"] = True
             await self._dispatch(message)
 
     async def _on_records(self, message: dict[str, Any]) -> None:
