@@ -22,6 +22,7 @@ from ..exceptions import OwnershipLost, SessionLayerUnavailable
 from ..fanout import broadcast_event_message
 from ..framing import POSITION
 from ..session.base import SocketRecord
+from .held import STALL_AFTER
 from .messages import (
     CloseMessage,
     KillMessage,
@@ -30,7 +31,6 @@ from .messages import (
     SettingsMessage,
     VerdictMessage,
 )
-from .held import STALL_AFTER
 from .parts import RemoteSocket, TransportParts
 from .records import pack_pair
 
