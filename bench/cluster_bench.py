@@ -31,7 +31,9 @@ open-file limit raised (clients and servers inherit it from this process).
 2. **Round-trip latency.** One socket sends ``echo:<i>`` and waits for ``e:<i>`` from the
    handler, ``--echoes`` times in sequence: from a socket held by a process that is not
    the object's owner (forwarded through Redis both ways), from a socket on the owner
-   process, and, as references, from a single daphne with the in-memory layers, from a
+   process, a ``relay:<i>`` from the non-owner socket that the handler sends on to an
+   observer socket on the owner's process (a forwarded event with nothing sent back to
+   the sender's process), and, as references, from a single daphne with the in-memory layers, from a
    stock Channels consumer on the Redis layer, and a bare Redis ``PING``. Paths
    interleaved in blocks of 100. Then ``--burst`` echoes sent back to back (throughput
    of one object).
@@ -47,7 +49,7 @@ open-file limit raised (clients and servers inherit it from this process).
 
 Diagnostics (not in the default run): ``--py-spy DIR`` profiles the servers after the
 measurements; ``--redis-commands N`` counts, with ``MONITOR``, the Redis commands that
-N echoes cause.
+N round trips of the non-owner, owner and relay paths cause.
 
 Prints a table and writes ``bench/results/cluster-<timestamp>.json`` (and
 ``cluster-latest.json``); ``bench/results/`` is not in git. It deletes its own Redis
@@ -746,6 +748,20 @@ def echo_over(ws: Any) -> Any:
     return round_trip
 
 
+def relay_over(ws: Any, observer: Any) -> Any:
+    """A forwarded event with no reply to the sender's process: ``relay:<i>`` from a
+    socket on the non-owner process, relayed by the handler to an observer socket on
+    the owner's process (so the round trip is forward + handle + local send)."""
+
+    async def round_trip(i: int) -> None:
+        await ws.send(f"relay:{i}")
+        reply = await observer.recv()
+        if reply != f"r:{i}":
+            raise RuntimeError(f"unexpected relay {reply!r} for relay:{i}")
+
+    return round_trip
+
+
 async def _block(round_trip: Any, start: int, count: int, out: list[float]) -> None:
     for i in range(start, start + count):
         t0 = time.perf_counter_ns()
@@ -761,6 +777,7 @@ async def _latency(
     opts = {"ping_interval": None, "compression": None}
     # The owner's socket first: its connect takes the object for server 0.
     owner_ws = await connect(durable[0].url("/ws/durable/lat/"), **opts)
+    observer_ws = await connect(durable[0].url("/ws/durable/lat/?observe=1"), **opts)
     remote_ws = await connect(durable[1].url("/ws/durable/lat/"), **opts)
     memory_ws = await connect(memory.url("/ws/durable/lat/"), **opts)
     plain_ws = await connect(plain.url("/ws/plain/lat/"), **opts)
@@ -775,6 +792,10 @@ async def _latency(
         "owner": (
             "socket on the owner process (owner-local path, Redis layers)",
             echo_over(owner_ws),
+        ),
+        "relay": (
+            "non-owner socket -> owner's handler -> a socket on the owner's process",
+            relay_over(remote_ws, observer_ws),
         ),
         "memory": ("single process, in-memory layers (reference)", echo_over(memory_ws)),
         "channels": ("stock Channels consumer echo, Redis layer (reference)", echo_over(plain_ws)),
@@ -792,6 +813,7 @@ async def _latency(
         watched = {
             "non_owner": durable,
             "owner": durable,
+            "relay": durable,
             "memory": [memory],
             "channels": [plain],
             "redis_ping": [],
@@ -828,10 +850,15 @@ async def _latency(
         if args.redis_commands:
             prefix = durable[0].env["BENCH_PREFIX"]
             result["redis_commands"] = {}
-            for name, ws in (("non_owner", remote_ws), ("owner", owner_ws)):
+            counted = (
+                ("non_owner", echo_over(remote_ws)),
+                ("owner", echo_over(owner_ws)),
+                ("relay", relay_over(remote_ws, observer_ws)),
+            )
+            for name, round_trip in counted:
                 log(f"latency: counting Redis commands of {args.redis_commands} {name} echoes")
                 result["redis_commands"][name] = await _count_commands(
-                    prefix, echo_over(ws), args.redis_commands
+                    prefix, round_trip, args.redis_commands
                 )
         # Throughput: one socket sends --burst messages without waiting; the handler
         # answers each (turn-based: one event at a time).
@@ -848,7 +875,7 @@ async def _latency(
             }
         return result
     finally:
-        for ws in (owner_ws, remote_ws, memory_ws, plain_ws):
+        for ws in (owner_ws, observer_ws, remote_ws, memory_ws, plain_ws):
             with contextlib.suppress(Exception):
                 await ws.close()
         await redis_client.aclose()
@@ -1345,7 +1372,7 @@ def report(results: dict[str, Any]) -> str:
             )
         for name, c in lat.get("redis_commands", {}).items():
             lines.append(
-                f"Redis commands per {name} echo: {c['total_per_round_trip']:.1f} ("
+                f"Redis commands per {name} round trip: {c['total_per_round_trip']:.1f} ("
                 + ", ".join(f"{k} {v:.2f}" for k, v in c["per_round_trip"].items())
                 + ")"
             )

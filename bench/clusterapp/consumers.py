@@ -5,6 +5,8 @@
 
 - ``bcast:<n>``: ``await self.state.broadcast("b:<n>", tag="members")``;
 - ``echo:<x>``: reply ``e:<x>`` to the sender (latency);
+- ``relay:<x>``: ``r:<x>`` to the ``observers`` (a forwarded event whose handler sends
+  nothing back to the sender's process);
 - ``n:<x>``: reply ``r:<x>:<pid of the process running the handler>`` (failover load);
 - a socket's close is broadcast to the ``observers`` as ``closed:<code>:<was_clean>:<id>``.
 """
@@ -31,6 +33,8 @@ class ClusterRoom(DurableConsumer):
             return
         if message.startswith("echo:"):
             await ws.send("e:" + message[5:])
+        elif message.startswith("relay:"):
+            await self.state.broadcast("r:" + message[6:], tag="observers")
         elif message.startswith("n:"):
             await ws.send(f"r:{message[2:]}:{PID}")
         elif message.startswith("bcast:"):
