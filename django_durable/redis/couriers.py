@@ -19,13 +19,13 @@ queue and one task that pushes what is queued with one script call
   acknowledgement (a push and a pop) per :data:`ACK_DELAY` rather than per event.
 
 The inbox is bounded (the channel layer's ``capacity`` for the process channel, 100 by
-default): the script pushes only what fits. A sender whose destination is full waits,
-as :func:`~django_durable.delivery.send_waiting` does for a channel: with a growing
-pause, bounded by its timeout (then :class:`~django_durable.exceptions.DeliveryFailed`),
-and, when asked, giving up at once (:class:`~django_durable.delivery.HolderGone`) when
-the destination's heartbeat shows it died. A lost connection to Redis fails the batch
-in flight with :class:`~django_durable.exceptions.SessionLayerUnavailable`: its
-senders decide whether to retry (frames) or to hold (events).
+default): the script pushes only what fits. A sender whose destination is full waits
+(the rules of :mod:`django_durable.delivery`): with a growing pause, bounded by its
+timeout (then :class:`~django_durable.exceptions.DeliveryFailed`), and, when asked,
+giving up at once (:class:`~django_durable.delivery.HolderGone`) when the destination's
+heartbeat shows it died. A lost connection to Redis fails the batch in flight with
+:class:`~django_durable.exceptions.SessionLayerUnavailable`: its senders decide whether
+to retry (frames) or to hold (events).
 """
 
 from __future__ import annotations
@@ -39,7 +39,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics
-from ..delivery import GONE_CHECK_INTERVAL, SEND_TIMEOUT, HolderGone, is_connection_error
+from ..delivery import (
+    FIRST_PAUSE,
+    GONE_CHECK_INTERVAL,
+    LONGEST_PAUSE,
+    SEND_TIMEOUT,
+    HolderGone,
+    is_connection_error,
+)
 from ..exceptions import DeliveryFailed, SessionLayerUnavailable
 from .inbox import pack
 from .messages import AckMessage
@@ -58,8 +65,6 @@ ACK_BATCH = 100
 MAX_BATCH = 128
 #: Seconds a courier with nothing to carry stays before its task ends.
 IDLE_END = 30.0
-_FIRST_PAUSE = 0.002
-_LONGEST_PAUSE = 0.25
 
 
 @dataclass(slots=True)
@@ -207,7 +212,7 @@ class Couriers:
     # The courier's task -------------------------------------------------------------------
 
     async def _run(self, courier: Courier) -> None:
-        pause = _FIRST_PAUSE
+        pause = FIRST_PAUSE
         while True:
             if not await self._ready(courier):
                 if self.couriers.get(courier.dest) is courier:
@@ -244,7 +249,7 @@ class Couriers:
                 self._fail(courier, batch, error)
                 # Acknowledgements stay for the next try: not in a tight loop.
                 await asyncio.sleep(pause)
-                pause = min(pause * 2, _LONGEST_PAUSE)
+                pause = min(pause * 2, LONGEST_PAUSE)
                 continue
             courier.pushing_since = 0.0
             if acks:
@@ -258,7 +263,7 @@ class Couriers:
             rest = batch[pushed:]
             if not rest:
                 courier.blocked = False
-                pause = _FIRST_PAUSE
+                pause = FIRST_PAUSE
                 continue
             courier.blocked = True
             # The inbox is full: wait, as a sender into a full channel does.
@@ -274,7 +279,7 @@ class Couriers:
                     continue
             self._expire(courier, now + pause)
             await asyncio.sleep(pause)
-            pause = min(pause * 2, _LONGEST_PAUSE)
+            pause = min(pause * 2, LONGEST_PAUSE)
 
     async def _ready(self, courier: Courier) -> bool:
         """Wait until there is something to push (False: idle long enough to stop)."""
