@@ -89,8 +89,10 @@ class Courier:
     __slots__ = (
         "acks",
         "blocked",
+        "client",
         "delaying",
         "dest",
+        "key",
         "parcels",
         "pushing_since",
         "task",
@@ -98,8 +100,11 @@ class Courier:
         "wake",
     )
 
-    def __init__(self, dest: str) -> None:
+    def __init__(self, dest: str, key: str, client: Any) -> None:
         self.dest = dest
+        #: The destination's inbox, and the connection pool of its host.
+        self.key = key
+        self.client = client
         self.parcels: deque[Parcel] = deque()
         #: socket id -> highest event number handled, not yet told.
         self.acks: dict[str, int] = {}
@@ -202,7 +207,8 @@ class Couriers:
     def _courier(self, dest: str) -> Courier:
         courier = self.couriers.get(dest)
         if courier is None:
-            courier = self.couriers[dest] = Courier(dest)
+            key, client = self.layer.key_names.inbox(dest), self.layer.redis_for(dest)
+            courier = self.couriers[dest] = Courier(dest, key, client)
         if courier.task is None or courier.task.done():
             courier.task = asyncio.get_running_loop().create_task(
                 self._run(courier), name="durable-courier"
@@ -233,7 +239,7 @@ class Couriers:
                 continue
             courier.pushing_since = time.monotonic()
             try:
-                pushed = await self._push_to(courier.dest, elements)
+                pushed = await self._push_to(courier, elements)
             except asyncio.CancelledError:
                 courier.parcels.extendleft(reversed(batch))
                 raise
@@ -303,12 +309,11 @@ class Couriers:
                 return bool(courier.parcels or courier.acks)
         return True
 
-    async def _push_to(self, dest: str, elements: list[bytes]) -> int:
-        layer = self.layer
+    async def _push_to(self, courier: Courier, elements: list[bytes]) -> int:
         pushed = await self._push(
-            keys=[layer.key_names.inbox(dest)],
-            args=[self._capacity(dest), layer.inbox_ttl_ms, *elements],
-            client=layer.redis_for(dest),
+            keys=[courier.key],
+            args=[self._capacity(courier.dest), self.layer.inbox_ttl_ms, *elements],
+            client=courier.client,
         )
         return int(pushed)
 
