@@ -410,44 +410,81 @@ async def test_hibernated_object_wakes_on_another_process_with_tags_and_attachme
 
 
 async def test_kill_9_of_the_owner_under_load_loses_and_repeats_nothing(cluster) -> None:
+    """Incoming and outgoing: every numbered message is handled once, in order per socket,
+    and every frame its handler sends (two to the sender, two broadcast to the observers)
+    reaches each client once, in order, although the owner is killed in the middle of a
+    handler (it sent half its frames) and the new owner runs that handler again."""
     c = cluster(3)
     s0, s1, s2 = c.servers
     room = oid()
     doomed = [await c.census(s0, room), await c.census(s0, room)]  # first: s0 owns
-    observer = await c.census(s2, room, "?observe=1")
+    # One observer per surviving process: whichever takes the object over, one of them is
+    # a socket of its own and the other one is reached through the other's channel.
+    observers = [await c.census(s2, room, "?observe=1"), await c.census(s1, room, "?observe=1")]
+    observer = observers[0]
     senders = [await c.census(s1, room), await c.census(s2, room)]
+    sender_ids = [(await s.ask({"op": "whoami"}, "id"))["id"] for s in senders]
     doomed_ids = {(await d.ask({"op": "whoami"}, "id"))["id"] for d in doomed}
     assert (await senders[0].ask({"op": "where"}, "where"))["where"]["pid"] == s0.pid
 
     total, kill_after = 300, 100
     marks = [len(s.messages) for s in senders]
+    observer_marks = [len(o.messages) for o in observers]
     killed_at = 0.0
     for n in range(total):
-        for sender in senders:
-            await sender.send({"op": "n", "n": n})
+        for i, sender in enumerate(senders):
+            command: dict[str, Any] = {"op": "frames", "n": n}
+            if n == kill_after and i == 0:
+                command["hold_in"] = s0.pid  # s0 stops inside this handler
+            await sender.send(command)
         if n == kill_after:
+            # Half the held handler's frames are out (to the sender and, through the
+            # process channels, to both observers): kill its process now.
+            await senders[0].wait_json(lambda m: m.get("n") == kill_after and m.get("part") == 1)
+            for o in observers:
+                await o.wait_json(
+                    lambda m: m.get("from") == sender_ids[0]
+                    and (m["n"], m["part"]) == (kill_after, 2)
+                )
             s0.kill()
             killed_at = time.monotonic()
         await asyncio.sleep(0.01)  # the load's pace, not a synchronisation
 
     recoveries = []
     for sender, mark in zip(senders, marks, strict=True):
-        await sender.wait_json(lambda m: m.get("n") == total - 1, mark, timeout=30)
+        await sender.wait_json(lambda m: (m.get("n"), m.get("part")) == (total - 1, 3), mark, 30)
         replies = [
             (json.loads(m), t)
             for m, t in zip(sender.messages[mark:], sender.arrived[mark:], strict=True)
-            if "n" in (_json(m) or {})
+            if "part" in (_json(m) or {})
         ]
-        assert {r["n"] for r, _ in replies} == set(range(total))
+        # Outgoing: each frame once, in order (the re-run's first frame was dropped).
+        frames = [(r["n"], r["part"]) for r, _ in replies]
+        assert frames == [(n, p) for n in range(total) for p in (1, 3)], _first_difference(
+            frames, [(n, p) for n in range(total) for p in (1, 3)]
+        )
         recoveries.append(
             next(t for r, t in replies if t > killed_at and r["pid"] != s0.pid) - killed_at
         )
+        # Incoming: each message handled once, in order.
         ledger = (await sender.ask({"op": "ledger"}, "ledger"))["ledger"]
         assert ledger["count"] == total
         assert ledger["bad"] == 0
         assert ledger["last"] == total - 1
-        repeated = len(replies) - total
-        print(f"{sender.server.name}: {len(replies)} replies, {repeated} repeated by the wire")
+    expected = [(n, p) for n in range(total) for p in (2, 4)]
+    for o, mark in zip(observers, observer_marks, strict=True):
+        for ident in sender_ids:
+            await o.wait_json(
+                lambda m, i=ident: m.get("from") == i and (m["n"], m["part"]) == (total - 1, 4),
+                mark,
+                30,
+            )
+            got = [
+                (m["n"], m["part"])
+                for m in map(_json, o.messages[mark:])
+                if m is not None and m.get("from") == ident
+            ]
+            assert got == expected, (o.server.name, ident, _first_difference(got, expected))
 
     # The dead process's sockets got their final event: 1006, not clean; no other did.
     for ident in doomed_ids:
@@ -455,12 +492,13 @@ async def test_kill_9_of_the_owner_under_load_loses_and_repeats_nothing(cluster)
             lambda m, i=ident: m.get("event") == "close" and m["id"] == i
         )
         assert (event["code"], event["was_clean"]) == (1006, False)
-    closes = [
-        (m["id"], t)
-        for m, t in zip(map(_json, observer.messages), observer.arrived, strict=True)
-        if m is not None and m.get("event") == "close"
-    ]
-    assert sorted(sid for sid, _ in closes) == sorted(doomed_ids)
+    for o in observers:
+        closes = [
+            (m["id"], t)
+            for m, t in zip(map(_json, o.messages), o.arrived, strict=True)
+            if m is not None and m.get("event") == "close"
+        ]
+        assert sorted(sid for sid, _ in closes) == sorted(doomed_ids)
     new_owner = (await observer.ask({"op": "where"}, "where"))["where"]["pid"]
     assert new_owner in (s1.pid, s2.pid)
     print(
@@ -468,6 +506,18 @@ async def test_kill_9_of_the_owner_under_load_loses_and_repeats_nothing(cluster)
         + ", ".join(f"{r:.2f} s" for r in recoveries)
         + "; 1006 closes after "
         + ", ".join(f"{t - killed_at:.2f} s" for _, t in closes)
+    )
+
+
+def _first_difference(got: list[Any], expected: list[Any]) -> str:
+    """Where two sequences part, for an assertion message short enough to read."""
+    at = next(
+        (i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
+        min(len(got), len(expected)),
+    )
+    return (
+        f"{len(got)} items, {len(expected)} expected; first difference at {at}: "
+        f"got {got[at : at + 4]}, expected {expected[at : at + 4]}"
     )
 
 
