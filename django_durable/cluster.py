@@ -45,7 +45,7 @@ from .encoding import decode
 from .events import CALL, CLOSE, CONNECT, HIBERNATE, REJOIN, Event
 from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
 from .fanout import broadcast_event_message
-from .framing import POSITION
+from .framing import NUMBER, POSITION
 from .held import STALL_AFTER, HeldEvents, close_try_again_later
 from .scopes import export_scope, import_scope
 from .session.base import OPEN, SocketRecord
@@ -390,7 +390,7 @@ class RedisTransport(LocalTransport):
         # Other processes first: their one message each is on its way while this process
         # writes its own frames, rather than waiting behind them.
         sent = 0
-        payload = {k: v for k, v in message.items() if k in ("text", "bytes", POSITION)}
+        payload = {k: v for k, v in message.items() if k in ("text", "bytes", POSITION, NUMBER)}
         failure: Exception | None = None
         for holder, sids in remote.items():
             try:

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 from . import conf, metrics
 from .events import CALL, CLOSE, CONNECT, ERROR, HIBERNATE, MESSAGE, REJOIN, Event
 from .exceptions import CorruptValue, HandlerTimeout, OwnershipLost, SessionLayerUnavailable
+from .framing import NUMBER
 from .mailbox import Mailbox
+from .outgoing import Runs, current_number
 from .overload import Backlog
 from .session.base import CLOSED, OPEN, ObjectSession, SocketRecord
 from .state import DurableState
@@ -104,6 +106,8 @@ class LiveObject:
         #: Sockets set aside at load whose connection this object has closed.
         self._refused: set[str] = set()
         self.backlog = Backlog(self)
+        #: Handler runs whose sends are numbered (outgoing.py), while in flight.
+        self.runs = Runs()
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"durable:{key}")
 
     # Writes to the session layer, flushed after each handler -------------------------
@@ -186,6 +190,9 @@ class LiveObject:
         """Send to the connections behind ``records``, wherever held; how many."""
         if self._connecting:
             await self._early_verdicts(records)
+        number = current_number()
+        if number is not None:
+            message[NUMBER] = number  # a run again of this handler repeats no frame
         return await self.runtime.transport.send(self.key, records, message)
 
     async def close_socket(self, record: SocketRecord, code: int, reason: str) -> None:
@@ -424,6 +431,8 @@ class LiveObject:
         assert instance is not None
         timeout = asyncio.timeout(self._timeout())
         started = time.perf_counter()
+        # Numbered until its writes are stored (the flush below): until then it may run again.
+        run = self.runs.begin(self.runtime.layer.fence_token(self.key), event)
         try:
             async with timeout:
                 await self._handle(instance, event)
@@ -443,6 +452,8 @@ class LiveObject:
                 pass  # logged by lose(); the new owner runs the events
             except Exception:
                 logger.exception("object %s: writing to the session layer failed", self.key)
+            finally:
+                self.runs.end(run)
 
     async def _handle(self, instance: DurableConsumer, event: Event) -> None:
         kind = event.kind

@@ -24,13 +24,15 @@ from typing import Any
 VERSION = "1"
 #: Key of an internal send message holding ``(epoch, offset)`` of a kept broadcast.
 POSITION = "pos"
+#: Key of an internal send message holding its number (see :mod:`django_durable.outgoing`).
+NUMBER = "num"
 
 
 def plain(message: dict[str, Any]) -> dict[str, Any]:
     """The ASGI message for a socket that did not opt in (the same dict when it can be)."""
-    if POSITION not in message:
+    if POSITION not in message and NUMBER not in message:
         return message
-    return {k: v for k, v in message.items() if k != POSITION}
+    return {k: v for k, v in message.items() if k != POSITION and k != NUMBER}
 
 
 def offset_of(message: dict[str, Any]) -> int | None:

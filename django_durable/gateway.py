@@ -62,6 +62,7 @@ class LocalSocket:
         "id",
         "key",
         "kill_error",
+        "marks",
         "object_id",
         "open",
         "outbox",
@@ -103,6 +104,8 @@ class LocalSocket:
         #: this socket has waiting for its object, bounded by MAX_SOCKET_QUEUED_*.
         self.backlog: deque[tuple[int, int]] | None = None
         self.backlog_bytes = 0
+        #: Numbers of the frames sent by handler runs that might run again (outgoing.py).
+        self.marks: Any = None
 
     def queued(self, seq: int, size: int) -> None:
         if self.backlog is None:

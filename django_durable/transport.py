@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import framing
 from .encoding import decode
+from .outgoing import first_delivery
 
 if TYPE_CHECKING:
     from .consumer import DurableConsumer
@@ -76,9 +77,15 @@ class LocalTransport:
         # Each form made once per delivery: plain for most sockets, framed for resuming ones.
         plain_message = framing.plain(message)
         framed: dict[str, Any] | None = None
+        number = message.get(framing.NUMBER)
+        if number is not None:
+            number = tuple(number)  # one for all the sockets (it came as a list by Redis)
         for sid in socket_ids:
             sock = sockets.get(sid)
             if sock is None or not sock.open:
+                continue
+            if number is not None and not first_delivery(sock, number):
+                sent += 1  # a handler run again: this socket got the frame from its first run
                 continue
             try:
                 if sock.resume is None:

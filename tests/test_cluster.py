@@ -443,8 +443,9 @@ async def test_kill_9_of_the_owner_under_load_loses_and_repeats_nothing(cluster)
             await senders[0].wait_json(lambda m: m.get("n") == kill_after and m.get("part") == 1)
             for o in observers:
                 await o.wait_json(
-                    lambda m: m.get("from") == sender_ids[0]
-                    and (m["n"], m["part"]) == (kill_after, 2)
+                    lambda m: (
+                        m.get("from") == sender_ids[0] and (m["n"], m["part"]) == (kill_after, 2)
+                    )
                 )
             s0.kill()
             killed_at = time.monotonic()
