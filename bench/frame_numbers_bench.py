@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from django_durable.framing import NUMBER
-from django_durable.gateway import LocalSocket
+from django_durable.sockets import LocalSocket
 from django_durable.transport import LocalTransport
 
 
