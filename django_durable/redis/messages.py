@@ -75,6 +75,8 @@ class SendMessage(TypedDict, total=False):
 
 
 class CloseMessage(TypedDict):
+    """Close a socket with a code."""
+
     type: Literal["durable.close"]
     sid: str
     code: int
