@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from django_durable import framing
-from django_durable.events import CALL, CLOSE, MESSAGE, Event
+from django_durable.events import CALL, CLOSE, MESSAGE, CloseData, Event
 from django_durable.outgoing import MAX_PAST, Runs, current_number, first_delivery
 
 
@@ -52,7 +52,7 @@ def test_a_run_numbers_its_send_calls_and_nothing_else_is_numbered() -> None:
     assert owner.runs.begin(None, Event(MESSAGE, "A", None, seq=1)) is None
     assert owner.runs.begin(7, Event(CALL, None, None)) is None
     # The owner's own events (a dead process's socket closed) are named by -1.
-    started = owner.runs.begin(7, Event(CLOSE, "B", (1006, "", False)))
+    started = owner.runs.begin(7, Event(CLOSE, "B", CloseData(1006, "", False)))
     assert current_number()[3:] == ("B", -1, 1)  # type: ignore[index]
     owner.runs.end(started)
     assert owner.runs.inflight == {}
