@@ -42,6 +42,7 @@ from tests.app.cluster_consumers import Census, census_key
 from tests.daphne_server import REPO_ROOT, DaphneFactory, DaphneServer, base_environment
 from tests.redis_server import PrivateRedis, private_redis
 from tests.services import REDIS_URL, need
+from tests.waiting import wait_until
 
 #: Lease time of the servers (seconds): the failover tests wait about this long.
 LEASE_TIME = 1.5
@@ -196,7 +197,7 @@ class Cluster:
     async def wait_unowned(self, cls: type[Any], object_id: str) -> None:
         """Wait until the object has no lease: hibernated everywhere."""
         key = self.lease_key(cls, object_id)
-        await until(lambda: self._absent(key), f"the lease {key} to go")
+        await wait_until(lambda: self._absent(key), message=f"the lease {key} to go", timeout=WAIT)
 
     async def _absent(self, key: str) -> bool:
         return not await self.redis.exists(key)
@@ -249,15 +250,6 @@ def persistent_redis_server() -> Iterator[PrivateRedis]:
 
 def oid() -> str:
     return uuid.uuid4().hex[:10]
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = WAIT) -> None:  # noqa: ASYNC109
-    """Wait (bounded) until ``check()`` is true, for state only a question can show."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout} s for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def run_python(code: str, *args: str, env: dict[str, str]) -> str:
@@ -492,12 +484,18 @@ async def test_redis_restart_without_its_data_re_registers_sockets(
     # Messages sent at once are answered (whichever process takes the object first).
     for reply in await gather(*(cl.ask({"op": "echo", "value": "x"}, "echo") for cl in (a, b))):
         assert reply["echo"] == "x"
+
     # Each process puts its sockets back; the object sees all of them again.
-    listed: dict[str, list[str]] = {}
-    async with asyncio.timeout(WAIT):
-        while listed != tags:
-            reply = await b.ask({"op": "sockets"}, "sockets")
-            listed = {sid: t for sid, t, _ in reply["sockets"]}
+    async def listed() -> dict[str, list[str]]:
+        reply = await b.ask({"op": "sockets"}, "sockets")
+        return {sid: t for sid, t, _ in reply["sockets"]}
+
+    await wait_until(
+        listed,
+        accept=lambda found: found == tags,
+        message="every socket listed again with its tags",
+        timeout=WAIT,
+    )
     # One instance serves both processes' sockets (the old owner stopped).
     wheres = await gather(*(cl.ask({"op": "where"}, "where") for cl in (a, b)))
     assert len({(w["where"]["pid"], w["where"]["instance"]) for w in wheres}) == 1
@@ -689,7 +687,7 @@ async def test_auto_response_set_on_one_process_answers_on_another_without_wakin
     async def known_there() -> bool:
         return (await monitor1.ask({"op": "auto", "id": room}, "auto"))["auto"] == ["ping", "pong"]
 
-    await until(known_there, "the pair to reach the other process")
+    await wait_until(known_there, message="the pair to reach the other process", timeout=WAIT)
     await c.wait_unowned(Census, room)
 
     mark = len(b.messages)
@@ -705,7 +703,7 @@ async def test_auto_response_set_on_one_process_answers_on_another_without_wakin
     async def stamped() -> bool:
         return (await b.ask({"op": "timestamp"}, "timestamp"))["timestamp"] is not None
 
-    await until(stamped, "the auto-response timestamp")
+    await wait_until(stamped, message="the auto-response timestamp", timeout=WAIT)
 
 
 # Reaching sockets from outside ----------------------------------------------------------

@@ -26,8 +26,8 @@ from tests.test_cluster import (  # noqa: F401 (fixtures)
     cluster,
     oid,
     private_redis_server,
-    until,
 )
+from tests.waiting import wait_until
 
 
 async def _echo_burst(client: Client, count: int) -> None:
@@ -132,7 +132,7 @@ async def test_live_owner_sees_the_timestamp_of_a_ping_answered_by_another_proce
     async def known_there() -> bool:
         return (await monitor1.ask({"op": "auto", "id": room}, "auto"))["auto"] == ["ping", "pong"]
 
-    await until(known_there, "the pair to reach s1")
+    await wait_until(known_there, message="the pair to reach s1", timeout=WAIT)
     mark = len(b.messages)
     await b.send("ping")
     assert await b.wait_for(lambda m: True, mark) == "pong"
@@ -141,7 +141,7 @@ async def test_live_owner_sees_the_timestamp_of_a_ping_answered_by_another_proce
         reply = await b.ask({"op": "timestamp"}, "timestamp")
         return reply["timestamp"] is not None
 
-    await until(owner_sees_it, "the live owner to see the timestamp")
+    await wait_until(owner_sees_it, message="the live owner to see the timestamp", timeout=WAIT)
     after = (await b.ask({"op": "where"}, "where"))["where"]
     assert (after["pid"], after["instance"]) == (s0.pid, before["instance"])
     assert after["events"] > before["events"]  # the same live instance all along
@@ -183,16 +183,18 @@ async def test_flushall_under_load_restores_every_socket_tags_and_attachment(
     loaders = [asyncio.create_task(load(client)) for client in clients]
     await asyncio.gather(*(cl.ask({"op": "echo", "value": "warm"}, "echo") for cl in clients))
     await c.redis.flushall()
-    # Serving goes on; the object sees every socket again, with its tags and attachment.
-    listed: list[Any] = []
 
-    async def restored() -> bool:
-        nonlocal listed
-        listed = (await clients[1].ask({"op": "sockets"}, "sockets"))["sockets"]
-        return bool(listed == expected)
+    # Serving goes on; the object sees every socket again, with its tags and attachment.
+    async def listed() -> list[Any]:
+        return (await clients[1].ask({"op": "sockets"}, "sockets"))["sockets"]
 
     try:
-        await until(restored, f"every socket back as before the flush (last seen: {listed})")
+        await wait_until(
+            listed,
+            accept=lambda sockets: sockets == expected,
+            message="every socket back as before the flush",
+            timeout=WAIT,
+        )
     finally:
         stop.set()
         counts = await asyncio.gather(*loaders)
@@ -204,7 +206,7 @@ async def test_flushall_under_load_restores_every_socket_tags_and_attachment(
         data = await c.redis.hget(settings_key, "auto")
         return data is not None and msgpack.unpackb(data) == ["ping", "pong"]
 
-    await until(pair_back, "the auto-response pair back in Redis")
+    await wait_until(pair_back, message="the auto-response pair back in Redis", timeout=WAIT)
 
 
 # Several hosts, and Sentinel --------------------------------------------------------------

@@ -22,8 +22,8 @@ from tests.test_cluster import (  # noqa: F401 (fixtures)
     Cluster,
     cluster,
     oid,
-    until,
 )
+from tests.waiting import wait_until
 
 GARBAGE = b"\xc1 not msgpack"
 
@@ -113,7 +113,11 @@ async def test_corrupt_settings_are_set_aside_and_the_object_keeps_serving(
     assert (await second.ask({"op": "n", "n": 0}, "n"))["n"] == 0
     # The object still takes new settings and they work.
     await first.ask({"op": "auto", "request": "ping", "response": "pong"}, "auto")
-    await until(lambda: _answers(second, "ping", "pong"), "the new auto-response to answer", WAIT)
+    await wait_until(
+        lambda: _answers(second, "ping", "pong"),
+        message="the new auto-response to answer",
+        timeout=WAIT,
+    )
     assert await c.redis.hget(_key(c, "x", room), "auto") == GARBAGE
     assert await c.redis.hget(_key(c, "x", room), "timeout") == b"soon"
     assert _log_count(c, "corrupt settings value set aside") == 2

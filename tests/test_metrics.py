@@ -15,7 +15,6 @@ import json
 import sys
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable
 
 from django.test import AsyncRequestFactory
 from prometheus_client import CollectorRegistry, generate_latest
@@ -27,6 +26,7 @@ from django_durable.prometheus import DurableCollector, register
 from django_durable.views import metrics_view
 from tests.daphne_server import DaphneServer, recv_json
 from tests.services import REDIS_URL, need
+from tests.waiting import wait_until
 
 TIMEOUT = 20.0
 METRICS_PATH = "/durable/metrics/"
@@ -47,17 +47,6 @@ def scrape(server: DaphneServer) -> dict[str, float]:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain")
         return parse(response.read().decode())
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], seconds: float = TIMEOUT, what: str = ""
-) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            while not await condition():  # noqa: ASYNC110 (polls what nobody announces)
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"not within {seconds} s: {what}") from None
 
 
 def test_every_counter_gauge_and_the_histogram_are_exported() -> None:
@@ -135,7 +124,7 @@ async def test_scraped_from_a_server_after_real_traffic(daphne_factory) -> None:
             now = await asyncio.to_thread(scrape, server)
             return now["durable_hibernated_objects"] == 1 and now["durable_live_objects"] == 0
 
-        await eventually(hibernated, what="the room hibernated")
+        await wait_until(hibernated, message="the room hibernated", timeout=TIMEOUT, interval=0.1)
         after = await asyncio.to_thread(scrape, server)
         assert after["durable_hibernations_total"] - before["durable_hibernations_total"] == 1
         assert after["durable_sockets"] == 2

@@ -13,11 +13,12 @@ from __future__ import annotations
 from tests.app.cluster_consumers import Census
 from tests.test_cluster import (  # noqa: F401 (the fixture)
     LEASE_TIME,
+    WAIT,
     Cluster,
     cluster,
     oid,
-    until,
 )
+from tests.waiting import wait_until
 
 OBJECTS = 30
 
@@ -51,7 +52,9 @@ async def test_hibernated_objects_leave_nothing_in_the_processes_or_in_redis(
         await second.close()
         await first.close()
 
-    await until(lambda: _settled(c), "every process to release its objects")
+    await wait_until(
+        lambda: _settled(c), message="every process to release its objects", timeout=WAIT
+    )
 
     # In Redis: no lease, no socket; the settings stay (they are the object's state),
     # and each fencing-token key expires on its own.
