@@ -480,4 +480,3 @@ def test_command_reads_naive_alarm_times_in_the_projects_time_zone() -> None:
         call_command("durable_status", "--json", stdout=out)
     alarms = json.loads(out.getvalue())["alarms"]
     assert [(a["key"], a["at"]) for a in alarms] == [("c/naive", "2026-01-15T17:00:00+00:00")]
-
