@@ -17,6 +17,8 @@ WebSocket helpers ``recv_until``, ``recv_json`` and ``recv_json_until`` live in
 
 The ``e2e`` marker (``tests.markers``, loaded here) sets the tests that start
 processes apart from the in-process ones: ``pytest -m "not e2e"`` runs the latter.
+The fixtures of the tests across processes (``cluster``, ``private_redis_server``,
+``persistent_redis_server``) are in ``tests.cluster_harness``, loaded here too.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from tests.daphne_server import (
 
 __all__ = ["DaphneFactory", "DaphneServer", "recv_json", "recv_json_until", "recv_until"]
 
-pytest_plugins = ("tests.markers",)
+# The e2e marker, and the fixtures of the tests across processes (cluster, ...).
+pytest_plugins = ("tests.markers", "tests.cluster_harness")
 
 _SERVERS_KEY = pytest.StashKey[list[DaphneServer]]()
 

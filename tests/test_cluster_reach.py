@@ -19,14 +19,8 @@ from channels_redis.utils import _consistent_hash
 from redis import asyncio as aioredis
 
 from tests.app.cluster_consumers import Census
+from tests.cluster_harness import WAIT, Client, oid
 from tests.redis_server import PrivateRedis, private_redis, private_sentinel
-from tests.test_cluster import (  # noqa: F401 (fixtures)
-    WAIT,
-    Client,
-    cluster,
-    oid,
-    private_redis_server,
-)
 from tests.waiting import wait_until
 
 
@@ -41,7 +35,7 @@ async def _echo_burst(client: Client, count: int) -> None:
     assert echoes == list(range(count))
 
 
-async def _burst_from_non_owner(cluster, count: int) -> None:  # noqa: F811
+async def _burst_from_non_owner(cluster, count: int) -> None:
     # A client that sends more than MAX_SOCKET_QUEUED_EVENTS (1,000) without waiting is
     # closed with 1013 (SPEC §11): this is about the replies, so the bounds are raised.
     bound = str(2 * count)
@@ -62,7 +56,7 @@ async def _burst_from_non_owner(cluster, count: int) -> None:  # noqa: F811
 
 
 async def test_1000_frames_from_one_handler_all_reach_a_socket_on_another_process(
-    cluster,  # noqa: F811
+    cluster,
 ) -> None:
     c = cluster(2, channel_capacity="default")
     s0, s1 = c.servers
@@ -77,7 +71,7 @@ async def test_1000_frames_from_one_handler_all_reach_a_socket_on_another_proces
 
 
 async def test_broadcasts_to_a_dead_process_neither_block_nor_fail_the_handler(
-    cluster,  # noqa: F811
+    cluster,
 ) -> None:
     c = cluster(2, channel_capacity="default")
     s0, s1 = c.servers
@@ -99,13 +93,13 @@ async def test_broadcasts_to_a_dead_process_neither_block_nor_fail_the_handler(
     assert (close["id"], close["code"]) == (doomed_id, 1006)
 
 
-async def test_a_burst_of_1000_from_a_non_owner_socket_gets_every_reply(cluster) -> None:  # noqa: F811
+async def test_a_burst_of_1000_from_a_non_owner_socket_gets_every_reply(cluster) -> None:
     await _burst_from_non_owner(cluster, 1_000)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-async def test_a_burst_of_10000_from_a_non_owner_socket_gets_every_reply(cluster) -> None:  # noqa: F811
+async def test_a_burst_of_10000_from_a_non_owner_socket_gets_every_reply(cluster) -> None:
     await _burst_from_non_owner(cluster, 10_000)
 
 
@@ -113,7 +107,7 @@ async def test_a_burst_of_10000_from_a_non_owner_socket_gets_every_reply(cluster
 
 
 async def test_live_owner_sees_the_timestamp_of_a_ping_answered_by_another_process(
-    cluster,  # noqa: F811
+    cluster,
 ) -> None:
     c = cluster(2, idle_timeout="60")
     s0, s1 = c.servers
@@ -151,8 +145,8 @@ async def test_live_owner_sees_the_timestamp_of_a_ping_answered_by_another_proce
 
 
 async def test_flushall_under_load_restores_every_socket_tags_and_attachment(
-    cluster,  # noqa: F811
-    private_redis_server: PrivateRedis,  # noqa: F811
+    cluster,
+    private_redis_server: PrivateRedis,
 ) -> None:
     c = cluster(2, redis_url=private_redis_server.url())
     s0, s1 = c.servers
@@ -225,7 +219,7 @@ async def _serves_across_processes(c: Any, room: str) -> None:
 
 
 async def test_two_redis_hosts_spread_objects_by_key_and_serve_every_process(
-    cluster,  # noqa: F811
+    cluster,
 ) -> None:
     with private_redis() as first, private_redis() as second:
         urls = [first.url(), second.url()]
@@ -251,7 +245,7 @@ async def test_two_redis_hosts_spread_objects_by_key_and_serve_every_process(
                 await host.aclose()
 
 
-async def test_redis_sentinel_hosts_in_channels_redis_form(cluster) -> None:  # noqa: F811
+async def test_redis_sentinel_hosts_in_channels_redis_form(cluster) -> None:
     with private_redis() as master, private_sentinel(master) as sentinel_port:
         c = cluster(2, redis_url=master.url(), redis_sentinel=f"127.0.0.1:{sentinel_port}/durable")
         room = oid()

@@ -17,12 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.app.cluster_consumers import Census
-from tests.test_cluster import (  # noqa: F401 (fixtures)
-    WAIT,
-    Cluster,
-    cluster,
-    oid,
-)
+from tests.cluster_harness import WAIT, Cluster, oid
 from tests.waiting import wait_until
 
 GARBAGE = b"\xc1 not msgpack"
@@ -63,7 +58,7 @@ async def _hibernate_everywhere(c: Cluster, room: str) -> None:
     ids=["not-msgpack", "wrong-types", "huge-length"],
 )
 async def test_a_corrupt_socket_record_is_set_aside_and_the_object_keeps_serving(
-    cluster,  # noqa: F811 (the fixture)
+    cluster,
     record: bytes,
 ) -> None:
     c = cluster(2)
@@ -100,7 +95,7 @@ async def test_a_corrupt_socket_record_is_set_aside_and_the_object_keeps_serving
 
 
 async def test_corrupt_settings_are_set_aside_and_the_object_keeps_serving(
-    cluster,  # noqa: F811 (the fixture)
+    cluster,
 ) -> None:
     c = cluster(2)
     room = oid()

@@ -11,8 +11,8 @@ modest: the cost at 10,000 objects is measured in ``bench/many_objects.py``.
 
 from __future__ import annotations
 
+from tests.cluster_harness import WAIT, Client, Cluster, oid
 from tests.daphne_server import DaphneFactory, DaphneServer
-from tests.test_cluster import WAIT, Client, Cluster, cluster, oid  # noqa: F401 (fixture)
 from tests.waiting import wait_until
 
 #: Objects per test, one socket each (the old code held four tasks per such object).
@@ -104,7 +104,7 @@ async def test_hibernated_objects_hold_no_task_in_memory(daphne_factory: DaphneF
         await c.close()
 
 
-async def test_hibernated_objects_hold_no_task_on_redis_two_processes(cluster) -> None:  # noqa: F811
+async def test_hibernated_objects_hold_no_task_on_redis_two_processes(cluster) -> None:
     c = cluster(2, hibernate_eagerly="1")
     monitors = [await c.monitor(s) for s in c.servers]
     first = await connect_objects(c, c.servers, 2)

@@ -23,9 +23,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.cluster_harness import Client, Cluster, parse_json
 from tests.daphne_server import recv_json
 from tests.services import REDIS_URL, need
-from tests.test_cluster import Client, Cluster, _json
 
 #: Far longer than every wait below: a takeover that waited for it would fail the test.
 LONG_LEASE = 60.0
@@ -147,7 +147,7 @@ async def test_a_rolling_restart_under_load_loses_and_repeats_nothing(daphne_fac
             await asyncio.sleep(0.01)  # the load's pace, not a synchronisation
         for sender, mark in zip(senders, marks, strict=True):
             await sender.wait_json(lambda m: m.get("n") == total - 1, mark, timeout=30)
-            replies = [_json(m) for m in sender.messages[mark:]]
+            replies = [parse_json(m) for m in sender.messages[mark:]]
             numbers = [r["n"] for r in replies if r is not None and "n" in r]
             assert sorted(set(numbers)) == list(range(total))
             ledger = (await sender.ask({"op": "ledger"}, "ledger"))["ledger"]
