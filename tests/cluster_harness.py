@@ -2,7 +2,7 @@
 
 Used by ``tests/test_cluster.py`` and the other multi-process modules
 (``test_cluster_reach``, ``test_hostile_redis``, ``test_released_state``,
-``test_many_objects``, ``test_shutdown``, ``test_subprotocol``).
+``test_many_objects``, ``test_shutdown``, ``test_subprotocol``, ``test_overload``).
 
 - fixture ``cluster(count, redis_url=None, args=(), **env)``: ``count`` servers (through
   ``daphne_factory``) with the Redis session layer and ``channels_redis``, under a key
@@ -11,6 +11,8 @@ Used by ``tests/test_cluster.py`` and the other multi-process modules
   the test's own (``tests/redis_server.py``), to restart, stop or freeze.
 - :class:`Client`: a WebSocket client that keeps every message, in order;
   ``ask()`` sends a JSON command and waits (bounded) for the reply holding a key.
+- ``redis_cluster(daphne_factory, count, server="daphne", **env)``: servers on Redis
+  with a lease far longer than the tests' waits (graceful shutdown, overload).
 - ``oid()``, ``run_python()``, ``gather()``, ``parse_json()``; ``LEASE_TIME``, ``WAIT``.
 
 The fixtures are public: ``tests/conftest.py`` loads this module as a plugin, so a
@@ -43,6 +45,9 @@ from tests.waiting import wait_until
 LEASE_TIME = 1.5
 #: Bound on any one wait for something the cluster should do.
 WAIT = 15.0
+#: Lease of ``redis_cluster``: far longer than every wait of its tests, so a takeover
+#: that waited for a lease to expire would fail them.
+LONG_LEASE = 60.0
 
 
 # Clients --------------------------------------------------------------------------------
@@ -241,6 +246,20 @@ def private_redis_server() -> Iterator[PrivateRedis]:
 def persistent_redis_server() -> Iterator[PrivateRedis]:
     with private_redis(persistent=True) as server:
         yield server
+
+
+def redis_cluster(daphne_factory: Any, count: int, server: str = "daphne", **extra: str) -> Cluster:
+    """``count`` servers on Redis with a long lease (and ``extra`` environment)."""
+    need("redis")
+    prefix = f"shutdown-{uuid.uuid4().hex[:12]}"
+    env = {
+        "DURABLE_TEST_SESSION_LAYER": "redis",
+        "DURABLE_TEST_REDIS_PREFIX": prefix,
+        "DURABLE_TEST_REDIS_URL": REDIS_URL,
+        "DURABLE_TEST_LEASE_TIME": str(LONG_LEASE),
+        **extra,
+    }
+    return Cluster(daphne_factory(count, env=env, server=server), env, REDIS_URL, prefix)
 
 
 def oid() -> str:

@@ -19,9 +19,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.cluster_harness import redis_cluster
 from tests.daphne_server import DaphneServer, recv_json, recv_json_until
+from tests.metrics_support import scrape
 from tests.storage_support import http_json
-from tests.test_metrics import scrape
 from tests.waiting import wait_until
 
 TIMEOUT = 10.0
@@ -253,8 +254,6 @@ async def test_with_redis_a_flooder_on_another_process_is_closed_by_its_own_gate
     daphne_factory,
 ) -> None:
     """The owner acknowledges what it handled; the flooder's process counts the rest."""
-    from tests.test_shutdown import redis_cluster
-
     bound = 40
     c = redis_cluster(daphne_factory, 2, DURABLE_TEST_MAX_SOCKET_QUEUED_EVENTS=str(bound))
     s0, s1 = c.servers

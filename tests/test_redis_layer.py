@@ -32,7 +32,7 @@ from django_durable.session.base import (
 from django_durable.session.redis import RIDE_THROUGH, RedisSessionLayer
 from tests.daphne_server import free_port
 from tests.redis_server import PrivateRedis, private_redis
-from tests.services import REDIS_URL, need
+from tests.services import REDIS_URL, delete_redis_prefix, need
 from tests.waiting import wait_until
 
 KEY = "tests.Thing/object-1"
@@ -65,13 +65,7 @@ async def layers(prefix: str) -> AsyncIterator[Factory]:
     need("redis")
     async for make in _make_factory(REDIS_URL, prefix):
         yield make
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await delete_redis_prefix(prefix)
 
 
 @pytest.fixture

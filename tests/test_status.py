@@ -37,7 +37,7 @@ from tests.app.consumers import Room
 from tests.app.routing import websocket_urlpatterns
 from tests.app.storage_consumers import Vault
 from tests.daphne_server import REPO_ROOT, DaphneServer, base_environment, recv_json
-from tests.services import REDIS_URL, need
+from tests.services import REDIS_URL, delete_redis_prefix, need
 from tests.waiting import wait_until
 
 TIMEOUT = 10.0
@@ -371,18 +371,6 @@ async def test_command_with_url_explains_refusals(daphne_factory) -> None:
 # End to end with Redis: the command reads Redis itself ---------------------------------
 
 
-async def _delete_prefix(prefix: str) -> None:
-    from redis import asyncio as aioredis
-
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        names = [name async for name in client.scan_iter(match=f"{prefix}*", count=500)]
-        if names:
-            await client.delete(*names)
-    finally:
-        await client.aclose()
-
-
 async def test_command_reads_objects_and_owners_from_redis(daphne_factory) -> None:
     need("redis")
     prefix = f"status-{uuid.uuid4().hex[:10]}"
@@ -445,7 +433,7 @@ async def test_command_reads_objects_and_owners_from_redis(daphne_factory) -> No
 
         await wait_until(gone, message=f"{key} gone from the command's report", timeout=TIMEOUT * 2)
     finally:
-        await _delete_prefix(prefix)
+        await delete_redis_prefix(prefix)
 
 
 @pytest.mark.django_db
