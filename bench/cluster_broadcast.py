@@ -97,7 +97,7 @@ def broadcast_round(
     stages: dict[str, Any] = {}
     for index, server in enumerate(variant.servers):
         taken = server.get("/bench/stages")
-        marks = {}
+        marks: dict[str, Any] = {}
         for mark in taken["marks"]:
             marks.setdefault(mark["stage"], rel(mark["t"]))
         consumers = taken["consumers"]

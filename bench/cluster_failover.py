@@ -75,7 +75,7 @@ async def failover_once(
     async def read(i: int) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for message in loaders[i]:
-                body, pid = message[2:].rsplit(":", 1)  # r:<i>.<k>:<pid>
+                body, pid = str(message)[2:].rsplit(":", 1)  # r:<i>.<k>:<pid>
                 replies[i].append((int(body.split(".", 1)[1]), int(pid), time.monotonic_ns()))
 
     async def load(i: int) -> None:

@@ -154,10 +154,12 @@ async def measure(args: argparse.Namespace, servers: cluster.Cluster) -> dict[st
             for name, ws in (("non_owner", remote_ws), ("owner", owner_ws)):
                 log(f"latency: counting Redis commands of {args.redis_commands} {name} echoes")
                 trips = echo_over(ws)
+
+                def echoes(trips: RoundTrip = trips) -> Awaitable[None]:
+                    return block(trips, 0, args.redis_commands, [])
+
                 result["redis_commands"][name] = await count_commands(
-                    servers.prefix,
-                    lambda trips=trips: block(trips, 0, args.redis_commands, []),
-                    args.redis_commands,
+                    servers.prefix, echoes, args.redis_commands
                 )
         # Throughput: one socket sends --burst messages without waiting; the handler
         # answers each (turn-based: one event at a time).

@@ -270,9 +270,20 @@ class DaphneServer:
 # -- what the benchmarks serve -------------------------------------------------------------
 
 
-def bench_server(app: str, env: Mapping[str, str] | None = None, name: str = "") -> DaphneServer:
+def bench_server(
+    app: str,
+    env: Mapping[str, str] | None = None,
+    name: str = "",
+    ready_path: str | None = "/bench/status",
+) -> DaphneServer:
     """A ``benchapp`` server (``benchapp.settings``; ``env`` selects its options)."""
-    return DaphneServer(app, settings="benchapp.settings", env=env, name=name or app.split(":")[0])
+    return DaphneServer(
+        app,
+        settings="benchapp.settings",
+        env=env,
+        name=name or app.split(":")[0],
+        ready_path=ready_path,
+    )
 
 
 def cluster_server(name: str, prefix: str, redis_url: str, **extra: str) -> DaphneServer:

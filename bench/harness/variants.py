@@ -69,9 +69,9 @@ async def warmup(url: str) -> None:
     async with connect(url, ping_interval=None, compression=None) as ws:
         await ws.send("warmup")
         async with asyncio.timeout(30):
-            reply = await ws.recv()
+            reply = str(await ws.recv())
             if reply.startswith("h "):  # a resuming client is first told its position
-                reply = (await ws.recv()).removeprefix("m\n")
+                reply = str(await ws.recv()).removeprefix("m\n")
         assert reply == "warm", reply
 
 
