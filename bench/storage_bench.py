@@ -57,6 +57,7 @@ from typing import Any
 
 from harness.databases import ServerDatabase, migrate_test_sqlite
 from harness.measure import nearest_rank
+from harness.redis_tools import delete_prefix
 from harness.servers import DaphneServer, start_all, test_app_server
 
 
@@ -194,6 +195,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     databases: list[ServerDatabase] = []
     servers: list[DaphneServer] = []
     peers: list[Holder] = []
+    prefixes: list[str] = []
     storage_cases: list[StorageCase] = []
     stub_cases: list[StubCase] = []
     try:
@@ -209,6 +211,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         env["DURABLE_TEST_CONN_MAX_AGE"] = "none"
                     if layer == "redis":
                         env.update(redis_env())
+                        prefixes.append(env["DURABLE_TEST_REDIS_PREFIX"])
                     started = start_servers(2 if layer == "redis" else 1, env)
                     servers.extend(started)
                     label = f"{backend}, {layer}, connection {CONNECTIONS[conn]}"
@@ -250,6 +253,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             server.close()
         for database in databases:
             database.drop()
+        for prefix in prefixes:
+            delete_prefix(prefix, redis_env()["DURABLE_TEST_REDIS_URL"])
 
 
 # Report -------------------------------------------------------------------------------
