@@ -23,9 +23,9 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from .consumer import registry
 from .encoding import decode
 from .models import Alarm, StorageEntry
+from .registry import registry
 from .status import short_id, status_report
 
 #: Characters of a decoded value shown in a list (the detail page shows it whole).

@@ -12,7 +12,6 @@ class DurableConfig(AppConfig):
     def ready(self) -> None:
         from .checks import refuse_to_serve  # importing registers the checks
         from .prometheus import register as register_metrics
-        from .scheduler import start_with_daphne
 
         # Daphne's command line (``daphne``, ``python -m daphne``) runs no system checks:
         # refuse to start there. Management commands (``check``, ``migrate``,
@@ -20,7 +19,8 @@ class DurableConfig(AppConfig):
         if "daphne.cli" in sys.modules:
             refuse_to_serve()
         register_metrics()  # in prometheus_client's REGISTRY, if it is installed
+        from .lifespan import install_daphne_shutdown, start_with_daphne
+
         start_with_daphne()
-        from .lifespan import install_daphne_shutdown
 
         install_daphne_shutdown()

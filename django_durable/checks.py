@@ -118,9 +118,9 @@ def _check_session_layer(spec: Any) -> list[Any]:
     try:
         backend = import_string(spec["BACKEND"])
     except ImportError as exc:
-        redis = spec["BACKEND"].startswith("django_durable.session.Redis") or spec[
-            "BACKEND"
-        ].startswith("django_durable.session.redis")
+        redis = spec["BACKEND"].startswith(
+            ("django_durable.session.Redis", "django_durable.session.redis", "django_durable.redis")
+        )
         return [
             Error(
                 f"SESSION_LAYER BACKEND {spec['BACKEND']!r} cannot be imported: {exc}",
@@ -160,7 +160,7 @@ def check_durable_names(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     first (what daphne serves is what is checked).
     """
     _import_asgi_application()
-    from .consumer import defined
+    from .registry import defined
 
     errors: list[Any] = []
     for name, classes in sorted(defined.items()):

@@ -38,7 +38,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import exceptions, metrics
 from .asgi_server import TRY_AGAIN_LATER
-from .consumer import registry
+from .calls import ALARM_METHOD, check_rpc, run_rpc
 from .copies import RecordCopies
 from .delivery import HolderGone, is_connection_error, send_waiting
 from .encoding import decode
@@ -47,19 +47,19 @@ from .exceptions import OwnershipLost, RPCError, SessionLayerUnavailable
 from .fanout import broadcast_event_message
 from .framing import POSITION
 from .held import STALL_AFTER, HeldEvents, close_try_again_later
+from .redis.records import pack_pair, pack_record, unpack_record
+from .registry import registry
 from .scopes import export_scope, import_scope
 from .session.base import OPEN, SocketRecord
-from .session.redis import pack_pair, pack_record, unpack_record
 from .shards import new_deliverable_channel
 from .stamps import flush_stamps_forever, on_stamps_message
 from .transport import LocalTransport
 
 if TYPE_CHECKING:
-    from .consumer import DurableConsumer
-    from .dispatcher import LiveObject
-    from .gateway import LocalSocket
-    from .runtime import Runtime
-    from .session.redis import RedisSessionLayer
+    from .classes import DurableClass
+    from .ports import Ack, Host, LiveObjectPort
+    from .redis.layer import RedisSessionLayer
+    from .sockets import LocalSocket
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class RemoteSocket:
 
 
 class RedisTransport(LocalTransport):
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Host) -> None:
         super().__init__(runtime)
         self.layer: RedisSessionLayer = runtime.layer  # type: ignore[assignment]
         self.channel_layer = get_channel_layer()
@@ -218,7 +218,7 @@ class RedisTransport(LocalTransport):
 
     async def _deliver(
         self,
-        cls: type[DurableConsumer],
+        cls: DurableClass,
         object_id: str,
         key: str,
         event: Event,
@@ -251,7 +251,7 @@ class RedisTransport(LocalTransport):
         return None if owned else owner
 
     def _event_message(
-        self, cls: type[DurableConsumer], object_id: str, event: Event, holder: str, hops: int
+        self, cls: DurableClass, object_id: str, event: Event, holder: str, hops: int
     ) -> dict[str, Any]:
         data = event.data
         if event.kind == CONNECT:
@@ -278,9 +278,7 @@ class RedisTransport(LocalTransport):
     async def scope_for(self, sock: Any, scope: dict[str, Any]) -> dict[str, Any]:
         return await import_scope(scope)
 
-    async def call(
-        self, cls: type[DurableConsumer], object_id: str, name: str, payload: bytes
-    ) -> Any:
+    async def call(self, cls: DurableClass, object_id: str, name: str, payload: bytes) -> Any:
         await self.start()
         key = cls.object_key(object_id)
         live = self.runtime.dispatcher.live.get(key)
@@ -311,7 +309,7 @@ class RedisTransport(LocalTransport):
     async def _remote_call(
         self,
         target: str,
-        cls: type[DurableConsumer],
+        cls: DurableClass,
         object_id: str,
         name: str,
         payload: bytes,
@@ -337,7 +335,8 @@ class RedisTransport(LocalTransport):
                 reply = await future
         except TimeoutError:
             raise RPCError(
-                f"{cls.__name__}({object_id!r}).{name}: no answer within {CALL_TIMEOUT:.0f} s"
+                f"{getattr(cls, '__name__', cls.durable_name)}({object_id!r}).{name}: "
+                f"no answer within {CALL_TIMEOUT:.0f} s"
             ) from None
         finally:
             self._calls.pop(call_id, None)
@@ -451,11 +450,11 @@ class RedisTransport(LocalTransport):
 
     # The object's bookkeeping ------------------------------------------------------
 
-    async def on_wake(self, live: LiveObject) -> None:
+    async def on_wake(self, live: LiveObjectPort) -> None:
         for event in await self._dead_socket_closes(live):
             live.front.append(event)
 
-    async def _dead_socket_closes(self, live: LiveObject) -> list[Event]:
+    async def _dead_socket_closes(self, live: LiveObjectPort) -> list[Event]:
         holders = {r.holder for r in live.session.sockets.values() if r.holder != self.channel}
         if not holders:
             return []
@@ -495,7 +494,7 @@ class RedisTransport(LocalTransport):
             if last < horizon:
                 del self._missing[holder]
 
-    async def ack(self, acks: list[tuple[str, str, int]]) -> None:
+    async def ack(self, acks: list[Ack]) -> None:
         remote: dict[str, list[list[Any]]] = defaultdict(list)
         for holder, sid, seq in acks:
             if holder == self.channel:
@@ -520,7 +519,7 @@ class RedisTransport(LocalTransport):
             sock.outbox = None
             self._draining.pop(sock.id, None)
 
-    async def released(self, live: LiveObject) -> None:
+    async def released(self, live: LiveObjectPort) -> None:
         key = live.key
         self.copies.forget(live.session.sockets)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -534,7 +533,7 @@ class RedisTransport(LocalTransport):
             del self._releasing[key]
             future.set_result(None)
 
-    async def _tell_holders_released(self, live: LiveObject) -> None:
+    async def _tell_holders_released(self, live: LiveObjectPort) -> None:
         """At shutdown: the processes holding the object's sockets send their events
         not yet acknowledged again now, so that one of them takes the object at once
         rather than after the lease time."""
@@ -555,7 +554,7 @@ class RedisTransport(LocalTransport):
                     sock.cls, sock.object_id, sock.key, entry[1], self.channel
                 )
 
-    async def reroute(self, live: LiveObject, event: Event) -> None:
+    async def reroute(self, live: LiveObjectPort, event: Event) -> None:
         if event.kind == CALL:
             event.fail(OwnershipLost(f"{live.key} stopped in this process before the call ran"))
         elif event.kind == HIBERNATE:
@@ -563,7 +562,7 @@ class RedisTransport(LocalTransport):
         # Numbered socket events stay in their gateway's outbox, which re-sends them;
         # closes of dead peers' sockets are found again at the next wake.
 
-    async def settings_changed(self, live: LiveObject) -> None:
+    async def settings_changed(self, live: LiveObjectPort) -> None:
         pair = live.session.auto_response
         group = live.cls.tag_group(live.object_id, None)
         await self.channel_layer.group_send(
@@ -678,8 +677,6 @@ class RedisTransport(LocalTransport):
         task.add_done_callback(self._tasks.remove)
 
     async def _serve_call(self, message: dict[str, Any]) -> None:
-        from .scheduler import ALARM_METHOD
-        from .stubs import check_rpc, run_rpc
 
         reply: dict[str, Any] = {"type": "durable.result", "call_id": message["call_id"]}
         cls = registry.get(message["cls"])

@@ -312,8 +312,12 @@ class DurableStorage:
         gate: Gate | None = None,
         consumer: str = "",
         object_id: str = "",
+        on_alarm_set: Callable[[str], None] | None = None,
     ) -> None:
         self.object_key = object_key
+        #: Called with the object key after an alarm is set: makes sure this process
+        #: polls for it (the runtime's scheduler; daphne starts its poller anyway).
+        self._on_alarm_set = on_alarm_set
         self.fence_token = fence_token
         self.consumer = consumer
         self.object_id = object_id
@@ -440,10 +444,8 @@ class DurableStorage:
             )
 
         await self._run(_fenced, self.fence_token, schedule)
-        # Make sure this process polls for alarms (daphne starts its poller anyway).
-        from .runtime import get_runtime
-
-        get_runtime().alarms.start(self.object_key)
+        if self._on_alarm_set is not None:
+            self._on_alarm_set(self.object_key)
 
     async def get_alarm(self) -> datetime.datetime | None:
         """When the alarm is set for (aware, UTC), or ``None`` (also while it runs)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable
 
 from .. import conf
 from ..autoresponse import WebSocketRequestResponsePair
@@ -20,6 +21,7 @@ from .base import (
     HistorySnapshot,
     ObjectSession,
     SocketRecord,
+    StoredObject,
     new_epoch,
 )
 
@@ -132,3 +134,10 @@ class InMemorySessionLayer(BaseSessionLayer):
         first = history.entries[0].offset if history.entries else history.head + 1
         entries = [] if after is None else [e for e in history.entries if e.offset > after]
         return HistorySnapshot(history.epoch, history.head, first, entries)
+
+    async def stored_objects(self, known: Iterable[str] = ()) -> dict[str, StoredObject]:
+        return {
+            key: StoredObject(list(session.sockets.values()))
+            for key, session in list(self.sessions.items())
+            if session.sockets
+        }

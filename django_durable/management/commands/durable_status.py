@@ -26,7 +26,7 @@ from django.db.models import Count
 
 from ... import conf
 from ...session import build_session_layer
-from ...status import is_redis_layer, layer_name, layer_status, summarize
+from ...status import layer_name, layer_status, report_of, summarize
 
 MEMORY_NOTE = """\
 Session layer: {layer} (in memory)
@@ -71,7 +71,7 @@ class Command(BaseCommand):
         else:
             spec = conf.get("SESSION_LAYER")
             layer = build_session_layer(spec)
-            if is_redis_layer(layer):
+            if layer.distributed:
                 report = asyncio.run(redis_report(layer, options["timeout"]))
             else:
                 report = database_report(layer_name(layer))
@@ -141,20 +141,12 @@ async def redis_report(layer: Any, seconds: float) -> dict[str, Any]:
         raise CommandError(f"reading the Redis session layer failed: {exc}") from None
     finally:
         await layer.close()
-    return {
-        "process": None,
-        "holder": None,
-        "session_layer": layer_name(layer),
-        "scope": "cluster",
-        "source": f"Redis (key prefix {layer.prefix!r})",
-        "generated_at": datetime.now(UTC).isoformat(),
-        "totals": summarize(objects),
-        "objects": objects,
-    }
+    return report_of(objects, layer, source=f"Redis (key prefix {layer.prefix!r})")
 
 
 def database_report(layer: str) -> dict[str, Any]:
     """What a separate process can learn with the in-memory layer: the database's rows."""
+    from ...alarms import from_db
     from ...models import Alarm, StorageEntry
 
     using = conf.get("DATABASE")
@@ -164,7 +156,7 @@ def database_report(layer: str) -> dict[str, Any]:
         report["alarms"] = [
             {
                 "key": key,
-                "at": when.astimezone(UTC).isoformat() if when.tzinfo else when.isoformat(),
+                "at": from_db(when).isoformat(),
                 "retry_count": retries,
             }
             for key, when, retries in alarms.values_list(
