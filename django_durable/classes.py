@@ -18,17 +18,22 @@ class DurableClass(Protocol):
     """
 
     @property
-    def durable_name(self) -> str: ...
+    def durable_name(self) -> str:
+        """The class's stable name across processes."""
 
     @property
-    def history(self) -> int: ...
+    def history(self) -> int:
+        """How many broadcasts to keep for resuming clients."""
 
     @property
-    def reentrant(self) -> bool: ...
+    def reentrant(self) -> bool:
+        """Whether handlers interleave."""
 
-    def object_key(self, object_id: str) -> str: ...
+    def object_key(self, object_id: str) -> str:
+        """The object's key."""
 
-    def tag_group(self, object_id: str, tag: str | None = None) -> str: ...
+    def tag_group(self, object_id: str, tag: str | None = None) -> str:
+        """The channel-layer group of a tag."""
 
     def _create(self, object_id: str, state: Any) -> Any:
         """A new instance (a ``DurableObject``) for the live object to run."""

@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .events import CALL, CONNECT, HIBERNATE, MESSAGE, Event
+from .events import CALL, CONNECT, HIBERNATE, MESSAGE, ConnectData, Event
 from .live import LiveObject
 
 if TYPE_CHECKING:
@@ -40,25 +40,33 @@ class Dispatcher:
         self.live: dict[str, LiveObject] = {}
 
     def wake(self, cls: DurableClass, object_id: str, key: str) -> LiveObject:
+        """The live object of ``key``, created (its worker started) if it is not live."""
         live = self.live.get(key)
         if live is None:
             live = self.live[key] = LiveObject(self.runtime, cls, object_id, key)
         return live
 
     def put(self, cls: DurableClass, object_id: str, key: str, event: Event) -> None:
+        """Queue ``event`` for the object, waking it."""
         live = self.wake(cls, object_id, key)
         live.queue.put_nowait(event)
         if event.kind == MESSAGE:
             live.backlog.check()
 
     def forget(self, live: LiveObject) -> None:
+        """A live object's worker ended."""
         if self.live.get(live.key) is live:
             del self.live[live.key]
 
     async def connect(self, sock: LocalSocket, scope: dict[str, Any]) -> tuple[str, ...] | None:
         """Run ``connect(ws)``; the accepted socket's tags, or None when it was rejected."""
         future: asyncio.Future[tuple[str, ...] | None] = asyncio.get_running_loop().create_future()
-        self.put(sock.cls, sock.object_id, sock.key, Event(CONNECT, sock.id, (sock, scope), future))
+        self.put(
+            sock.cls,
+            sock.object_id,
+            sock.key,
+            Event(CONNECT, sock.id, ConnectData(sock, scope), future),
+        )
         return await future
 
     async def call(
@@ -77,6 +85,7 @@ class Dispatcher:
         return await future
 
     async def hibernate(self, key: str) -> None:
+        """Drop the object's instance now if it is idle (see ``testing.hibernate``)."""
         live = self.live.get(key)
         if live is None:
             return

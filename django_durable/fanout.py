@@ -66,6 +66,8 @@ def broadcast_event_message(event: dict[str, Any]) -> dict[str, Any] | None:
 
 
 class Fanout:
+    """This process's tag-group memberships and the local sockets of each group."""
+
     def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
         self.channel_layer = get_channel_layer()
@@ -84,6 +86,7 @@ class Fanout:
         return bool(self.groups.get(group))
 
     async def join(self, sock: LocalSocket, tags: tuple[str, ...]) -> None:
+        """Add ``sock`` to its object's groups (joining new ones once per process)."""
         new = []
         for name in _group_names(sock, tags):
             members = self.groups.get(name)

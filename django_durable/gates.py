@@ -21,6 +21,7 @@ class InputGate:
 
     @contextlib.asynccontextmanager
     async def closed(self) -> AsyncIterator[None]:
+        """Hold the gate while a storage call runs."""
         if self._open is None:
             self._open = asyncio.Event()
         self._holders += 1
@@ -33,5 +34,6 @@ class InputGate:
                 self._open.set()
 
     async def wait_open(self) -> None:
+        """Wait until no storage call holds the gate."""
         if self._holders and self._open is not None:
             await self._open.wait()

@@ -26,10 +26,10 @@ from .asgi_server import (
     utf8_size,
     warn_if_server_limit_decides,
 )
-from .events import CLOSE, MESSAGE, Event
+from .events import CLOSE, MESSAGE, CloseData, Event
 from .exceptions import SessionLayerUnavailable
-from .held import STALL_AFTER
 from .limits import loggable, printable, validate_object_id
+from .redis.held import STALL_AFTER
 from .resume import go_live, requested
 from .runtime import get_runtime
 from .sockets import LocalSocket, new_socket_id
@@ -147,9 +147,9 @@ class Gateway:
                     sock.open = False
                     code = message.get("code") or 1005
                     if code == 1006:
-                        data = (1006, ABNORMAL_CLOSURE_REASON, False)
+                        data = CloseData(1006, ABNORMAL_CLOSURE_REASON, False)
                     else:
-                        data = (code, "", True)
+                        data = CloseData(code, "", True)
                     sock.seq += 1
                     await runtime.transport.route(sock, Event(CLOSE, sock.id, data, seq=sock.seq))
                     return
@@ -193,7 +193,7 @@ async def _stopped_by_server(runtime: Any, sock: LocalSocket) -> None:
     try:
         await sock.refuse(SERVICE_RESTART, "shutdown_closes", "the server is stopping")
         sock.seq += 1
-        event = Event(CLOSE, sock.id, (SERVICE_RESTART, "", True), seq=sock.seq)
+        event = Event(CLOSE, sock.id, CloseData(SERVICE_RESTART, "", True), seq=sock.seq)
         await runtime.transport.route(sock, event)
     finally:
         if task is not None:

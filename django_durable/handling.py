@@ -138,7 +138,7 @@ class EventHandling:
             event.resolve(await event.data(instance))
 
     async def _connect(self, instance: DurableObject, event: Event) -> None:
-        sock, scope = event.data
+        sock, scope = event.data  # a ConnectData
         scope = await self.runtime.transport.scope_for(sock, scope)
         existing = self.session.sockets.get(sock.id)
         if existing is not None:
@@ -199,7 +199,7 @@ class EventHandling:
             event.fail(error)
             return
         if event.kind == CONNECT:
-            sock = event.data[0]
+            sock = event.data.sock
             await self.runtime.transport.verdict(self.key, sock, None)
             event.resolve(None)
             return

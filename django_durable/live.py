@@ -80,6 +80,7 @@ class LiveObject(EventHandling):
     # Writes to the session layer, flushed after each handler -------------------------
 
     def add_socket(self, record: SocketRecord, subprotocol: str | None = None) -> None:
+        """``accept_websocket()``: the record, written after the handler."""
         self.session.sockets[record.id] = record
         self._writes.append(AddSocket(record))
         sock = self._connecting.get(record.id)
@@ -87,13 +88,16 @@ class LiveObject(EventHandling):
             sock.subprotocol = subprotocol
 
     def write_socket(self, record: SocketRecord) -> None:
+        """Write the record after the handler (if the socket is still known)."""
         if record.id in self.session.sockets:
             self._writes.append(UpdateSocket(record))
 
     def write_settings(self) -> None:
+        """Write the object's settings after the handler."""
         self._writes.append(SaveSettings())
 
     async def flush(self) -> None:
+        """Store the queued writes, then acknowledge the events they cover."""
         while self._writes:
             writes, self._writes = self._writes, []
             try:
@@ -147,6 +151,7 @@ class LiveObject(EventHandling):
             delay = min(delay * 2, 1.0)
 
     async def wait_renewed(self) -> None:
+        """Hold the next handler while the lease cannot be renewed."""
         if not self.renewed.is_set():
             logger.warning("object %s: lease not renewed (Redis away); holding events", self.key)
             await self.renewed.wait()
@@ -160,6 +165,7 @@ class LiveObject(EventHandling):
         return await self.runtime.transport.send(self.key, records, message)
 
     async def close_socket(self, record: SocketRecord, code: int, reason: str) -> None:
+        """Store pending writes, then close the socket's connection."""
         await self.flush()
         if self._connecting:
             await self._early_verdicts([record])
@@ -175,6 +181,7 @@ class LiveObject(EventHandling):
                 await self.runtime.transport.verdict(self.key, sock, record)
 
     def make_storage(self) -> DurableStorage:
+        """The object's storage, fenced with this owner's token."""
         return DurableStorage(
             self.key,
             using=conf.get("DATABASE"),

@@ -30,6 +30,7 @@ class AlarmInfo:
 
     @property
     def is_retry(self) -> bool:
+        """Whether this run is a retry."""
         return self.retry_count > 0
 
 

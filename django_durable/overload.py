@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 
 class Backlog:
+    """A live object's bound on waiting events, and what it refuses past it."""
+
     __slots__ = ("_closing", "_live", "_shedding")
 
     def __init__(self, live: LiveObjectPort) -> None:
@@ -37,6 +39,7 @@ class Backlog:
         self._closing: set[asyncio.Task[None]] = set()
 
     def over(self, count: int | None = None, nbytes: int | None = None) -> bool:
+        """Whether the mailbox is past its bound."""
         queue = self._live.queue
         count = queue.count if count is None else count
         nbytes = queue.nbytes if nbytes is None else nbytes
@@ -44,6 +47,7 @@ class Backlog:
         return bool(count > settings["MAX_QUEUED_EVENTS"] or nbytes > settings["MAX_QUEUED_BYTES"])
 
     def describe(self) -> str:
+        """The backlog in words, for a log line."""
         queue = self._live.queue
         return (
             f"{queue.count} events ({queue.nbytes} bytes) waiting; "

@@ -131,6 +131,8 @@ class DispatcherPort(Protocol):
 
 
 class AlarmsPort(Protocol):
+    """What storage needs of the alarm scheduler."""
+
     def start(self, object_key: str | None = None) -> None:
         """Make sure this process polls for due alarms (of ``object_key``)."""
 
@@ -155,19 +157,24 @@ class Host(Protocol):
     process_id: str
 
     @property
-    def layer(self) -> BaseSessionLayer: ...
+    def layer(self) -> BaseSessionLayer:
+        """The session layer."""
 
     @property
-    def transport(self) -> Transport: ...
+    def transport(self) -> Transport:
+        """How events and frames move."""
 
     @property
-    def dispatcher(self) -> DispatcherPort: ...
+    def dispatcher(self) -> DispatcherPort:
+        """The live objects of this process."""
 
     @property
-    def fanout(self) -> FanoutPort: ...
+    def fanout(self) -> FanoutPort:
+        """The tag groups of this process."""
 
     @property
-    def alarms(self) -> AlarmsPort: ...
+    def alarms(self) -> AlarmsPort:
+        """The alarm poller."""
 
     @property
     def sockets(self) -> dict[str, LocalSocket]:
@@ -186,10 +193,12 @@ class LiveObjectPort(Protocol):
     """What ``DurableState``, ``DurableWebSocket`` and the backlog need of a live object."""
 
     @property
-    def runtime(self) -> Host: ...
+    def runtime(self) -> Host:
+        """The process it runs in."""
 
     @property
-    def cls(self) -> DurableClass: ...
+    def cls(self) -> DurableClass:
+        """Its class."""
 
     #: Events to handle before the mailbox's (the transport puts closes of sockets
     #: found dead at wake here).
@@ -199,14 +208,20 @@ class LiveObjectPort(Protocol):
     session: ObjectSession
     queue: Mailbox
 
-    def add_socket(self, record: SocketRecord, subprotocol: str | None = None) -> None: ...
+    def add_socket(self, record: SocketRecord, subprotocol: str | None = None) -> None:
+        """Accept a socket: written after the handler."""
 
-    def write_socket(self, record: SocketRecord) -> None: ...
+    def write_socket(self, record: SocketRecord) -> None:
+        """Write a changed record after the handler."""
 
-    def write_settings(self) -> None: ...
+    def write_settings(self) -> None:
+        """Write the settings after the handler."""
 
-    async def send(self, records: list[SocketRecord], message: dict[str, Any]) -> int: ...
+    async def send(self, records: list[SocketRecord], message: dict[str, Any]) -> int:
+        """Send to the sockets' connections, wherever held."""
 
-    async def close_socket(self, record: SocketRecord, code: int, reason: str) -> None: ...
+    async def close_socket(self, record: SocketRecord, code: int, reason: str) -> None:
+        """Close a socket's connection."""
 
-    def make_storage(self) -> DurableStorage: ...
+    def make_storage(self) -> DurableStorage:
+        """The object's storage."""

@@ -19,6 +19,7 @@ defined: dict[str, dict[str, DurableClass]] = {}
 
 
 def register(cls: DurableClass, path: str) -> None:
+    """Record a class (``DurableObject.__init_subclass__``)."""
     registry[cls.durable_name] = cls
     # The same path again (a reload, a class made by a function) replaces itself.
     defined.setdefault(cls.durable_name, {})[path] = cls

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 def new_socket_id() -> str:
+    """A socket id: random, URL-safe, 16 characters."""
     return secrets.token_urlsafe(12)
 
 
@@ -80,6 +81,7 @@ class LocalSocket:
         self.backlog_bytes = 0
 
     def queued(self, seq: int, size: int) -> None:
+        """Count an event routed and not yet handled against the socket's bound."""
         if self.backlog is None:
             self.backlog = deque()
         self.backlog.append((seq, size))
@@ -105,6 +107,7 @@ class LocalSocket:
         )
 
     async def accept(self) -> None:
+        """Send the accept (with the chosen subprotocol), once."""
         if not self.accepted:
             self.accepted = True
             message: dict[str, Any] = {"type": "websocket.accept"}
@@ -113,6 +116,7 @@ class LocalSocket:
             await self.asgi_send(message)
 
     async def send(self, message: dict[str, Any]) -> None:
+        """Send a frame (framed, for a resuming client)."""
         if self.resume is not None:
             await self.send_framed(framing.frame(message), framing.offset_of(message))
             return
@@ -134,6 +138,7 @@ class LocalSocket:
         await self.asgi_send(message)
 
     async def close(self, code: int) -> None:
+        """Close the connection with ``code`` (once)."""
         if not self.open:
             return
         await self.accept()

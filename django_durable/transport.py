@@ -42,12 +42,15 @@ class LocalTransport:
     # Gateways -> objects ------------------------------------------------------------
 
     async def connect(self, sock: LocalSocket, scope: dict[str, Any]) -> tuple[str, ...] | None:
+        """Run ``connect(ws)`` in this process's dispatcher; the tags, or None."""
         return await self.runtime.dispatcher.connect(sock, scope)
 
     async def route(self, sock: LocalSocket, event: Event) -> None:
+        """Put the event in the object's mailbox (waking it); never waits on the handler."""
         self.runtime.dispatcher.put(sock.cls, sock.object_id, sock.key, event)
 
     async def call(self, cls: DurableClass, object_id: str, name: str, payload: bytes) -> Any:
+        """Run the method as an event of the object here; its decoded result."""
         result = await self.runtime.dispatcher.call(
             cls,
             object_id,
@@ -66,6 +69,7 @@ class LocalTransport:
         return await self.send_local([r.id for r in records], message)
 
     async def send_local(self, socket_ids: list[str], message: dict[str, Any]) -> int:
+        """Send to the open sockets of this process among ``socket_ids``; how many."""
         sockets = self.runtime.sockets
         sent = 0
         # Each form made once per delivery: plain for most sockets, framed for resuming ones.
@@ -89,11 +93,13 @@ class LocalTransport:
         return sent
 
     async def close(self, key: str, record: SocketRecord, code: int, reason: str) -> None:
+        """Close the socket's connection, if this process holds it."""
         sock = self.runtime.sockets.get(record.id)
         if sock is not None:
             await sock.close(code)
 
     async def kill(self, key: str, record: SocketRecord, error: BaseException) -> None:
+        """End the socket's connection with 1011, if this process holds it."""
         sock = self.runtime.sockets.get(record.id)
         if sock is not None:
             sock.kill(error)

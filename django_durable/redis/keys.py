@@ -32,30 +32,39 @@ class RedisKeys:
         self.prefix = prefix
 
     def lease(self, key: str) -> str:
+        """The lease of an object."""
         return f"{self.prefix}l:{key}"
 
     def fence(self, key: str) -> str:
+        """The last fencing token handed out for an object."""
         return f"{self.prefix}f:{key}"
 
     def sockets(self, key: str) -> str:
+        """An object's socket records."""
         return f"{self.prefix}s:{key}"
 
     def stamps(self, key: str) -> str:
+        """An object's auto-response timestamps."""
         return f"{self.prefix}t:{key}"
 
     def settings(self, key: str) -> str:
+        """An object's auto-response pair and event timeout."""
         return f"{self.prefix}c:{key}"
 
     def set_aside(self, key: str) -> str:
+        """Records of an object that could not be decoded."""
         return f"{self.prefix}x:{key}"
 
     def history_meta(self, key: str) -> str:
+        """An object's history epoch and last offset."""
         return f"{self.prefix}hm:{key}"
 
     def history(self, key: str) -> str:
+        """An object's last broadcasts."""
         return f"{self.prefix}h:{key}"
 
     def heartbeat(self, holder: str) -> str:
+        """A process's heartbeat."""
         return f"{self.prefix}p:{holder}"
 
     @property

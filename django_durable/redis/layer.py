@@ -21,7 +21,6 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-import msgpack
 from channels_redis.utils import _consistent_hash, create_pool, decode_hosts
 from redis import asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -32,8 +31,6 @@ from ..exceptions import OwnershipLost
 from ..session.base import (
     AddSocket,
     BaseSessionLayer,
-    HistoryEntry,
-    HistorySnapshot,
     ObjectSession,
     RemoveSocket,
     SaveSettings,
@@ -41,8 +38,8 @@ from ..session.base import (
     SocketRecord,
     StoredObject,
     UpdateSocket,
-    new_epoch,
 )
+from .history import History
 from .keys import RedisKeys
 from .leases import Leases
 from .records import (
@@ -77,11 +74,11 @@ SOCKETS, TIMESTAMPS, SETTINGS = 2, 3, 4
 logger = logging.getLogger(__name__)
 
 
-class RedisSessionLayer(Leases, BaseSessionLayer):
+class RedisSessionLayer(Leases, History, BaseSessionLayer):
     """Sockets, settings, history and leases of every object, shared through Redis."""
 
     distributed = True
-    transport_class = "django_durable.cluster.RedisTransport"
+    transport_class = "django_durable.redis.transport.RedisTransport"
 
     def __init__(
         self,
@@ -129,6 +126,7 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
 
     @classmethod
     def check_config(cls, config: dict[str, Any]) -> list[str]:
+        """Errors in ``CONFIG`` for the system check."""
         errors = []
         hosts = config.get("hosts")
         if hosts is not None and (isinstance(hosts, (str, bytes)) or not hosts):
@@ -160,6 +158,7 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
     # The object's side -----------------------------------------------------------------
 
     async def load(self, key: str) -> ObjectSession:
+        """Sockets, timestamps and settings in one round trip; corrupt records set aside."""
         _, sockets_key, ts_key, settings_key = self._keys(key)
         redis = self.redis_for(key)
         async with unavailable_as_error(), redis.pipeline(transaction=False) as pipe:
@@ -222,6 +221,7 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
             )
 
     async def apply(self, key: str, writes: list[SessionWrite], session: ObjectSession) -> None:
+        """A handler's writes in one fenced script; ``OwnershipLost`` if the lease moved."""
         args: list[Any] = [self.lease_value(key)]
         settings_changed = False
         latest: dict[str, SocketRecord] = {}
@@ -260,15 +260,19 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
             self.on_written(key, list(latest.values()), removed)
 
     async def add_socket(self, key: str, record: SocketRecord) -> None:
+        """One write through :meth:`apply`."""
         await self.apply(key, [AddSocket(record)], ObjectSession(key))
 
     async def update_socket(self, key: str, record: SocketRecord) -> None:
+        """One write through :meth:`apply`."""
         await self.apply(key, [UpdateSocket(record)], ObjectSession(key))
 
     async def remove_socket(self, key: str, socket_id: str) -> None:
+        """One write through :meth:`apply`."""
         await self.apply(key, [RemoveSocket(socket_id)], ObjectSession(key))
 
     async def save_settings(self, session: ObjectSession) -> None:
+        """One write through :meth:`apply`."""
         await self.apply(session.key, [SaveSettings()], session)
 
     # The gateway's side ----------------------------------------------------------------
@@ -289,12 +293,15 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
             self.auto_cache.pop(key, None)
 
     def settings_announced(self, key: str, packed_pair: Any) -> None:
+        """Cache the pair an owner announced, for this process's gateways."""
         self.auto_cache[key] = unpack_pair(packed_pair)
 
     def auto_response(self, key: str) -> WebSocketRequestResponsePair | None:
+        """The cached pair (no I/O: it runs on every frame)."""
         return self.auto_cache.get(key)
 
     async def load_auto_response(self, key: str) -> None:
+        """Fill the cache from Redis (a gateway's first socket of the object)."""
         settings_key = self.key_names.settings(key)
         async with unavailable_as_error():
             data = await self.redis_for(key).hget(settings_key, "auto")
@@ -363,6 +370,7 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
             await pipe.execute()
 
     async def holders(self, key: str) -> set[str]:
+        """The processes holding the object's sockets."""
         async with unavailable_as_error():
             values = await self.redis_for(key).hvals(self.key_names.sockets(key))
         holders = set()
@@ -371,48 +379,11 @@ class RedisSessionLayer(Leases, BaseSessionLayer):
                 holders.add(unpack_record("", value).holder)
         return holders
 
-    # Broadcast history ---------------------------------------------------------------
-
-    def _history_keys(self, key: str) -> list[str]:
-        return [self.key_names.history_meta(key), self.key_names.history(key)]
-
-    async def append_history(
-        self,
-        key: str,
-        limit: int,
-        tag: str | None,
-        exclude: tuple[str, ...],
-        payload: str | bytes,
-    ) -> tuple[str, int]:
-        entry = msgpack.packb([tag, list(exclude), payload])
-        ttl_ms = int(conf.get("HISTORY_TTL") * 1000)
-        async with unavailable_as_error():
-            epoch, offset = await self._history_append(
-                keys=self._history_keys(key),
-                args=[limit, ttl_ms, entry, new_epoch()],
-                client=self.redis_for(key),
-            )
-        return text(epoch), int(offset)
-
-    async def read_history(self, key: str, after: int | None) -> HistorySnapshot:
-        ttl_ms = int(conf.get("HISTORY_TTL") * 1000)
-        async with unavailable_as_error():
-            epoch, head, first, raw = await self._history_read(
-                keys=self._history_keys(key),
-                args=[-1 if after is None else after, ttl_ms, new_epoch()],
-                client=self.redis_for(key),
-            )
-        head, first = int(head), int(first)
-        start = 0 if after is None else max(after + 1, first)
-        entries = []
-        for i, data in enumerate(raw):
-            tag, exclude, payload = msgpack.unpackb(data)
-            entries.append(HistoryEntry(start + i, tag, tuple(exclude), payload))
-        return HistorySnapshot(text(epoch), head, first, entries)
-
     async def stored_objects(self, known: Iterable[str] = ()) -> dict[str, StoredObject]:
+        """Every object with sockets or a lease in Redis (a bounded SCAN)."""
         return await stored_objects(self, known)
 
     async def close(self) -> None:
+        """Close the connection pools."""
         for redis in self.redises:
             await redis.aclose()

@@ -51,10 +51,12 @@ class Leases:
         def by_host(self, names: list[str]) -> dict[int, list[str]]: ...
 
     def heartbeat_key(self, holder: str) -> str:
+        """This holder's heartbeat key."""
         return self.key_names.heartbeat(holder)
 
     @property
     def lease_ms(self) -> int:
+        """The lease time in milliseconds."""
         return int(self.lease_time * 1000)
 
     @property
@@ -86,6 +88,7 @@ class Leases:
         return self.lease_ms * 6 // 10
 
     def lease_value(self, key: str) -> str:
+        """What the lease key holds while this process owns ``key``."""
         return f"{self.holder}|{self.owned.get(key, 0)}"
 
     # Ownership -------------------------------------------------------------------------
@@ -116,6 +119,7 @@ class Leases:
         return bool(owned), holder, token
 
     async def owner(self, key: str) -> str | None:
+        """The process holding ``key``'s lease, or None."""
         async with unavailable_as_error():
             value = await self._owner(
                 keys=[*self._clock, self.key_names.lease(key)],
@@ -148,6 +152,7 @@ class Leases:
         return lost
 
     async def release(self, key: str, session: ObjectSession) -> None:
+        """Give the lease up (the object hibernated or stopped here)."""
         if key not in self.gateways:
             self.auto_cache.pop(key, None)  # nothing here reads it any more
         if key not in self.owned:
@@ -160,6 +165,7 @@ class Leases:
             )
 
     def fence_token(self, key: str) -> int | None:
+        """This process's fencing token for ``key``, if it owns it."""
         return self.owned.get(key)
 
     async def heartbeat(self, first: bool = False) -> bool:
@@ -178,6 +184,7 @@ class Leases:
         return first or bool(existed)
 
     async def alive(self, holders: list[str]) -> set[str]:
+        """Which of ``holders`` have a live heartbeat."""
         if not holders:
             return set()
         found = set()

@@ -10,11 +10,10 @@ import math
 from typing import Any
 
 import msgpack
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..autoresponse import WebSocketRequestResponsePair
+from ..delivery import is_connection_error
 from ..exceptions import CorruptValue, SessionLayerUnavailable
 from ..limits import MAX_EVENT_TIMEOUT_MS
 from ..session.base import CLOSED, CONNECTING, SocketRecord
@@ -25,6 +24,7 @@ class CorruptRecord(CorruptValue):
 
 
 def pack_record(record: SocketRecord) -> bytes:
+    """A socket record as stored: msgpack ``[tags, attachment, holder, state, seq]``."""
     return msgpack.packb(  # type: ignore[no-any-return]
         [list(record.tags), record.attachment, record.holder, record.state, record.seq]
     )
@@ -61,10 +61,12 @@ def unpack_record(socket_id: str, data: bytes | str) -> SocketRecord:
 
 
 def pack_pair(pair: WebSocketRequestResponsePair) -> bytes:
+    """An auto-response pair as stored: msgpack ``[request, response]``."""
     return msgpack.packb([pair.request, pair.response])  # type: ignore[no-any-return]
 
 
 def unpack_pair(data: bytes | str | None) -> WebSocketRequestResponsePair | None:
+    """The pair back, or None; ``CorruptRecord`` for anything else."""
     if not data:
         return None
     value = _unpack(data)
@@ -91,6 +93,7 @@ def unpack_timeout(data: bytes | str | None) -> int | None:
 
 
 def unpack_stamp(data: bytes | str) -> float:
+    """A timestamp back; ``CorruptRecord`` unless a finite number."""
     try:
         stamp = float(data)
     except ValueError:
@@ -107,7 +110,9 @@ class unavailable_as_error:
         return None
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)):
+        if exc is None:
+            return None
+        if is_connection_error(exc):
             raise SessionLayerUnavailable(f"the Redis session layer is unreachable: {exc}") from exc
         if isinstance(exc, RedisError) and not isinstance(exc, ResponseError):
             raise SessionLayerUnavailable(f"the Redis session layer failed: {exc}") from exc

@@ -24,7 +24,8 @@ class RedisLayerLike(Protocol):
     key_names: RedisKeys
     redises: list[aioredis.Redis]
 
-    def by_host(self, names: list[str]) -> dict[int, list[str]]: ...
+    def by_host(self, names: list[str]) -> dict[int, list[str]]:
+        """``names`` grouped by the index of their host."""
 
 
 #: Keys per SCAN round trip and per pipeline of reads.
@@ -42,6 +43,7 @@ async def _scan(layer: RedisLayerLike, kind: str) -> list[str]:
 
 
 async def stored_objects(layer: RedisLayerLike, known: Iterable[str]) -> dict[str, StoredObject]:
+    """Every object with sockets or a lease in Redis, and any of ``known``."""
     found: dict[str, StoredObject] = {}
     names = layer.key_names
     async with unavailable_as_error():
