@@ -25,6 +25,7 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from tests.app.cluster_consumers import Census, census_key
