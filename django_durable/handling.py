@@ -65,6 +65,8 @@ class EventHandling:
 
         def write_socket(self, record: SocketRecord) -> None: ...
 
+        def handled(self, event: Event, record: SocketRecord | None) -> None: ...
+
     # Reentrant delivery: one chain of events per socket, sockets interleave ----------
 
     def _spawn(self, event: Event) -> None:
@@ -108,6 +110,7 @@ class EventHandling:
         started = time.perf_counter()
         # Numbered until its writes are stored (the flush below): until then it may run again.
         run = self.runs.begin(self.runtime.layer.fence_token(self.key), event)
+        record = self.session.sockets.get(event.socket_id or "")
         try:
             async with timeout:
                 await self._handle(instance, event)
@@ -121,6 +124,7 @@ class EventHandling:
         finally:
             metrics.inc("events_handled")
             metrics.observe("handler_seconds", time.perf_counter() - started)
+            self.handled(event, record)
             try:
                 await self.flush_held()
             except OwnershipLost:
