@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
 import uuid
@@ -32,12 +31,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from harness.databases import migrate_test_sqlite
+from harness.redis_tools import PrivateRedis
+from harness.servers import DaphneServer, start_all, test_app_server
 from websockets.asyncio.client import connect
-
-from tests.daphne_server import DaphneServer, migrate_sqlite, start_servers
-from tests.redis_server import PrivateRedis
 
 LOG_LINES = {
     "objects held (writes failed)": "writing to the session layer failed",
@@ -55,7 +52,8 @@ def servers_for(redis: PrivateRedis, sqlite: Path, args: Any) -> list[DaphneServ
         "DURABLE_TEST_REDIS_URL": redis.url(),
         "DURABLE_TEST_REDIS_PREFIX": f"faults-{uuid.uuid4().hex[:8]}",
     }
-    return start_servers(3, env)
+    # (Verbose, as the test suite runs them: the log lines below are counted.)
+    return start_all([test_app_server(env, f"daphne-{i}", verbose=True) for i in range(3)])
 
 
 async def sender(url: str, stop: asyncio.Event, interval: float) -> dict[str, int]:
@@ -185,7 +183,7 @@ async def main() -> None:
     global LOG_DIR
     LOG_DIR = Path(args.log_dir) if args.log_dir else None
     sqlite = Path(tempfile.mkdtemp(prefix="faults-bench-")) / "db.sqlite3"
-    migrate_sqlite(sqlite)
+    migrate_test_sqlite(sqlite)
     results = {}
     for name in ("outage", "freeze", "disconnect"):
         if args.only in (None, name):

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """What ``history = N`` costs: broadcast time and Redis memory per object.
 
-Broadcast: ``bench/core_bench.py``'s harness (its servers, client processes and rounds,
-interleaved across variants in the same run) on three variants of the same durable
-object, every socket on one object, in-memory layers:
+Broadcast: ``core_bench.py``'s runner (``harness.variants``: its servers, client
+processes and rounds, interleaved across variants in the same run) on three variants
+of the same durable object, every socket on one object, in-memory layers:
 
   durable                 (c) as in the core benchmark: no history;
   durable_history         (c) with ``history = 100``, clients that did not opt in;
@@ -23,24 +23,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import sys
-import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-sys.path[:0] = [str(BENCH_DIR), str(BENCH_DIR.parent)]
-
-import core_bench  # noqa: E402
+from harness.databases import fresh_bench_sqlite
+from harness.measure import raise_nofile
+from harness.report import run_header, write_results
+from harness.variants import run_all
 
 VARIANTS = ["durable", "durable_history", "durable_history_resume"]
 TARGET = 1.10  # history = 100 at most 10 % slower
 
 
-async def redis_memory(url: str, histories: list[int], payload: int, appends: int) -> list[dict]:
+async def redis_memory(
+    url: str, histories: list[int], payload: int, appends: int
+) -> list[dict[str, Any]]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchapp.settings")
     import django
 
@@ -99,19 +97,13 @@ def main() -> None:
     parser.add_argument("--payload", type=int, default=100, help="bytes per broadcast")
     parser.add_argument("--appends", type=int, default=5000)
     args = parser.parse_args()
-    # What core_bench's Variant reads; memory per socket is not what this measures.
+    results: dict[str, Any] = run_header(args)
+    # What the variants runner reads; memory per socket is not what this measures.
     args.mem_samples, args.settle, args.tracemalloc, args.cold_rounds, args.top = 1, 0.5, 0, 0, 0
 
-    core_bench.raise_nofile()
-    core_bench.RESULTS_DIR.mkdir(exist_ok=True)
-    core_bench.migrate()
-    results: dict[str, Any] = {
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": core_bench.machine_info(),
-        "argv": " ".join(["python", *sys.argv]),
-        "loadavg_before": os.getloadavg(),
-    }
-    variants = core_bench.run_all(VARIANTS, args)
+    raise_nofile()
+    fresh_bench_sqlite()
+    variants = run_all(VARIANTS, args)
     results["loadavg_after"] = os.getloadavg()
     results["broadcast"] = {
         name: {k: v for k, v in res["broadcast"].items() if k != "rounds"}
@@ -140,8 +132,7 @@ def main() -> None:
             f"{row['bytes_after_more']:>8} after {row['appends_after_full']} more "
             f"({row['entries_kept']} kept; {row['bytes_per_entry']:.0f} bytes per entry)"
         )
-    out = core_bench.RESULTS_DIR / "history-latest.json"
-    out.write_text(json.dumps(results, indent=2, default=str))
+    out = write_results(results, "history")
     load = f"{results['loadavg_before']} -> {results['loadavg_after']}"
     print(f"\nwritten {out}; load average {load}")
 

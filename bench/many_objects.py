@@ -3,8 +3,8 @@
 
 Every server runs ``benchapp.asgi_durable`` (``BenchRoom``: the object of
 ``/ws/room/<id>/``, one tag) with ``HIBERNATE_EAGERLY``, or the raw ASGI app
-(``benchapp.asgi_raw``, the floor of the connect path), started by the core
-benchmark's harness (``core_bench.Server``: fd limits raised, control endpoints under
+(``benchapp.asgi_raw``, the floor of the connect path), started by the shared
+harness (``harness.servers.bench_server``: fd limits raised, control endpoints under
 ``/bench/``). Layouts, in one run:
 
   raw    the bare ASGI app: what a handshake costs without django-durable;
@@ -45,33 +45,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import statistics
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from core_bench import (
-    HOST,
-    RESULTS_DIR,
-    Clients,
-    Server,
-    log,
-    machine_info,
-    measure_rss,
-    migrate,
-    raise_nofile,
-)
+from harness.clients import Clients
+from harness.databases import fresh_bench_sqlite
+from harness.measure import proc_cpu_seconds, raise_nofile
+from harness.redis_tools import delete_prefix
+from harness.report import log, run_header, write_results
+from harness.servers import RESULTS_DIR, DaphneServer, bench_server, measure_rss
+from harness.variants import warmup
 
 APPS = {"raw": "benchapp.asgi_raw:application", "durable": "benchapp.asgi_durable:application"}
 LAYOUTS = ("raw", "one", "many")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 TARGETS = {
     "connect last/first batch (many)": 1.2,
@@ -81,88 +72,17 @@ TARGETS = {
 }
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-# -- client processes -------------------------------------------------------------------
-
-
-def worker_main(conn: Any, index: int) -> None:
-    raise_nofile()
-    try:
-        asyncio.run(_worker(conn))
-    finally:
-        conn.close()
-
-
-async def _worker(conn: Any) -> None:
-    from websockets.asyncio.client import connect
-
-    loop = asyncio.get_running_loop()
-    sockets: list[Any] = []
-
-    async def open_one(url: str, gate: asyncio.Semaphore) -> None:
-        async with gate:
-            ws = await connect(url, ping_interval=None, compression=None, open_timeout=300)
-        sockets.append(ws)
-
-    async def wake_one(ws: Any) -> None:
-        await ws.send("warmup")
-        reply = await ws.recv()
-        assert reply == "warm", reply
-
-    while True:
-        command = await loop.run_in_executor(None, conn.recv)
-        op = command[0]
-        try:
-            if op == "connect":
-                _, urls, concurrency = command
-                gate = asyncio.Semaphore(concurrency)
-                await asyncio.gather(*(open_one(url, gate) for url in urls))
-                conn.send(("ok", len(sockets)))
-            elif op == "wake":
-                started = time.monotonic()
-                await asyncio.gather(*(wake_one(ws) for ws in sockets))
-                conn.send(("ok", time.monotonic() - started, len(sockets)))
-            elif op == "close":
-                await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-                conn.send(("ok",))
-                return
-            else:
-                conn.send(("error", f"unknown command {op!r}"))
-        except Exception as exc:
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
-
-
-class ManyClients(Clients):
-    """The core benchmark's client processes, with this benchmark's commands."""
-
-    worker = staticmethod(worker_main)
-
-    def connect_urls(self, urls: list[str], concurrency: int) -> None:
-        n = len(self.pipes)
-        per_proc = max(1, concurrency // n)
-        self.ask_all([("connect", urls[i::n], per_proc) for i in range(n)], timeout=1800)
-
-    def wake(self) -> float:
-        started = time.monotonic()
-        self.ask_all([("wake",)] * len(self.pipes), timeout=1800)
-        return time.monotonic() - started
-
-
 # -- one layout -------------------------------------------------------------------------
 
 
-def url_for(layout: str, servers: list[Server], i: int) -> str:
-    server = servers[i % len(servers)]
+def url_for(layout: str, servers: list[DaphneServer], i: int) -> str:
     room = f"o{i}" if layout == "many" else "room"
-    return f"ws://{HOST}:{server.port}/ws/room/{room}/"
+    return servers[i % len(servers)].url(f"/ws/room/{room}/")
 
 
-def wait_settled(servers: list[Server], sockets: int, timeout: float = 600.0) -> list[dict]:
+def wait_settled(
+    servers: list[DaphneServer], sockets: int, timeout: float = 600.0
+) -> list[dict[str, Any]]:
     """Until the servers hold ``sockets`` sockets and no live object."""
     deadline = time.monotonic() + timeout
     while True:
@@ -184,12 +104,11 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
     processes = 2 if args.layer == "redis" else 1
     servers = []
     for _ in range(processes):
-        server = Server("raw" if layout == "raw" else "durable", env)
-        server.app = app
+        server = bench_server(app, env, "raw" if layout == "raw" else "durable")
         if args.ping_interval:
             server.extra_args = ["--ping-interval", str(args.ping_interval)]
         servers.append(server)
-    clients: ManyClients | None = None
+    clients: Clients | None = None
     result: dict[str, Any] = {"layout": layout, "processes": processes}
     try:
         for server in servers:
@@ -199,11 +118,11 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
         if durable:
             # Warm up (imports, the runtime, the process channel) on an object of its own.
             for server in servers:
-                asyncio.run(_warmup(f"ws://{HOST}:{server.port}/ws/room/warmup/"))
+                asyncio.run(warmup(server.url("/ws/room/warmup/")))
             wait_settled(servers, 0)
         rss_before = [statistics.median(measure_rss(s, 3, args.settle)) for s in servers]
         tasks_before = [s.get("/bench/status").get("tasks") for s in servers]
-        clients = ManyClients(args.clients)
+        clients = Clients(args.clients)
         batches = []
         for start in range(0, args.sockets, args.batch):
             urls = [url_for(layout, servers, i) for i in range(start, start + args.batch)]
@@ -255,17 +174,8 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
         if clients is not None:
             clients.close()
         for server in servers:
-            server.stop()
+            server.close()
     return result
-
-
-async def _warmup(url: str) -> None:
-    from websockets.asyncio.client import connect
-
-    async with connect(url, ping_interval=None, compression=None) as ws:
-        await ws.send("warmup")
-        async with asyncio.timeout(30):
-            assert await ws.recv() == "warm"
 
 
 # -- report -----------------------------------------------------------------------------
@@ -408,45 +318,24 @@ def main() -> None:
         parser.error("--sockets must be a multiple of --batch")
     layouts = [x.strip() for x in args.layouts.split(",") if x.strip()]
     raise_nofile()
-    RESULTS_DIR.mkdir(exist_ok=True)
-    migrate()
+    fresh_bench_sqlite()
     prefix = f"bench-many-{uuid.uuid4().hex[:8]}"
-    results: dict[str, Any] = {
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "label": args.label,
-        "machine": machine_info(),
-        "argv": " ".join(["python", *sys.argv]),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "loadavg_before": os.getloadavg(),
-        "layouts": {},
-    }
+    results: dict[str, Any] = {**run_header(args), "label": args.label, "layouts": {}}
     started = time.monotonic()
-    for layout in layouts:
-        results["layouts"][layout] = run_layout(layout, args, f"{prefix}-{layout}")
+    try:
+        for layout in layouts:
+            results["layouts"][layout] = run_layout(layout, args, f"{prefix}-{layout}")
+    finally:
+        if args.layer == "redis":
+            delete_prefix(prefix, args.redis_url)
     results["loadavg_after"] = os.getloadavg()
     results["elapsed_seconds"] = time.monotonic() - started
     results["summary"] = summarize(results)
     results["targets"] = TARGETS
     print()
     print(report(results))
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = args.output or RESULTS_DIR / f"many-{args.layer}-{stamp}.json"
-    path.write_text(json.dumps(results, indent=2))
-    if not args.output:
-        (RESULTS_DIR / f"many-{args.layer}-latest.json").write_text(json.dumps(results, indent=2))
+    path = write_results(results, f"many-{args.layer}", args.output)
     print(f"\nresults: {path} ({results['elapsed_seconds']:.0f} s)")
-    if args.layer == "redis":
-        with contextlib.suppress(Exception):
-            _cleanup_redis(args.redis_url, prefix)
-
-
-def _cleanup_redis(url: str, prefix: str) -> None:
-    """Delete this run's keys (only those under its own prefix)."""
-    import redis
-
-    client = redis.Redis.from_url(url)
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        client.delete(key)
 
 
 if __name__ == "__main__":

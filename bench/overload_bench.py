@@ -30,44 +30,26 @@ import contextlib
 import json
 import os
 import statistics
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = REPO_ROOT / "bench"
-sys.path[:0] = [str(REPO_ROOT), str(BENCH_DIR)]
-
-from websockets.asyncio.client import connect  # noqa: E402
-from websockets.exceptions import ConnectionClosed  # noqa: E402
-
-from tests.daphne_server import DaphneServer, migrate_sqlite  # noqa: E402
-from tests.services import REDIS_URL, redis_available  # noqa: E402
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from harness.databases import fresh_bench_sqlite, migrate_test_sqlite
+from harness.measure import proc_rss_kib as rss_kib
+from harness.redis_tools import REDIS_URL, delete_prefix, redis_available
+from harness.servers import DaphneServer, bench_server, test_app_server
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 
 def flood_server(unbounded: bool) -> DaphneServer:
-    env = {
-        "DJANGO_SETTINGS_MODULE": "benchapp.settings",
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(BENCH_DIR)]),
-        "BENCH_SQLITE": "/tmp/durable-overload-bench.sqlite3",
-    }
-    if unbounded:
-        env["BENCH_UNBOUNDED"] = "1"
-    return DaphneServer(
+    env = {"BENCH_UNBOUNDED": "1"} if unbounded else {}
+    return bench_server(
+        "benchapp.asgi_overload:application",
         env,
-        application="benchapp.asgi_overload:application",
-        extra_args=["-v", "0"],
         name="flood-unbounded" if unbounded else "flood-bounded",
+        ready_path=None,
     )
 
 
@@ -146,14 +128,14 @@ async def flood(unbounded: bool, frames: int, stop_after: float) -> dict[str, An
 async def rolling_restart(total: int) -> dict[str, Any]:
     prefix = f"overload-bench-{uuid.uuid4().hex[:8]}"
     database = Path(f"/tmp/{prefix}.sqlite3")
-    migrate_sqlite(database)
+    migrate_test_sqlite(database)
     env = {
         "DURABLE_TEST_SQLITE": str(database),
         "DURABLE_TEST_SESSION_LAYER": "redis",
         "DURABLE_TEST_REDIS_PREFIX": prefix,
         "DURABLE_TEST_REDIS_URL": REDIS_URL,
     }
-    servers = [DaphneServer(env, name=f"restart-{i}", extra_args=["-v", "0"]) for i in range(2)]
+    servers = [test_app_server(env, f"restart-{i}") for i in range(2)]
     for server in servers:
         server.start()
     s0, s1 = servers
@@ -202,11 +184,7 @@ async def rolling_restart(total: int) -> dict[str, Any]:
             server.close()
         with contextlib.suppress(OSError):
             os.unlink(database)
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(f"{prefix}*"):
-            client.delete(key)
+        delete_prefix(prefix)
 
 
 async def main() -> None:
@@ -216,6 +194,7 @@ async def main() -> None:
     parser.add_argument("--restarts", type=int, default=3)
     parser.add_argument("--messages", type=int, default=300)
     args = parser.parse_args()
+    fresh_bench_sqlite()
     for unbounded in (False, True):
         result = await flood(unbounded, args.frames, args.unbounded_seconds)
         print(json.dumps(result))

@@ -21,59 +21,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
+import random
+import socket
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from harness.measure import proc_rss_kib as rss_kib
+from harness.servers import REPO_ROOT, DaphneServer, free_port, test_app_server
 from redis import asyncio as aioredis
 from websockets.asyncio.client import connect
-
-HERE = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(HERE))
-
-from tests.daphne_server import free_port, port_accepts  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
 #: Connections that failed (and were retried), by exception.
 FAILURES: Counter[str] = Counter()
 
 
-def start_server(repo: Path, prefix: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port_below_ephemeral()
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        PYTHONPATH=str(repo),
-        DURABLE_TEST_SESSION_LAYER="redis",
-        DURABLE_TEST_REDIS_URL=REDIS_URL,
-        DURABLE_TEST_REDIS_PREFIX=prefix,
-        DURABLE_TEST_IDLE_TIMEOUT="0.2",
-        DURABLE_TEST_SQLITE=str(Path("/tmp") / f"{prefix}.sqlite3"),
-    )
-    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-    command += ["--websocket_timeout", "-1", "-v", "0", "tests.app.asgi:application"]
-    log = (Path("/tmp") / f"{prefix}.log").open("wb")
-    process = subprocess.Popen(command, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
-    print(f"server log: {log.name}")
-    deadline = time.monotonic() + 30
-    while not port_accepts(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"server did not start (exit code {process.poll()})")
-        time.sleep(0.1)
-    return process, port
+def start_server(repo: Path, prefix: str) -> DaphneServer:
+    env = {
+        "DURABLE_TEST_SESSION_LAYER": "redis",
+        "DURABLE_TEST_REDIS_URL": REDIS_URL,
+        "DURABLE_TEST_REDIS_PREFIX": prefix,
+        "DURABLE_TEST_IDLE_TIMEOUT": "0.2",
+        "DURABLE_TEST_SQLITE": str(Path("/tmp") / f"{prefix}.sqlite3"),
+    }
+    server = test_app_server(env, prefix, repo=repo, port=free_port_below_ephemeral())
+    return server.start()
 
 
 def free_port_below_ephemeral() -> int:
     """A free port under 32768 (FIELD-NOTES: the kernel's ephemeral range fills with
     TIME_WAIT sockets after thousands of short client connections)."""
-    import random
-    import socket
-
     for _ in range(100):
         port = random.randint(20000, 32000)
         with socket.socket() as sock:
@@ -83,13 +63,6 @@ def free_port_below_ephemeral() -> int:
                 continue
             return port
     return free_port()
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 async def ask(port: int, path: str, command: dict[str, object]) -> dict[str, Any]:
@@ -157,7 +130,7 @@ async def main() -> None:
     # As many as measured: the allocator's high-water mark is reached before "before".
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--repo", type=Path, default=HERE)
+    parser.add_argument("--repo", type=Path, default=REPO_ROOT)
     parser.add_argument(
         "--trace", action="store_true", help="print what tracemalloc sees kept after the warm-up"
     )
@@ -165,7 +138,8 @@ async def main() -> None:
 
     prefix = f"released-{uuid.uuid4().hex[:10]}"
     redis = aioredis.Redis.from_url(REDIS_URL)
-    process, port = start_server(args.repo.resolve(), prefix)
+    server = start_server(args.repo.resolve(), prefix)
+    port = server.port
     try:
         pid = int((await ask(port, "/ws/cluster-monitor/", {"op": "pid"}))["pid"])
         warmup = args.ids if args.warmup is None else args.warmup
@@ -195,8 +169,7 @@ async def main() -> None:
         print(f"process state after hibernation: {state['memory']}")
         print(f"connections retried: {dict(FAILURES) or 'none'}")
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.close()
         async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
             await redis.delete(key)
         await redis.aclose()

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
 import os
 import platform
 import shlex
@@ -51,42 +51,58 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-
-from tests.daphne_server import DaphneServer, migrate_sqlite, start_servers  # noqa: E402
-from tests.storage_support import E2EDatabase, Peer  # noqa: E402
-
-
-def get_json(url: str, timeout: float = 600.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.loads(response.read())
+from harness.databases import ServerDatabase, migrate_test_sqlite
+from harness.measure import nearest_rank
+from harness.redis_tools import delete_prefix
+from harness.servers import DaphneServer, start_all, test_app_server
 
 
 def ms(ns: float) -> float:
     return ns / 1e6
 
 
-def pct(samples: list[int], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    rank = max(1, round(p / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
 def summary(samples: list[int]) -> dict[str, float]:
     return {
         "n": len(samples),
         "median_ms": ms(statistics.median(samples)),
-        "p99_ms": ms(pct(samples, 99)),
+        "p99_ms": ms(nearest_rank(samples, 99)),
         "mean_ms": ms(statistics.fmean(samples)),
     }
+
+
+def start_servers(count: int, env: dict[str, str]) -> list[DaphneServer]:
+    return start_all([test_app_server(env, f"daphne-{i}", verbose=True) for i in range(count)])
+
+
+class Holder:
+    """A socket kept open on an object (so that it is live in that process); whatever
+    the object sends to it is read and dropped."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self._reader = asyncio.get_running_loop().create_task(self._drain())
+
+    @classmethod
+    async def open(cls, server: DaphneServer, path: str) -> Holder:
+        from websockets.asyncio.client import connect
+
+        return cls(await asyncio.wait_for(connect(server.url(path), max_size=None), 10))
+
+    async def _drain(self) -> None:
+        with contextlib.suppress(Exception):
+            async for _ in self.ws:
+                pass
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        self._reader.cancel()
+        with contextlib.suppress(BaseException):
+            await self._reader
 
 
 def redis_env() -> dict[str, str]:
@@ -115,7 +131,7 @@ class StorageCase:
         room = uuid.uuid4().hex[:10]
         k = max(50, k // 10) if warm_up else k
         url = f"/safe/{room}/bench-storage/?k={k}&size={size}&batch={batch}"
-        raw = get_json(self.servers[0].http_url(url))
+        raw = self.servers[0].get(url, timeout=600.0)
         if warm_up:
             return
         for name in self.raw:
@@ -153,7 +169,7 @@ class StubCase:
     def measure(self, n: int, warm_up: bool = False) -> None:
         n = max(10, n // 10) if warm_up else n
         url = f"/safe/{self.room}/bench-stub/?n={n}&hibernate={self.flag}"
-        raw = get_json(self.view_server.http_url(url))
+        raw = self.view_server.get(url, timeout=600.0)
         if warm_up:
             return
         self.samples.extend(raw["samples"])
@@ -175,17 +191,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     so that a change in the machine's load falls on every case alike."""
     workdir = Path(tempfile.mkdtemp(prefix="durable-storage-bench-"))
     template = workdir / "template.sqlite3"
-    migrate_sqlite(template)
-    databases: list[E2EDatabase] = []
+    migrate_test_sqlite(template)
+    databases: list[ServerDatabase] = []
     servers: list[DaphneServer] = []
-    peers: list[Peer] = []
+    peers: list[Holder] = []
+    prefixes: list[str] = []
     storage_cases: list[StorageCase] = []
     stub_cases: list[StubCase] = []
     try:
         for backend in args.backends:
             sqlite_path = workdir / f"{backend}.sqlite3"
             sqlite_path.write_bytes(template.read_bytes())
-            database = E2EDatabase(backend, sqlite_path)
+            database = ServerDatabase(backend, sqlite_path)
             databases.append(database)
             for conn in args.connections:
                 for layer in args.layers:
@@ -194,6 +211,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         env["DURABLE_TEST_CONN_MAX_AGE"] = "none"
                     if layer == "redis":
                         env.update(redis_env())
+                        prefixes.append(env["DURABLE_TEST_REDIS_PREFIX"])
                     started = start_servers(2 if layer == "redis" else 1, env)
                     servers.extend(started)
                     label = f"{backend}, {layer}, connection {CONNECTIONS[conn]}"
@@ -207,7 +225,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     else:
                         a, b = started
                         room = uuid.uuid4().hex[:10]
-                        peers.append(await Peer.open(a, f"/ws/safe/{room}/"))
+                        peers.append(await Holder.open(a, f"/ws/safe/{room}/"))
                         label = "redis, live in another process"
                         stub_cases.append(StubCase(label, b, room, False))
                         label = "redis, hibernated, woken by the calling process"
@@ -235,6 +253,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             server.close()
         for database in databases:
             database.drop()
+        for prefix in prefixes:
+            delete_prefix(prefix, redis_env()["DURABLE_TEST_REDIS_URL"])
 
 
 # Report -------------------------------------------------------------------------------

@@ -4,12 +4,15 @@ from django.apps import AppConfig
 
 
 class DurableConfig(AppConfig):
+    """Registers the checks and metrics, and hooks start-up and shutdown into daphne."""
+
     name = "django_durable"
     label = "django_durable"
     verbose_name = "Durable objects"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        """Refuse bad settings under daphne; start the alarm poller with the reactor."""
         from .checks import refuse_to_serve  # importing registers the checks
         from .prometheus import register as register_metrics
 

@@ -30,6 +30,7 @@ def _positive_int(value: Any) -> bool:
 
 @register()
 def check_durable_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Errors in ``DURABLE_OBJECTS`` (also run before serving)."""
     config = getattr(settings, "DURABLE_OBJECTS", None)
     if config is None:
         return []

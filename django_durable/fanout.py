@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from channels.layers import get_channel_layer
 
 from . import metrics
-from .framing import POSITION
+from .framing import NUMBER, POSITION
 from .shards import new_deliverable_channel
 
 if TYPE_CHECKING:
@@ -62,6 +62,8 @@ def broadcast_event_message(event: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if POSITION in event:  # a kept broadcast: its (epoch, offset), for resuming sockets
         message[POSITION] = event[POSITION]
+    if NUMBER in event:  # sent by a handler of another process (outgoing.py)
+        message[NUMBER] = event[NUMBER]
     return message
 
 

@@ -24,16 +24,19 @@ from typing import Any
 VERSION = "1"
 #: Key of an internal send message holding ``(epoch, offset)`` of a kept broadcast.
 POSITION = "pos"
+#: Key of an internal send message holding its number (see :mod:`django_durable.outgoing`).
+NUMBER = "num"
 
 
 def plain(message: dict[str, Any]) -> dict[str, Any]:
     """The ASGI message for a socket that did not opt in (the same dict when it can be)."""
-    if POSITION not in message:
+    if POSITION not in message and NUMBER not in message:
         return message
-    return {k: v for k, v in message.items() if k != POSITION}
+    return {k: v for k, v in message.items() if k != POSITION and k != NUMBER}
 
 
 def offset_of(message: dict[str, Any]) -> int | None:
+    """A broadcast's history offset, if it has one."""
     position = message.get(POSITION)
     return None if position is None else int(position[1])
 
@@ -49,8 +52,10 @@ def frame(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def live(epoch: str, offset: int, socket_id: str) -> dict[str, Any]:
+    """The line telling a resuming client its replay is done."""
     return {"type": "websocket.send", "text": f"h {epoch} {offset} {socket_id}\n"}
 
 
 def resync(epoch: str, offset: int, socket_id: str) -> dict[str, Any]:
+    """The line telling a resuming client it missed too much."""
     return {"type": "websocket.send", "text": f"r {epoch} {offset} {socket_id}\n"}

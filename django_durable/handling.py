@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .gates import InputGate
     from .mailbox import Mailbox
     from .objects import DurableObject
+    from .outgoing import Runs
     from .overload import Backlog
     from .ports import Host, LiveObjectPort
     from .session.base import ObjectSession, SessionWrite
@@ -41,6 +42,7 @@ class EventHandling:
     gate: InputGate
     queue: Mailbox
     backlog: Backlog
+    runs: Runs
     inflight: set[asyncio.Task[None]]
     _busy_sockets: dict[str, deque[Event]]
     _connecting: dict[str, Any]
@@ -62,6 +64,8 @@ class EventHandling:
         def _discard_instance(self, why: str) -> None: ...
 
         def write_socket(self, record: SocketRecord) -> None: ...
+
+        def handled(self, event: Event, record: SocketRecord | None) -> None: ...
 
     # Reentrant delivery: one chain of events per socket, sockets interleave ----------
 
@@ -104,6 +108,9 @@ class EventHandling:
         assert instance is not None
         timeout = asyncio.timeout(self._timeout())
         started = time.perf_counter()
+        # Numbered until its writes are stored (the flush below): until then it may run again.
+        run = self.runs.begin(self.runtime.layer.fence_token(self.key), event)
+        record = self.session.sockets.get(event.socket_id or "")
         try:
             async with timeout:
                 await self._handle(instance, event)
@@ -117,12 +124,15 @@ class EventHandling:
         finally:
             metrics.inc("events_handled")
             metrics.observe("handler_seconds", time.perf_counter() - started)
+            self.handled(event, record)
             try:
                 await self.flush_held()
             except OwnershipLost:
                 pass  # logged by lose(); the new owner runs the events
             except Exception:
                 logger.exception("object %s: writing to the session layer failed", self.key)
+            finally:
+                self.runs.end(run)
 
     async def _handle(self, instance: DurableObject, event: Event) -> None:
         kind = event.kind

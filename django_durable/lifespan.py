@@ -118,6 +118,7 @@ def _hold_back_daphne_trigger(reactor: Any) -> Any:
 
 
 def running_under_daphne() -> bool:
+    """Whether this process is daphne's."""
     return "daphne.server" in sys.modules and "twisted.internet.reactor" in sys.modules
 
 

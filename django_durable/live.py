@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 from . import conf, metrics
 from .events import CLOSE, CONNECT, ERROR, HIBERNATE, REJOIN, Event
 from .exceptions import CorruptValue, OwnershipLost, SessionLayerUnavailable
+from .framing import NUMBER
 from .gates import InputGate
 from .handling import EventHandling
 from .mailbox import Mailbox
+from .outgoing import Runs, current_number
 from .overload import Backlog
 from .ports import Ack
 from .session.base import (
@@ -68,6 +70,9 @@ class LiveObject(EventHandling):
         self._busy_sockets: dict[str, deque[Event]] = {}
         #: Numbered events that arrived ahead of their turn, by socket then number.
         self._held: dict[str, dict[int, Event]] = {}
+        #: The last number admitted per socket, while it is ahead of the stored one
+        #: (``record.seq``, which moves only when that event's handler is done).
+        self._admitted: dict[str, int] = {}
         self._writes: list[SessionWrite] = []
         self._acks: list[Ack] = []
         #: Sockets whose connect() is running, until the gateway has its verdict.
@@ -75,6 +80,8 @@ class LiveObject(EventHandling):
         #: Sockets set aside at load whose connection this object has closed.
         self._refused: set[str] = set()
         self.backlog = Backlog(self)
+        #: Handler runs whose sends are numbered (outgoing.py), while in flight.
+        self.runs = Runs()
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"durable:{key}")
 
     # Writes to the session layer, flushed after each handler -------------------------
@@ -162,6 +169,9 @@ class LiveObject(EventHandling):
         """Send to the connections behind ``records``, wherever held; how many."""
         if self._connecting:
             await self._early_verdicts(records)
+        number = current_number()
+        if number is not None:
+            message[NUMBER] = number  # a run again of this handler repeats no frame
         return await self.runtime.transport.send(self.key, records, message)
 
     async def close_socket(self, record: SocketRecord, code: int, reason: str) -> None:
@@ -281,10 +291,11 @@ class LiveObject(EventHandling):
         record = self.session.sockets.get(sid)
         if record is None:
             return []  # a late duplicate of a socket's final event
-        expected = record.seq + 1
+        expected = self._admitted.get(sid, record.seq) + 1
         if seq < expected:
-            self._acks.append(Ack(record.holder, sid, record.seq))
-            return []
+            if seq <= record.seq:  # handled and stored: say so again
+                self._acks.append(Ack(record.holder, sid, record.seq))
+            return []  # (else admitted and running: acknowledged when it is done)
         if seq > expected:
             self._held.setdefault(sid, {})[seq] = event
             return []
@@ -295,10 +306,25 @@ class LiveObject(EventHandling):
             ready.append(held.pop(expected))
         if held is not None and not held:
             del self._held[sid]
-        record.seq = expected
-        self._writes.append(UpdateSocket(record))
-        self._acks.append(Ack(record.holder, sid, expected))
+        self._admitted[sid] = expected
         return ready
+
+    def handled(self, event: Event, record: SocketRecord | None) -> None:
+        """A numbered event's handler is done: its number is stored with the handler's
+        writes, then acknowledged. Not at admission: with several events admitted at
+        once (held ones, or a reentrant object's), a flush of the first would record the
+        later ones as handled, and an owner dying before they ran would lose them."""
+        seq, sid = event.seq, event.socket_id
+        if seq is None or sid is None or event.kind == CONNECT or record is None:
+            return
+        if self._admitted.get(sid) == seq:
+            del self._admitted[sid]
+        if seq <= record.seq:
+            return
+        record.seq = seq
+        if sid in self.session.sockets:
+            self._writes.append(UpdateSocket(record))
+        self._acks.append(Ack(record.holder, sid, seq))
 
     async def _refuse_set_aside(self, event: Event) -> None:
         """An event of a socket whose record was corrupt (set aside at load): the object

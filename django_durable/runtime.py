@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 
 class Runtime:
+    """One process's (one event loop's) engine, built and wired here."""
+
     def __init__(self) -> None:
         self.process_id = uuid.uuid4().hex[:16]
         self.layer: BaseSessionLayer = build_session_layer(conf.get("SESSION_LAYER"))
@@ -78,4 +80,5 @@ def existing_runtime() -> Runtime | None:
 
 
 def all_runtimes() -> list[Runtime]:
+    """Every runtime of this process (for metrics and tests)."""
     return list(_runtimes.values())

@@ -44,6 +44,8 @@ CLAIM_SECONDS = 60.0
 
 
 class AlarmScheduler:
+    """This process's alarm poller: claims due alarms and runs them through the transport."""
+
     def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
         self.task: asyncio.Task[None] | None = None

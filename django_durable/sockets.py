@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 def new_socket_id() -> str:
+    """A socket id: random, URL-safe, 16 characters."""
     return secrets.token_urlsafe(12)
 
 
@@ -37,6 +38,7 @@ class LocalSocket:
         "id",
         "key",
         "kill_error",
+        "marks",
         "object_id",
         "open",
         "outbox",
@@ -78,8 +80,11 @@ class LocalSocket:
         #: this socket has waiting for its object, bounded by MAX_SOCKET_QUEUED_*.
         self.backlog: deque[tuple[int, int]] | None = None
         self.backlog_bytes = 0
+        #: Numbers of the frames sent by handler runs that might run again (outgoing.py).
+        self.marks: Any = None
 
     def queued(self, seq: int, size: int) -> None:
+        """Count an event routed and not yet handled against the socket's bound."""
         if self.backlog is None:
             self.backlog = deque()
         self.backlog.append((seq, size))
@@ -105,6 +110,7 @@ class LocalSocket:
         )
 
     async def accept(self) -> None:
+        """Send the accept (with the chosen subprotocol), once."""
         if not self.accepted:
             self.accepted = True
             message: dict[str, Any] = {"type": "websocket.accept"}
@@ -113,6 +119,7 @@ class LocalSocket:
             await self.asgi_send(message)
 
     async def send(self, message: dict[str, Any]) -> None:
+        """Send a frame (framed, for a resuming client)."""
         if self.resume is not None:
             await self.send_framed(framing.frame(message), framing.offset_of(message))
             return
@@ -134,6 +141,7 @@ class LocalSocket:
         await self.asgi_send(message)
 
     async def close(self, code: int) -> None:
+        """Close the connection with ``code`` (once)."""
         if not self.open:
             return
         await self.accept()

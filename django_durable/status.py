@@ -99,6 +99,7 @@ class _Entry:
 
 
 def layer_name(layer: BaseSessionLayer) -> str:
+    """The layer's dotted class path."""
     klass = type(layer)
     return f"{klass.__module__}.{klass.__qualname__}"
 

@@ -24,16 +24,19 @@ from .storage_values import CHUNK, KeyRange
 
 
 def entries_of(alias: str, object_key: str) -> Any:
+    """The object's rows."""
     return StorageEntry.objects.using(alias).filter(object_key=object_key)
 
 
 def fresh_connection(alias: str) -> None:
     # What Django does between requests (and Channels around each database call):
     # drop a connection that broke or outlived CONN_MAX_AGE before using it again.
+    """Drop a connection the database closed, before a call."""
     connections[alias].close_if_unusable_or_obsolete()
 
 
 def read_rows(alias: str, object_key: str, raws: Iterable[bytes]) -> dict[bytes, bytes]:
+    """The rows of ``raws`` that exist."""
     fresh_connection(alias)
     raws = builtins.list(raws)
     found: dict[bytes, bytes] = {}
@@ -46,6 +49,7 @@ def read_rows(alias: str, object_key: str, raws: Iterable[bytes]) -> dict[bytes,
 def scan_rows(
     alias: str, object_key: str, span: KeyRange, reverse: bool, limit: int | None
 ) -> builtins.list[tuple[bytes, bytes]]:
+    """The rows in a key range, in key order."""
     fresh_connection(alias)
     rows = entries_of(alias, object_key)
     if span.lower is not None:
@@ -110,6 +114,7 @@ def write_rows(
 
 
 def fenced(alias: str, object_key: str, token: int | None, action: Callable[[], Any]) -> Any:
+    """Run ``action`` in a transaction after checking the fence."""
     fresh_connection(alias)
     with db_transaction.atomic(using=alias):
         check_fence(alias, object_key, token)
@@ -117,11 +122,13 @@ def fenced(alias: str, object_key: str, token: int | None, action: Callable[[], 
 
 
 def claim_fence_row(alias: str, object_key: str, token: int) -> None:
+    """Record this owner's token as the object's newest."""
     fresh_connection(alias)
     with db_transaction.atomic(using=alias):
         check_fence(alias, object_key, token, claim=True)
 
 
 def delete_rows(alias: str, object_key: str) -> None:
+    """Every row of the object."""
     entries_of(alias, object_key).delete()
     alarms.unschedule(object_key, using=alias)

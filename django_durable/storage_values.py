@@ -34,6 +34,7 @@ Gate = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
 
 
 def key_bytes(key: Any, what: str = "storage key") -> bytes:
+    """A key as UTF-8 bytes, or ``InvalidStorageKey``."""
     if not isinstance(key, str):
         raise InvalidStorageKey(f"a {what} must be a str, not {type(key).__name__}")
     try:
@@ -48,6 +49,7 @@ def key_bytes(key: Any, what: str = "storage key") -> bytes:
 
 
 def value_bytes(value: Any) -> bytes:
+    """A value encoded, or ``InvalidStorageValue``."""
     if value is None:
         raise InvalidStorageValue("None is not a storage value: delete the key instead")
     data = encode(value)
@@ -82,6 +84,7 @@ def put_entries(key_or_entries: Any, value: Any) -> dict[bytes, bytes]:
 
 
 def checked_limit(limit: Any) -> int | None:
+    """``list(limit=)`` checked."""
     if limit is None:
         return None
     if isinstance(limit, bool) or not isinstance(limit, int):
@@ -92,6 +95,7 @@ def checked_limit(limit: Any) -> int | None:
 
 
 def alarm_time(when: Any) -> datetime.datetime:
+    """``set_alarm(when)`` as an aware UTC datetime."""
     if isinstance(when, datetime.datetime):
         if when.tzinfo is None or when.utcoffset() is None:
             raise ValueError("set_alarm() needs an aware datetime (or epoch seconds)")
@@ -120,6 +124,7 @@ class KeyRange:
 
     @classmethod
     def of(cls, prefix: Any, start: Any, end: Any) -> KeyRange:
+        """The range of ``list(prefix=, start=, end=)``."""
         lower = None if start is None else key_bytes(start, "start key")
         upper = None if end is None else key_bytes(end, "end key")
         if prefix is not None:
@@ -134,6 +139,7 @@ class KeyRange:
 
     @property
     def empty(self) -> bool:
+        """Whether no key can be in it."""
         return self.lower is not None and self.upper is not None and self.lower >= self.upper
 
     def __contains__(self, raw: object) -> bool:

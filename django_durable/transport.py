@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import framing
 from .calls import run_rpc
 from .encoding import decode
+from .outgoing import first_delivery
 
 if TYPE_CHECKING:
     from .classes import DurableClass
@@ -42,12 +43,15 @@ class LocalTransport:
     # Gateways -> objects ------------------------------------------------------------
 
     async def connect(self, sock: LocalSocket, scope: dict[str, Any]) -> tuple[str, ...] | None:
+        """Run ``connect(ws)`` in this process's dispatcher; the tags, or None."""
         return await self.runtime.dispatcher.connect(sock, scope)
 
     async def route(self, sock: LocalSocket, event: Event) -> None:
+        """Put the event in the object's mailbox (waking it); never waits on the handler."""
         self.runtime.dispatcher.put(sock.cls, sock.object_id, sock.key, event)
 
     async def call(self, cls: DurableClass, object_id: str, name: str, payload: bytes) -> Any:
+        """Run the method as an event of the object here; its decoded result."""
         result = await self.runtime.dispatcher.call(
             cls,
             object_id,
@@ -66,14 +70,21 @@ class LocalTransport:
         return await self.send_local([r.id for r in records], message)
 
     async def send_local(self, socket_ids: list[str], message: dict[str, Any]) -> int:
+        """Send to the open sockets of this process among ``socket_ids``; how many."""
         sockets = self.runtime.sockets
         sent = 0
         # Each form made once per delivery: plain for most sockets, framed for resuming ones.
         plain_message = framing.plain(message)
         framed: dict[str, Any] | None = None
+        number = message.get(framing.NUMBER)
+        if number is not None:
+            number = tuple(number)  # one for all the sockets (it came as a list by Redis)
         for sid in socket_ids:
             sock = sockets.get(sid)
             if sock is None or not sock.open:
+                continue
+            if number is not None and not first_delivery(sock, number):
+                sent += 1  # a handler run again: this socket got the frame from its first run
                 continue
             try:
                 if sock.resume is None:
@@ -89,11 +100,13 @@ class LocalTransport:
         return sent
 
     async def close(self, key: str, record: SocketRecord, code: int, reason: str) -> None:
+        """Close the socket's connection, if this process holds it."""
         sock = self.runtime.sockets.get(record.id)
         if sock is not None:
             await sock.close(code)
 
     async def kill(self, key: str, record: SocketRecord, error: BaseException) -> None:
+        """End the socket's connection with 1011, if this process holds it."""
         sock = self.runtime.sockets.get(record.id)
         if sock is not None:
             sock.kill(error)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 
 def asgi_send_message(data: str | bytes) -> dict[str, Any]:
+    """The ASGI ``websocket.send`` message of a text or binary payload."""
     if isinstance(data, str):
         return {"type": "websocket.send", "text": data}
     if isinstance(data, (bytes, bytearray, memoryview)):

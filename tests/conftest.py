@@ -8,16 +8,23 @@
 - ``durable_sqlite``: the migrated SQLite file this test's servers share (a fresh copy
   per test of a database migrated once per session), passed to them as
   ``DURABLE_TEST_SQLITE``.
+- ``report_server_output(*servers)``: for servers a wider-scoped fixture started (one
+  server shared by a module), so their output is attached to this test's report too.
 
 When a test that used servers fails, their output is attached to its report. The
 WebSocket helpers ``recv_until``, ``recv_json`` and ``recv_json_until`` live in
 ``tests.daphne_server`` and are re-exported here.
+
+The ``e2e`` marker (``tests.markers``, loaded here) sets the tests that start
+processes apart from the in-process ones: ``pytest -m "not e2e"`` runs the latter.
+The fixtures of the tests across processes (``cluster``, ``private_redis_server``,
+``persistent_redis_server``) are in ``tests.cluster_harness``, loaded here too.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,9 @@ from tests.daphne_server import (
 )
 
 __all__ = ["DaphneFactory", "DaphneServer", "recv_json", "recv_json_until", "recv_until"]
+
+# The e2e marker, and the fixtures of the tests across processes (cluster, ...).
+pytest_plugins = ("tests.markers", "tests.cluster_harness")
 
 _SERVERS_KEY = pytest.StashKey[list[DaphneServer]]()
 
@@ -77,6 +87,21 @@ def daphne_factory(request: pytest.FixtureRequest, durable_sqlite: Path) -> Iter
             errors.append(exc)
     if errors:
         raise errors[0]
+
+
+@pytest.fixture
+def report_server_output(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """``report_server_output(*servers)``: attach these servers' output to this test's
+    report if it fails, as for the servers ``daphne_factory`` started.
+
+    For servers this test uses but did not start (those of a module-scoped fixture):
+    their output is where a failure's cause usually is.
+    """
+
+    def report(*servers: DaphneServer) -> None:
+        request.node.stash.setdefault(_SERVERS_KEY, []).extend(servers)
+
+    return report
 
 
 @pytest.fixture

@@ -54,16 +54,6 @@ async def wait_for(future: Any, timeout: float = TIMEOUT) -> Any:  # noqa: ASYNC
         raise AssertionError(f"nothing within {timeout} s") from None
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:  # noqa: ASYNC109
-    """Poll ``condition`` (every few ms) until it holds; fail after ``timeout`` seconds."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():  # noqa: ASYNC110 (polls state with no event to await)
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        raise AssertionError(f"condition still false after {timeout} s") from None
-
-
 class ProbeClient:
     """One connection to a probe object."""
 

@@ -1,4 +1,5 @@
-"""Finding the Redis and PostgreSQL servers the tests use, and what to do without them.
+"""Finding the Redis and PostgreSQL servers the tests use, and what to do without them;
+removing the keys a test left in the shared Redis (never flush it: others use it).
 
 Outside CI a missing service skips the tests that need it, saying so. With
 ``DURABLE_REQUIRE_SERVICES=1`` (set by ``.ci/run``) a missing service fails those tests
@@ -66,3 +67,16 @@ def need(service: str) -> None:
     if services_required():
         pytest.fail(f"{message}, and DURABLE_REQUIRE_SERVICES is set", pytrace=False)
     pytest.skip(f"{message}: skipped outside CI (set DURABLE_REQUIRE_SERVICES=1 to fail)")
+
+
+async def delete_redis_prefix(prefix: str) -> None:
+    """Delete every key under ``prefix`` in the shared Redis (a test's own prefix)."""
+    from redis import asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        names = [name async for name in client.scan_iter(match=f"{prefix}*", count=500)]
+        if names:
+            await client.delete(*names)
+    finally:
+        await client.aclose()

@@ -60,6 +60,9 @@ DATABASES: dict[str, dict[str, Any]] = {
         "PASSWORD": os.environ.get("DURABLE_TEST_PG_PASSWORD", ""),
         "HOST": os.environ.get("DURABLE_TEST_PG_HOST", "127.0.0.1"),
         "PORT": os.environ.get("DURABLE_TEST_PG_PORT", "5432"),
+        # Its test database needs nothing of default's (Django's default dependency), so
+        # tests that use only this one can run alone (``pytest -k postgres``).
+        "TEST": {"DEPENDENCIES": []},
     },
 }
 

@@ -8,7 +8,7 @@
   test can look at rows without waking any object.
 - :class:`Peer`: a WebSocket client that buffers every JSON message, so replies and
   broadcasts can be awaited in any order, each with a timeout.
-- :func:`http_json`, :func:`run_command`, :func:`eventually`.
+- :func:`http_json`, :func:`run_command` (waiting for state: ``tests.waiting``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -224,33 +224,6 @@ def redis_env() -> dict[str, str]:
         "DURABLE_TEST_REDIS_URL": REDIS_URL,
         "DURABLE_TEST_REDIS_PREFIX": f"storage-{uuid.uuid4().hex[:10]}",
     }
-
-
-# Waiting ------------------------------------------------------------------------------
-
-
-async def eventually(
-    probe: Callable[[], Any],
-    what: str,
-    timeout: float = TIMEOUT,  # noqa: ASYNC109
-    interval: float = 0.02,
-) -> Any:
-    """Call ``probe`` (sync or async) until it returns something truthy; return that.
-
-    For state that no message announces (a row in a table): each call looks once.
-    """
-    last: Any = None
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                last = probe()
-                if isinstance(last, Awaitable):
-                    last = await last
-                if last:
-                    return last
-                await asyncio.sleep(interval)
-    except TimeoutError:
-        raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})") from None
 
 
 # Clients ------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from tests.app.consumers import Room
 from tests.app.routing import websocket_urlpatterns
 from tests.app.storage_consumers import Vault
 from tests.daphne_server import REPO_ROOT, DaphneServer, base_environment, recv_json
-from tests.services import REDIS_URL, need
+from tests.services import REDIS_URL, delete_redis_prefix, need
 
 ROOM = Room.durable_name
 VAULT = Vault.durable_name
@@ -260,6 +260,4 @@ async def test_status_page_marks_the_owner_process_over_redis(
         row = pages["other"].split(f'data-key="{Room.object_key(room)}"')[1].split("</tr>")[0]
         assert f">{short}</code>" in row and "(this process)" not in row
     finally:
-        from tests.test_status import _delete_prefix
-
-        await _delete_prefix(prefix)
+        await delete_redis_prefix(prefix)

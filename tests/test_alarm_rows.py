@@ -11,9 +11,10 @@ from django.db import connections, transaction
 
 from django_durable import alarms
 from django_durable.models import Alarm
+from tests.databases import DATABASES, TRANSACTIONAL
 from tests.services import need
 
-pytestmark = pytest.mark.django_db(databases=["default", "postgres"], transaction=True)
+pytestmark = TRANSACTIONAL
 
 T0 = datetime.datetime(2030, 1, 1, 12, 0, tzinfo=datetime.UTC)
 
@@ -22,7 +23,7 @@ def at(seconds: float) -> datetime.datetime:
     return T0 + datetime.timedelta(seconds=seconds)
 
 
-@pytest.fixture(params=["default", "postgres"])
+@pytest.fixture(params=DATABASES)
 def alias(request) -> str:
     if request.param == "postgres":
         need("postgres")

@@ -23,18 +23,17 @@ from typing import Any
 import pytest
 
 from tests.app.storage_consumers import Safe
-from tests.conftest import _SERVERS_KEY
 from tests.daphne_server import DaphneServer, start_servers
 from tests.storage_support import (
     E2EDatabase,
     Peer,
     database_fixture,
-    eventually,
     http_json,
     new_id,
     object_key,
     redis_env,
 )
+from tests.waiting import wait_until
 
 BASE_DELAY = 0.1
 FAST = {
@@ -58,8 +57,8 @@ def shared_server(database: E2EDatabase) -> Iterator[DaphneServer]:
 
 
 @pytest.fixture
-def server(request: pytest.FixtureRequest, shared_server: DaphneServer) -> DaphneServer:
-    request.node.stash.setdefault(_SERVERS_KEY, []).append(shared_server)
+def server(report_server_output, shared_server: DaphneServer) -> DaphneServer:
+    report_server_output(shared_server)
     return shared_server
 
 
@@ -84,7 +83,9 @@ def run_keys(database: E2EDatabase, oid: str) -> dict[str, Any]:
 
 async def gone(database: E2EDatabase, oid: str) -> None:
     """Wait until the object's alarm row is deleted (the scheduler finished it)."""
-    await eventually(lambda: database.alarm(object_key(Safe, oid)) is None, f"{oid}: alarm row")
+    await wait_until(
+        lambda: database.alarm(object_key(Safe, oid)) is None, message=f"{oid}: alarm row gone"
+    )
 
 
 # Waking, surviving restarts --------------------------------------------------------------
@@ -136,7 +137,7 @@ async def test_an_alarm_survives_restarting_every_process(
     # reactor, or with ASGI lifespan under uvicorn.
     new = start(2, server=kind)
     await gone(database, oid)
-    runs = await eventually(lambda: runs_of(database, oid), "the alarm's run")
+    runs = await wait_until(lambda: runs_of(database, oid), message="the alarm's run")
     assert [(r["alarm"], r["is_retry"]) for r in runs] == [(0, False)]
     assert runs[0]["pid"] in {s.pid for s in new}
     assert runs[0]["starts"] == 1
@@ -250,7 +251,9 @@ async def test_an_alarm_is_dropped_after_six_retries_with_an_error_in_the_log(
     await peer.ask({"op": "configure", "fail": 100})
     await peer.ask({"op": "set_alarm", "in": 0})
     dropped = f"object {key}: alarm failed after 6 retries; dropped"
-    await eventually(lambda: dropped in server.output(), "the error log", RETRIES_TIMEOUT)
+    await wait_until(
+        lambda: dropped in server.output(), message="the error log", timeout=RETRIES_TIMEOUT
+    )
     assert database.alarm(key) is None  # so nothing can ever run it again
     assert [r["alarm"] for r in runs_of(database, oid)] == [0, 1, 2, 3, 4, 5, 6]
     assert [r["is_retry"] for r in runs_of(database, oid)] == [False] + [True] * 6
@@ -281,7 +284,9 @@ async def test_an_alarm_set_again_during_its_own_handler_is_kept(
     peer = await Peer.open(server, f"/ws/safe/{oid}/")
     await peer.ask({"op": "configure", **config})
     await peer.ask({"op": "set_alarm", "in": 0})
-    await eventually(lambda: len(peer.alarms()) >= len(expected), "every run", RETRIES_TIMEOUT)
+    await wait_until(
+        lambda: len(peer.alarms()) >= len(expected), message="every run", timeout=RETRIES_TIMEOUT
+    )
     await gone(database, oid)
     assert [(r["alarm"], r["is_retry"]) for r in runs_of(database, oid)] == expected
     assert [(r["alarm"], r["is_retry"]) for r in peer.alarms()] == expected

@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ import pytest
 
 from tests.daphne_server import REPO_ROOT, DaphneServer, free_port
 from tests.services import services_required
+from tests.waiting import wait_until_sync
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -46,7 +46,7 @@ WAIT_MS = 10_000
 #: Broadcasts a chat room keeps for pages that reconnect (ChatRoom.history).
 CHAT_HISTORY = 4
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
 def _missing() -> list[str]:
@@ -152,14 +152,13 @@ def status_of(server: DaphneServer, key: str) -> dict[str, Any] | None:
 def wait_for_status(
     server: DaphneServer, key: str, check: Callable[[dict[str, Any]], bool], what: str
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT_MS / 1000
-    entry = None
-    while time.monotonic() < deadline:
-        entry = status_of(server, key)
-        if entry is not None and check(entry):
-            return entry
-        time.sleep(0.1)
-    raise AssertionError(f"{key}: never {what}; last status {entry!r}")
+    return wait_until_sync(
+        lambda: status_of(server, key),
+        accept=lambda entry: entry is not None and check(entry),
+        message=f"the status of {key}: {what}",
+        timeout=WAIT_MS / 1000,
+        interval=0.1,
+    )
 
 
 def send(page: Any, text: str) -> None:

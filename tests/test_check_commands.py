@@ -28,6 +28,8 @@ execute_from_command_line(sys.argv)
 """
 TIMEOUT = 90
 
+pytestmark = pytest.mark.e2e  # every test runs manage.py or daphne as a process
+
 
 def project(tmp_path: Path, durable_objects: str) -> tuple[Path, dict[str, str]]:
     """A project directory with manage.py and settings ``DURABLE_OBJECTS = <expr>``."""

@@ -21,266 +21,17 @@ The recovery time after ``kill -9`` is measured and printed (``pytest -s`` shows
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
-from redis import asyncio as aioredis
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-
 from tests.app.cluster_consumers import Census, census_key
-from tests.daphne_server import REPO_ROOT, DaphneFactory, DaphneServer, base_environment
-from tests.redis_server import PrivateRedis, private_redis
-from tests.services import REDIS_URL, need
-
-#: Lease time of the servers (seconds): the failover tests wait about this long.
-LEASE_TIME = 1.5
-#: Bound on any one wait for something the cluster should do.
-WAIT = 15.0
-
-
-# Clients --------------------------------------------------------------------------------
-
-
-class Client:
-    """A WebSocket client whose messages are read as they come and kept, in order.
-
-    ``ask()`` sends a JSON command and returns the first JSON reply holding ``key``
-    received after it; nothing else is consumed, so tests can look at everything a
-    socket received (``texts()``, ``json_messages()``).
-    """
-
-    def __init__(self, ws: ClientConnection, server: DaphneServer) -> None:
-        self.ws = ws
-        self.server = server
-        self.messages: list[str | bytes] = []
-        self.arrived: list[float] = []
-        self.closed_by: ConnectionClosed | None = None
-        self.ended = asyncio.Event()
-        self._changed = asyncio.Event()
-        self._reader = asyncio.get_running_loop().create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            async for message in self.ws:
-                self.messages.append(message)
-                self.arrived.append(time.monotonic())
-                self._changed.set()
-        except ConnectionClosed as exc:
-            self.closed_by = exc
-        finally:
-            self.ended.set()
-            self._changed.set()
-
-    async def send(self, command: dict[str, Any] | str) -> None:
-        await self.ws.send(command if isinstance(command, str) else json.dumps(command))
-
-    async def wait_for(
-        self,
-        predicate: Callable[[str | bytes], bool],
-        since: int = 0,
-        timeout: float = WAIT,  # noqa: ASYNC109 (the helper owns its bounded wait)
-    ) -> str | bytes:
-        """The first message from index ``since`` on that satisfies ``predicate``."""
-        index = since
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    while index < len(self.messages):
-                        if predicate(self.messages[index]):
-                            return self.messages[index]
-                        index += 1
-                    if self.ended.is_set():
-                        raise AssertionError(f"connection ended ({self.closed_by!r})")
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise AssertionError(
-                f"no matching message within {timeout} s on {self.server.name}; "
-                f"last received: {self.messages[-10:]!r}"
-            ) from None
-
-    async def wait_json(
-        self,
-        predicate: Callable[[Any], bool],
-        since: int = 0,
-        timeout: float = WAIT,  # noqa: ASYNC109
-    ) -> Any:
-        def matches(message: str | bytes) -> bool:
-            value = _json(message)
-            return value is not None and bool(predicate(value))
-
-        return json.loads(await self.wait_for(matches, since, timeout))
-
-    async def ask(
-        self,
-        command: dict[str, Any],
-        key: str,
-        timeout: float = WAIT,  # noqa: ASYNC109
-    ) -> Any:
-        mark = len(self.messages)
-        await self.send(command)
-        return await self.wait_json(lambda m: key in m, mark, timeout)
-
-    def texts(self) -> list[str]:
-        return [m for m in self.messages if isinstance(m, str) and _json(m) is None]
-
-    def json_messages(self) -> list[Any]:
-        return [v for v in map(_json, self.messages) if v is not None]
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(5):
-                await self.ws.close()
-        self._reader.cancel()
-        with contextlib.suppress(BaseException):
-            await self._reader
-
-
-def _json(message: str | bytes) -> Any:
-    if not isinstance(message, str):
-        return None
-    try:
-        value = json.loads(message)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-@dataclass
-class Cluster:
-    servers: list[DaphneServer]
-    env: dict[str, str]
-    redis_url: str
-    prefix: str
-    clients: list[Client] = field(default_factory=list)
-    _redis: aioredis.Redis | None = None
-
-    async def client(self, server: DaphneServer, path: str, **kwargs: Any) -> Client:
-        ws = await connect(server.url(path), open_timeout=WAIT, proxy=None, **kwargs)
-        client = Client(ws, server)
-        self.clients.append(client)
-        return client
-
-    async def census(self, server: DaphneServer, object_id: str, query: str = "") -> Client:
-        """A Census socket, answered once (so its gateway is serving: groups joined)."""
-        client = await self.client(server, f"/ws/census/{object_id}/{query}")
-        await client.ask({"op": "whoami"}, "id")
-        return client
-
-    async def monitor(self, server: DaphneServer) -> Client:
-        return await self.client(server, "/ws/cluster-monitor/")
-
-    def server_of(self, pid: int) -> DaphneServer:
-        return next(s for s in self.servers if s.pid == pid)
-
-    @property
-    def redis(self) -> aioredis.Redis:
-        if self._redis is None:
-            self._redis = aioredis.Redis.from_url(self.redis_url)
-        return self._redis
-
-    def lease_key(self, cls: type[Any], object_id: str) -> str:
-        return f"{self.prefix}:durable:l:{cls.object_key(object_id)}"
-
-    async def wait_unowned(self, cls: type[Any], object_id: str) -> None:
-        """Wait until the object has no lease: hibernated everywhere."""
-        key = self.lease_key(cls, object_id)
-        await until(lambda: self._absent(key), f"the lease {key} to go")
-
-    async def _absent(self, key: str) -> bool:
-        return not await self.redis.exists(key)
-
-    async def close(self) -> None:
-        for client in self.clients:
-            await client.close()
-        if self._redis is not None:
-            await self._redis.aclose()
-
-
-@pytest.fixture
-async def cluster(daphne_factory: DaphneFactory) -> AsyncIterator[Callable[..., Cluster]]:
-    """``cluster(count, redis_url=None, **env)``: servers sharing Redis, a prefix of their own."""
-    made: list[Cluster] = []
-
-    def make(
-        count: int, redis_url: str | None = None, args: tuple[str, ...] = (), **env: str
-    ) -> Cluster:
-        need("redis")
-        prefix = f"cluster-{uuid.uuid4().hex[:12]}"
-        url = redis_url or REDIS_URL
-        full = {
-            "DURABLE_TEST_SESSION_LAYER": "redis",
-            "DURABLE_TEST_REDIS_PREFIX": prefix,
-            "DURABLE_TEST_REDIS_URL": url,
-            "DURABLE_TEST_LEASE_TIME": str(LEASE_TIME),
-            **{f"DURABLE_TEST_{k.upper()}": str(v) for k, v in env.items()},
-        }
-        cluster = Cluster(daphne_factory(count, env=full, extra_args=args), full, url, prefix)
-        made.append(cluster)
-        return cluster
-
-    yield make
-    for cluster in made:
-        await cluster.close()
-
-
-@pytest.fixture
-def private_redis_server() -> Iterator[PrivateRedis]:
-    with private_redis() as server:
-        yield server
-
-
-@pytest.fixture
-def persistent_redis_server() -> Iterator[PrivateRedis]:
-    with private_redis(persistent=True) as server:
-        yield server
-
-
-def oid() -> str:
-    return uuid.uuid4().hex[:10]
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = WAIT) -> None:  # noqa: ASYNC109
-    """Wait (bounded) until ``check()`` is true, for state only a question can show."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout} s for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def run_python(code: str, *args: str, env: dict[str, str]) -> str:
-    """Run ``code`` in a separate Python process with the test settings; its output."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        code,
-        *args,
-        env=base_environment(env),
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    return out.decode()
-
-
-async def gather(*aws: Awaitable[Any]) -> list[Any]:
-    return list(await asyncio.gather(*aws))
-
+from tests.cluster_harness import LEASE_TIME, WAIT, Client, gather, oid, parse_json, run_python
+from tests.redis_server import PrivateRedis
+from tests.waiting import wait_until
 
 # One object, many processes ------------------------------------------------------------
 
@@ -410,44 +161,82 @@ async def test_hibernated_object_wakes_on_another_process_with_tags_and_attachme
 
 
 async def test_kill_9_of_the_owner_under_load_loses_and_repeats_nothing(cluster) -> None:
+    """Incoming and outgoing: every numbered message is handled once, in order per socket,
+    and every frame its handler sends (two to the sender, two broadcast to the observers)
+    reaches each client once, in order, although the owner is killed in the middle of a
+    handler (it sent half its frames) and the new owner runs that handler again."""
     c = cluster(3)
     s0, s1, s2 = c.servers
     room = oid()
     doomed = [await c.census(s0, room), await c.census(s0, room)]  # first: s0 owns
-    observer = await c.census(s2, room, "?observe=1")
+    # One observer per surviving process: whichever takes the object over, one of them is
+    # a socket of its own and the other one is reached through the other's channel.
+    observers = [await c.census(s2, room, "?observe=1"), await c.census(s1, room, "?observe=1")]
+    observer = observers[0]
     senders = [await c.census(s1, room), await c.census(s2, room)]
+    sender_ids = [(await s.ask({"op": "whoami"}, "id"))["id"] for s in senders]
     doomed_ids = {(await d.ask({"op": "whoami"}, "id"))["id"] for d in doomed}
     assert (await senders[0].ask({"op": "where"}, "where"))["where"]["pid"] == s0.pid
 
     total, kill_after = 300, 100
     marks = [len(s.messages) for s in senders]
+    observer_marks = [len(o.messages) for o in observers]
     killed_at = 0.0
     for n in range(total):
-        for sender in senders:
-            await sender.send({"op": "n", "n": n})
+        for i, sender in enumerate(senders):
+            command: dict[str, Any] = {"op": "frames", "n": n}
+            if n == kill_after and i == 0:
+                command["hold_in"] = s0.pid  # s0 stops inside this handler
+            await sender.send(command)
         if n == kill_after:
+            # Half the held handler's frames are out (to the sender and, through the
+            # process channels, to both observers): kill its process now.
+            await senders[0].wait_json(lambda m: m.get("n") == kill_after and m.get("part") == 1)
+            for o in observers:
+                await o.wait_json(
+                    lambda m: (
+                        m.get("from") == sender_ids[0] and (m["n"], m["part"]) == (kill_after, 2)
+                    )
+                )
             s0.kill()
             killed_at = time.monotonic()
         await asyncio.sleep(0.01)  # the load's pace, not a synchronisation
 
     recoveries = []
     for sender, mark in zip(senders, marks, strict=True):
-        await sender.wait_json(lambda m: m.get("n") == total - 1, mark, timeout=30)
+        await sender.wait_json(lambda m: (m.get("n"), m.get("part")) == (total - 1, 3), mark, 30)
         replies = [
             (json.loads(m), t)
             for m, t in zip(sender.messages[mark:], sender.arrived[mark:], strict=True)
-            if "n" in (_json(m) or {})
+            if "part" in (parse_json(m) or {})
         ]
-        assert {r["n"] for r, _ in replies} == set(range(total))
+        # Outgoing: each frame once, in order (the re-run's first frame was dropped).
+        frames = [(r["n"], r["part"]) for r, _ in replies]
+        assert frames == [(n, p) for n in range(total) for p in (1, 3)], _first_difference(
+            frames, [(n, p) for n in range(total) for p in (1, 3)]
+        )
         recoveries.append(
             next(t for r, t in replies if t > killed_at and r["pid"] != s0.pid) - killed_at
         )
+        # Incoming: each message handled once, in order.
         ledger = (await sender.ask({"op": "ledger"}, "ledger"))["ledger"]
         assert ledger["count"] == total
         assert ledger["bad"] == 0
         assert ledger["last"] == total - 1
-        repeated = len(replies) - total
-        print(f"{sender.server.name}: {len(replies)} replies, {repeated} repeated by the wire")
+    expected = [(n, p) for n in range(total) for p in (2, 4)]
+    for o, mark in zip(observers, observer_marks, strict=True):
+        for ident in sender_ids:
+            await o.wait_json(
+                lambda m, i=ident: m.get("from") == i and (m["n"], m["part"]) == (total - 1, 4),
+                mark,
+                30,
+            )
+            got = [
+                (m["n"], m["part"])
+                for m in map(parse_json, o.messages[mark:])
+                if m is not None and m.get("from") == ident
+            ]
+            assert got == expected, (o.server.name, ident, _first_difference(got, expected))
 
     # The dead process's sockets got their final event: 1006, not clean; no other did.
     for ident in doomed_ids:
@@ -455,12 +244,13 @@ async def test_kill_9_of_the_owner_under_load_loses_and_repeats_nothing(cluster)
             lambda m, i=ident: m.get("event") == "close" and m["id"] == i
         )
         assert (event["code"], event["was_clean"]) == (1006, False)
-    closes = [
-        (m["id"], t)
-        for m, t in zip(map(_json, observer.messages), observer.arrived, strict=True)
-        if m is not None and m.get("event") == "close"
-    ]
-    assert sorted(sid for sid, _ in closes) == sorted(doomed_ids)
+    for o in observers:
+        closes = [
+            (m["id"], t)
+            for m, t in zip(map(parse_json, o.messages), o.arrived, strict=True)
+            if m is not None and m.get("event") == "close"
+        ]
+        assert sorted(sid for sid, _ in closes) == sorted(doomed_ids)
     new_owner = (await observer.ask({"op": "where"}, "where"))["where"]["pid"]
     assert new_owner in (s1.pid, s2.pid)
     print(
@@ -468,6 +258,18 @@ async def test_kill_9_of_the_owner_under_load_loses_and_repeats_nothing(cluster)
         + ", ".join(f"{r:.2f} s" for r in recoveries)
         + "; 1006 closes after "
         + ", ".join(f"{t - killed_at:.2f} s" for _, t in closes)
+    )
+
+
+def _first_difference(got: list[Any], expected: list[Any]) -> str:
+    """Where two sequences part, for an assertion message short enough to read."""
+    at = next(
+        (i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
+        min(len(got), len(expected)),
+    )
+    return (
+        f"{len(got)} items, {len(expected)} expected; first difference at {at}: "
+        f"got {got[at : at + 4]}, expected {expected[at : at + 4]}"
     )
 
 
@@ -492,12 +294,18 @@ async def test_redis_restart_without_its_data_re_registers_sockets(
     # Messages sent at once are answered (whichever process takes the object first).
     for reply in await gather(*(cl.ask({"op": "echo", "value": "x"}, "echo") for cl in (a, b))):
         assert reply["echo"] == "x"
+
     # Each process puts its sockets back; the object sees all of them again.
-    listed: dict[str, list[str]] = {}
-    async with asyncio.timeout(WAIT):
-        while listed != tags:
-            reply = await b.ask({"op": "sockets"}, "sockets")
-            listed = {sid: t for sid, t, _ in reply["sockets"]}
+    async def listed() -> dict[str, list[str]]:
+        reply = await b.ask({"op": "sockets"}, "sockets")
+        return {sid: t for sid, t, _ in reply["sockets"]}
+
+    await wait_until(
+        listed,
+        accept=lambda found: found == tags,
+        message="every socket listed again with its tags",
+        timeout=WAIT,
+    )
     # One instance serves both processes' sockets (the old owner stopped).
     wheres = await gather(*(cl.ask({"op": "where"}, "where") for cl in (a, b)))
     assert len({(w["where"]["pid"], w["where"]["instance"]) for w in wheres}) == 1
@@ -517,7 +325,7 @@ LOST_DATA = "Redis lost this process's data"
 
 def replies_by_n(client: Client, since: int) -> Counter[int]:
     """How many replies each numbered message got: one per handler run."""
-    return Counter(m["n"] for m in map(_json, client.messages[since:]) if m and "n" in m)
+    return Counter(m["n"] for m in map(parse_json, client.messages[since:]) if m and "n" in m)
 
 
 async def test_redis_outage_gives_clear_errors_then_recovers_running_no_handler_twice(
@@ -689,7 +497,7 @@ async def test_auto_response_set_on_one_process_answers_on_another_without_wakin
     async def known_there() -> bool:
         return (await monitor1.ask({"op": "auto", "id": room}, "auto"))["auto"] == ["ping", "pong"]
 
-    await until(known_there, "the pair to reach the other process")
+    await wait_until(known_there, message="the pair to reach the other process", timeout=WAIT)
     await c.wait_unowned(Census, room)
 
     mark = len(b.messages)
@@ -705,7 +513,7 @@ async def test_auto_response_set_on_one_process_answers_on_another_without_wakin
     async def stamped() -> bool:
         return (await b.ask({"op": "timestamp"}, "timestamp"))["timestamp"] is not None
 
-    await until(stamped, "the auto-response timestamp")
+    await wait_until(stamped, message="the auto-response timestamp", timeout=WAIT)
 
 
 # Reaching sockets from outside ----------------------------------------------------------

@@ -19,15 +19,9 @@ from channels_redis.utils import _consistent_hash
 from redis import asyncio as aioredis
 
 from tests.app.cluster_consumers import Census
+from tests.cluster_harness import WAIT, Client, oid
 from tests.redis_server import PrivateRedis, private_redis, private_sentinel
-from tests.test_cluster import (  # noqa: F401 (fixtures)
-    WAIT,
-    Client,
-    cluster,
-    oid,
-    private_redis_server,
-    until,
-)
+from tests.waiting import wait_until
 
 
 async def _echo_burst(client: Client, count: int) -> None:
@@ -41,7 +35,7 @@ async def _echo_burst(client: Client, count: int) -> None:
     assert echoes == list(range(count))
 
 
-async def _burst_from_non_owner(cluster, count: int) -> None:  # noqa: F811
+async def _burst_from_non_owner(cluster, count: int) -> None:
     # A client that sends more than MAX_SOCKET_QUEUED_EVENTS (1,000) without waiting is
     # closed with 1013 (SPEC §11): this is about the replies, so the bounds are raised.
     bound = str(2 * count)
@@ -62,7 +56,7 @@ async def _burst_from_non_owner(cluster, count: int) -> None:  # noqa: F811
 
 
 async def test_1000_frames_from_one_handler_all_reach_a_socket_on_another_process(
-    cluster,  # noqa: F811
+    cluster,
 ) -> None:
     c = cluster(2, channel_capacity="default")
     s0, s1 = c.servers
@@ -77,7 +71,7 @@ async def test_1000_frames_from_one_handler_all_reach_a_socket_on_another_proces
 
 
 async def test_broadcasts_to_a_dead_process_neither_block_nor_fail_the_handler(
-    cluster,  # noqa: F811
+    cluster,
 ) -> None:
     c = cluster(2, channel_capacity="default")
     s0, s1 = c.servers
@@ -99,13 +93,13 @@ async def test_broadcasts_to_a_dead_process_neither_block_nor_fail_the_handler(
     assert (close["id"], close["code"]) == (doomed_id, 1006)
 
 
-async def test_a_burst_of_1000_from_a_non_owner_socket_gets_every_reply(cluster) -> None:  # noqa: F811
+async def test_a_burst_of_1000_from_a_non_owner_socket_gets_every_reply(cluster) -> None:
     await _burst_from_non_owner(cluster, 1_000)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-async def test_a_burst_of_10000_from_a_non_owner_socket_gets_every_reply(cluster) -> None:  # noqa: F811
+async def test_a_burst_of_10000_from_a_non_owner_socket_gets_every_reply(cluster) -> None:
     await _burst_from_non_owner(cluster, 10_000)
 
 
@@ -113,7 +107,7 @@ async def test_a_burst_of_10000_from_a_non_owner_socket_gets_every_reply(cluster
 
 
 async def test_live_owner_sees_the_timestamp_of_a_ping_answered_by_another_process(
-    cluster,  # noqa: F811
+    cluster,
 ) -> None:
     c = cluster(2, idle_timeout="60")
     s0, s1 = c.servers
@@ -132,7 +126,7 @@ async def test_live_owner_sees_the_timestamp_of_a_ping_answered_by_another_proce
     async def known_there() -> bool:
         return (await monitor1.ask({"op": "auto", "id": room}, "auto"))["auto"] == ["ping", "pong"]
 
-    await until(known_there, "the pair to reach s1")
+    await wait_until(known_there, message="the pair to reach s1", timeout=WAIT)
     mark = len(b.messages)
     await b.send("ping")
     assert await b.wait_for(lambda m: True, mark) == "pong"
@@ -141,7 +135,7 @@ async def test_live_owner_sees_the_timestamp_of_a_ping_answered_by_another_proce
         reply = await b.ask({"op": "timestamp"}, "timestamp")
         return reply["timestamp"] is not None
 
-    await until(owner_sees_it, "the live owner to see the timestamp")
+    await wait_until(owner_sees_it, message="the live owner to see the timestamp", timeout=WAIT)
     after = (await b.ask({"op": "where"}, "where"))["where"]
     assert (after["pid"], after["instance"]) == (s0.pid, before["instance"])
     assert after["events"] > before["events"]  # the same live instance all along
@@ -151,8 +145,8 @@ async def test_live_owner_sees_the_timestamp_of_a_ping_answered_by_another_proce
 
 
 async def test_flushall_under_load_restores_every_socket_tags_and_attachment(
-    cluster,  # noqa: F811
-    private_redis_server: PrivateRedis,  # noqa: F811
+    cluster,
+    private_redis_server: PrivateRedis,
 ) -> None:
     c = cluster(2, redis_url=private_redis_server.url())
     s0, s1 = c.servers
@@ -183,16 +177,18 @@ async def test_flushall_under_load_restores_every_socket_tags_and_attachment(
     loaders = [asyncio.create_task(load(client)) for client in clients]
     await asyncio.gather(*(cl.ask({"op": "echo", "value": "warm"}, "echo") for cl in clients))
     await c.redis.flushall()
-    # Serving goes on; the object sees every socket again, with its tags and attachment.
-    listed: list[Any] = []
 
-    async def restored() -> bool:
-        nonlocal listed
-        listed = (await clients[1].ask({"op": "sockets"}, "sockets"))["sockets"]
-        return bool(listed == expected)
+    # Serving goes on; the object sees every socket again, with its tags and attachment.
+    async def listed() -> list[Any]:
+        return (await clients[1].ask({"op": "sockets"}, "sockets"))["sockets"]
 
     try:
-        await until(restored, f"every socket back as before the flush (last seen: {listed})")
+        await wait_until(
+            listed,
+            accept=lambda sockets: sockets == expected,
+            message="every socket back as before the flush",
+            timeout=WAIT,
+        )
     finally:
         stop.set()
         counts = await asyncio.gather(*loaders)
@@ -204,7 +200,7 @@ async def test_flushall_under_load_restores_every_socket_tags_and_attachment(
         data = await c.redis.hget(settings_key, "auto")
         return data is not None and msgpack.unpackb(data) == ["ping", "pong"]
 
-    await until(pair_back, "the auto-response pair back in Redis")
+    await wait_until(pair_back, message="the auto-response pair back in Redis", timeout=WAIT)
 
 
 # Several hosts, and Sentinel --------------------------------------------------------------
@@ -223,7 +219,7 @@ async def _serves_across_processes(c: Any, room: str) -> None:
 
 
 async def test_two_redis_hosts_spread_objects_by_key_and_serve_every_process(
-    cluster,  # noqa: F811
+    cluster,
 ) -> None:
     with private_redis() as first, private_redis() as second:
         urls = [first.url(), second.url()]
@@ -249,7 +245,7 @@ async def test_two_redis_hosts_spread_objects_by_key_and_serve_every_process(
                 await host.aclose()
 
 
-async def test_redis_sentinel_hosts_in_channels_redis_form(cluster) -> None:  # noqa: F811
+async def test_redis_sentinel_hosts_in_channels_redis_form(cluster) -> None:
     with private_redis() as master, private_sentinel(master) as sentinel_port:
         c = cluster(2, redis_url=master.url(), redis_sentinel=f"127.0.0.1:{sentinel_port}/durable")
         room = oid()

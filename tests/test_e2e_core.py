@@ -27,7 +27,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.app.consumers import Room
-from tests.conftest import _SERVERS_KEY
 from tests.daphne_server import HOST, DaphneServer, recv_json, recv_json_until
 
 TIMEOUT = 5.0
@@ -69,9 +68,8 @@ def servers(
 
 
 @pytest.fixture(autouse=True)
-def _report_server_output(request: pytest.FixtureRequest, servers) -> None:
-    # tests/conftest.py attaches the output of these servers to a failing test's report.
-    request.node.stash.setdefault(_SERVERS_KEY, []).extend(servers.values())
+def _report_server_output(report_server_output, servers) -> None:
+    report_server_output(*servers.values())
 
 
 @pytest.fixture

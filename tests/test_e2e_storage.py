@@ -14,7 +14,6 @@ from collections.abc import Iterator
 import pytest
 
 from tests.app.storage_consumers import Safe
-from tests.conftest import _SERVERS_KEY
 from tests.daphne_server import DaphneServer, start_servers
 from tests.storage_support import E2EDatabase, Peer, database_fixture, new_id, object_key
 
@@ -42,8 +41,8 @@ def shared_server(database: E2EDatabase) -> Iterator[DaphneServer]:
 
 
 @pytest.fixture
-def server(request: pytest.FixtureRequest, shared_server: DaphneServer) -> DaphneServer:
-    request.node.stash.setdefault(_SERVERS_KEY, []).append(shared_server)
+def server(report_server_output, shared_server: DaphneServer) -> DaphneServer:
+    report_server_output(shared_server)
     return shared_server
 
 

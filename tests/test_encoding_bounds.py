@@ -108,6 +108,7 @@ def test_a_set_flooding_one_hash_is_refused_on_write():
 # Reading ------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e  # decodes in a Python process of its own, which could crash
 def test_the_issue_200_nested_tuples_raise_instead_of_killing_the_process():
     """715 bytes that made msgpack's ext hook overflow the C stack (SIGSEGV)."""
     data = crafted_tuples(200)

@@ -22,6 +22,8 @@ from tests.daphne_server import REPO_ROOT, DaphneServer, free_port, recv_json
 
 EXAMPLE = REPO_ROOT / "example_project"
 
+pytestmark = pytest.mark.e2e  # the example served by daphne
+
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaphneServer]:

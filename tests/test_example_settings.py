@@ -14,6 +14,8 @@ import pytest
 from tests.daphne_server import REPO_ROOT
 
 EXAMPLE = REPO_ROOT / "example_project"
+
+pytestmark = pytest.mark.e2e  # every test runs the example's manage.py as a process
 SHOW = (
     "import json; from django.conf import settings as s; print(json.dumps({"
     "'channels': s.CHANNEL_LAYERS['default'], 'durable': s.DURABLE_OBJECTS, "

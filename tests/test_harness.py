@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.daphne_server import (
     recv_json_until,
     recv_until,
 )
+from tests.waiting import wait_until_sync
 
 
 def http_get(url: str, timeout: float = 5.0) -> str:
@@ -44,10 +44,9 @@ def test_killed_server_stops_answering(daphne_server: DaphneServer) -> None:
     assert not daphne_server.running
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-    deadline = time.monotonic() + 5
-    while port_accepts(port) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not port_accepts(port)
+    wait_until_sync(
+        lambda: not port_accepts(port), message=f"port {port} to refuse", timeout=5, interval=0.05
+    )
     with pytest.raises((urllib.error.URLError, ConnectionError)):
         http_get(daphne_server.http_url("/health/"), timeout=2)
 
@@ -69,6 +68,7 @@ def test_factory_starts_several_servers_on_one_database(
     assert http_get(servers[1].http_url("/health/")) == "ok"
 
 
+@pytest.mark.e2e  # a daphne process that fails to start
 def test_startup_failure_reports_server_output() -> None:
     server = DaphneServer(application="tests.app.no_such_module:application", startup_timeout=20)
     try:

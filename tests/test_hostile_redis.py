@@ -17,13 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.app.cluster_consumers import Census
-from tests.test_cluster import (  # noqa: F401 (fixtures)
-    WAIT,
-    Cluster,
-    cluster,
-    oid,
-    until,
-)
+from tests.cluster_harness import WAIT, Cluster, oid
+from tests.waiting import wait_until
 
 GARBAGE = b"\xc1 not msgpack"
 
@@ -63,7 +58,7 @@ async def _hibernate_everywhere(c: Cluster, room: str) -> None:
     ids=["not-msgpack", "wrong-types", "huge-length"],
 )
 async def test_a_corrupt_socket_record_is_set_aside_and_the_object_keeps_serving(
-    cluster,  # noqa: F811 (the fixture)
+    cluster,
     record: bytes,
 ) -> None:
     c = cluster(2)
@@ -100,7 +95,7 @@ async def test_a_corrupt_socket_record_is_set_aside_and_the_object_keeps_serving
 
 
 async def test_corrupt_settings_are_set_aside_and_the_object_keeps_serving(
-    cluster,  # noqa: F811 (the fixture)
+    cluster,
 ) -> None:
     c = cluster(2)
     room = oid()
@@ -113,7 +108,11 @@ async def test_corrupt_settings_are_set_aside_and_the_object_keeps_serving(
     assert (await second.ask({"op": "n", "n": 0}, "n"))["n"] == 0
     # The object still takes new settings and they work.
     await first.ask({"op": "auto", "request": "ping", "response": "pong"}, "auto")
-    await until(lambda: _answers(second, "ping", "pong"), "the new auto-response to answer", WAIT)
+    await wait_until(
+        lambda: _answers(second, "ping", "pong"),
+        message="the new auto-response to answer",
+        timeout=WAIT,
+    )
     assert await c.redis.hget(_key(c, "x", room), "auto") == GARBAGE
     assert await c.redis.hget(_key(c, "x", room), "timeout") == b"soon"
     assert _log_count(c, "corrupt settings value set aside") == 2

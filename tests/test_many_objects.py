@@ -11,10 +11,9 @@ modest: the cost at 10,000 objects is measured in ``bench/many_objects.py``.
 
 from __future__ import annotations
 
-import asyncio
-
+from tests.cluster_harness import WAIT, Client, Cluster, oid
 from tests.daphne_server import DaphneFactory, DaphneServer
-from tests.test_cluster import WAIT, Client, Cluster, cluster, oid  # noqa: F401 (fixture)
+from tests.waiting import wait_until
 
 #: Objects per test, one socket each (the old code held four tasks per such object).
 OBJECTS = 30
@@ -42,10 +41,17 @@ async def connect_objects(
 
 
 async def all_hibernated(monitors: list[Client]) -> None:
-    async with asyncio.timeout(WAIT):
-        # Polls the servers: the objects hibernate by themselves, no event says when.
-        while sum([(await process(m))["live"] for m in monitors]):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+    # Polls the servers: the objects hibernate by themselves, no event says when.
+    async def live() -> int:
+        return sum([(await process(m))["live"] for m in monitors])
+
+    await wait_until(
+        live,
+        accept=lambda count: count == 0,
+        message="every object to hibernate (answers: live objects)",
+        timeout=WAIT,
+        interval=0.05,
+    )
 
 
 async def check_fanout(
@@ -98,7 +104,7 @@ async def test_hibernated_objects_hold_no_task_in_memory(daphne_factory: DaphneF
         await c.close()
 
 
-async def test_hibernated_objects_hold_no_task_on_redis_two_processes(cluster) -> None:  # noqa: F811
+async def test_hibernated_objects_hold_no_task_on_redis_two_processes(cluster) -> None:
     c = cluster(2, hibernate_eagerly="1")
     monitors = [await c.monitor(s) for s in c.servers]
     first = await connect_objects(c, c.servers, 2)

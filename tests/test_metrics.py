@@ -13,51 +13,21 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable
 
 from django.test import AsyncRequestFactory
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from django_durable import metrics
 from django_durable.prometheus import DurableCollector, register
 from django_durable.views import metrics_view
-from tests.daphne_server import DaphneServer, recv_json
-from tests.services import REDIS_URL, need
+from tests.daphne_server import recv_json
+from tests.metrics_support import METRICS_PATH, parse, scrape
+from tests.services import REDIS_URL, delete_redis_prefix, need
+from tests.waiting import wait_until
 
 TIMEOUT = 20.0
-METRICS_PATH = "/durable/metrics/"
-
-
-def parse(text: str) -> dict[str, float]:
-    """Sample name (with labels, if any, as ``name{le="0.1"}``) -> value."""
-    samples: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return samples
-
-
-def scrape(server: DaphneServer) -> dict[str, float]:
-    with urllib.request.urlopen(server.http_url(METRICS_PATH), timeout=10) as response:
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/plain")
-        return parse(response.read().decode())
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], seconds: float = TIMEOUT, what: str = ""
-) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            while not await condition():  # noqa: ASYNC110 (polls what nobody announces)
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"not within {seconds} s: {what}") from None
 
 
 def test_every_counter_gauge_and_the_histogram_are_exported() -> None:
@@ -135,7 +105,7 @@ async def test_scraped_from_a_server_after_real_traffic(daphne_factory) -> None:
             now = await asyncio.to_thread(scrape, server)
             return now["durable_hibernated_objects"] == 1 and now["durable_live_objects"] == 0
 
-        await eventually(hibernated, what="the room hibernated")
+        await wait_until(hibernated, message="the room hibernated", timeout=TIMEOUT, interval=0.1)
         after = await asyncio.to_thread(scrape, server)
         assert after["durable_hibernations_total"] - before["durable_hibernations_total"] == 1
         assert after["durable_sockets"] == 2
@@ -185,6 +155,4 @@ async def test_forwarded_events_and_a_lease_takeover_over_redis(daphne_factory) 
                 assert taken["durable_live_objects"] == 1
                 assert taken["durable_events_handled_total"] > base["durable_events_handled_total"]
     finally:
-        from tests.test_status import _delete_prefix
-
-        await _delete_prefix(prefix)
+        await delete_redis_prefix(prefix)

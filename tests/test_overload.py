@@ -19,9 +19,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.cluster_harness import redis_cluster
 from tests.daphne_server import DaphneServer, recv_json, recv_json_until
-from tests.storage_support import eventually, http_json
-from tests.test_metrics import scrape
+from tests.metrics_support import scrape
+from tests.storage_support import http_json
+from tests.waiting import wait_until
 
 TIMEOUT = 10.0
 MAX_MESSAGE = 65_536
@@ -197,8 +199,8 @@ async def test_a_flooding_socket_is_closed_with_1013_and_the_others_keep_being_s
     # Nothing that was queued was dropped: exactly the first `bound` messages ran.
     memory = (await ask(other, {"op": "memory"}, "memory"))["memory"]
     assert memory == list(range(bound))
-    await eventually(
-        lambda: f"socket {flooder_id} closed with 1013" in server.output(), "the log line"
+    await wait_until(
+        lambda: f"socket {flooder_id} closed with 1013" in server.output(), message="the log line"
     )
     assert logged(server, f"socket {flooder_id} closed with 1013") == 1
     assert scrape(server)["durable_overload_closes_total"] == 1
@@ -252,8 +254,6 @@ async def test_with_redis_a_flooder_on_another_process_is_closed_by_its_own_gate
     daphne_factory,
 ) -> None:
     """The owner acknowledges what it handled; the flooder's process counts the rest."""
-    from tests.test_shutdown import redis_cluster
-
     bound = 40
     c = redis_cluster(daphne_factory, 2, DURABLE_TEST_MAX_SOCKET_QUEUED_EVENTS=str(bound))
     s0, s1 = c.servers

@@ -32,7 +32,8 @@ from django_durable.session.base import (
 from django_durable.session.redis import RIDE_THROUGH, RedisSessionLayer
 from tests.daphne_server import free_port
 from tests.redis_server import PrivateRedis, private_redis
-from tests.services import REDIS_URL, need
+from tests.services import REDIS_URL, delete_redis_prefix, need
+from tests.waiting import wait_until
 
 KEY = "tests.Thing/object-1"
 
@@ -64,13 +65,7 @@ async def layers(prefix: str) -> AsyncIterator[Factory]:
     need("redis")
     async for make in _make_factory(REDIS_URL, prefix):
         yield make
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await delete_redis_prefix(prefix)
 
 
 @pytest.fixture
@@ -101,9 +96,31 @@ async def expired(layer: RedisSessionLayer) -> None:
 
     Redis keeps the key longer (it outlives outages); ``owner()`` says it is over.
     """
-    async with asyncio.timeout(10):
-        while await layer.owner(KEY) is not None:  # noqa: ASYNC110 (no event for it)
-            await asyncio.sleep(0.01)
+    await wait_until(
+        lambda: layer.owner(KEY),
+        accept=lambda owner: owner is None,
+        message=f"the lease of {KEY} to expire",
+        interval=0.01,
+    )
+
+
+async def outlived(a: RedisSessionLayer, b: RedisSessionLayer, holder: str) -> None:
+    """Wait (bounded) until ``b`` finds ``holder`` dead, ticking for ``a`` and ``b``
+    meanwhile (heartbeats, ``a``'s lease on ``KEY``) so that they stay alive."""
+
+    async def still_alive() -> set[str]:
+        alive = await b.alive([holder])
+        if alive:
+            await b.heartbeat()
+            await a.renew([KEY])
+        return alive
+
+    await wait_until(
+        still_alive,
+        accept=lambda alive: not alive,
+        message=f"{holder} to be found dead",
+        interval=0.05,
+    )
 
 
 def lease_of(value: bytes | None) -> str:
@@ -195,6 +212,7 @@ async def test_a_stale_release_leaves_the_new_owners_lease(
     assert lease_of(await redis.get(f"{prefix}l:{KEY}")) == f"process-b|{token_b}"
 
 
+@pytest.mark.e2e  # a private redis-server
 async def test_tokens_keep_growing_after_redis_loses_everything(
     own_redis: PrivateRedis, prefix: str
 ) -> None:
@@ -418,6 +436,7 @@ async def test_unreachable_redis_raises_session_layer_unavailable(prefix: str) -
 # Outages and freezes ----------------------------------------------------------------------
 
 
+@pytest.mark.e2e  # a private redis-server, stopped and frozen
 @pytest.mark.parametrize("fault", ["stop", "freeze"])
 async def test_an_outage_or_freeze_of_redis_expires_no_lease_and_no_heartbeat(
     fault: str, prefix: str
@@ -433,11 +452,7 @@ async def test_an_outage_or_freeze_of_redis_expires_no_lease_and_no_heartbeat(
             assert await dead.heartbeat(first=True)
             assert await a.heartbeat(first=True) and await b.heartbeat(first=True)
             await a.acquire(KEY)
-            async with asyncio.timeout(10):
-                while await b.alive(["process-dead"]):
-                    await b.heartbeat()
-                    await a.renew([KEY])
-                    await asyncio.sleep(0.05)
+            await outlived(a, b, "process-dead")
             if fault == "stop":
                 server.stop()
                 await asyncio.sleep(1.5)  # the outage: longer than two leases

@@ -11,13 +11,8 @@ memory per id is measured by ``bench/released_state_bench.py``.)
 from __future__ import annotations
 
 from tests.app.cluster_consumers import Census
-from tests.test_cluster import (  # noqa: F401 (the fixture)
-    LEASE_TIME,
-    Cluster,
-    cluster,
-    oid,
-    until,
-)
+from tests.cluster_harness import LEASE_TIME, WAIT, Cluster, oid
+from tests.waiting import wait_until
 
 OBJECTS = 30
 
@@ -36,7 +31,7 @@ async def _settled(c: Cluster) -> bool:
 
 
 async def test_hibernated_objects_leave_nothing_in_the_processes_or_in_redis(
-    cluster,  # noqa: F811 (the fixture)
+    cluster,
 ) -> None:
     c = cluster(2, idle_timeout="0.3")
     rooms = [oid() for _ in range(OBJECTS)]
@@ -51,7 +46,9 @@ async def test_hibernated_objects_leave_nothing_in_the_processes_or_in_redis(
         await second.close()
         await first.close()
 
-    await until(lambda: _settled(c), "every process to release its objects")
+    await wait_until(
+        lambda: _settled(c), message="every process to release its objects", timeout=WAIT
+    )
 
     # In Redis: no lease, no socket; the settings stay (they are the object's state),
     # and each fencing-token key expires on its own.

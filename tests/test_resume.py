@@ -30,6 +30,7 @@ from django_durable.resume import requested
 from django_durable.session.memory import InMemorySessionLayer
 from tests.daphne_server import DaphneFactory, DaphneServer
 from tests.services import REDIS_URL, need
+from tests.waiting import wait_until
 
 WAIT = 15.0
 
@@ -87,9 +88,12 @@ async def test_memory_history_expires_after_its_ttl(settings: Any) -> None:
     layer = InMemorySessionLayer()
     await layer.append_history("K", 3, None, (), "m")
     assert "K" in layer.histories
-    async with asyncio.timeout(WAIT):
-        while "K" in layer.histories:  # noqa: ASYNC110 (the layer's own timer removes it)
-            await asyncio.sleep(0.01)
+    await wait_until(
+        lambda: "K" not in layer.histories,
+        message="the layer's own timer to remove K's history",
+        timeout=WAIT,
+        interval=0.01,
+    )
     assert (await layer.read_history("K", None)).head == 0
 
 

@@ -16,41 +16,18 @@ import asyncio
 import json
 import signal
 import time
-import uuid
-from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.cluster_harness import Client, oid, parse_json, redis_cluster
 from tests.daphne_server import recv_json
-from tests.services import REDIS_URL, need
-from tests.test_cluster import Client, Cluster, _json
 
-#: Far longer than every wait below: a takeover that waited for it would fail the test.
-LONG_LEASE = 60.0
 WAIT = 15.0
 #: Exit codes of a server stopped by SIGTERM: daphne exits 0; uvicorn, once shut down,
 #: raises the signal again so that its status says what stopped it.
 STOPPED = (0, -signal.SIGTERM, -signal.SIGINT)
-
-
-def oid() -> str:
-    return uuid.uuid4().hex[:10]
-
-
-def redis_cluster(daphne_factory: Any, count: int, server: str = "daphne", **extra: str) -> Cluster:
-    """``count`` servers on Redis with a long lease (and ``extra`` environment)."""
-    need("redis")
-    prefix = f"shutdown-{uuid.uuid4().hex[:12]}"
-    env = {
-        "DURABLE_TEST_SESSION_LAYER": "redis",
-        "DURABLE_TEST_REDIS_PREFIX": prefix,
-        "DURABLE_TEST_REDIS_URL": REDIS_URL,
-        "DURABLE_TEST_LEASE_TIME": str(LONG_LEASE),
-        **extra,
-    }
-    return Cluster(daphne_factory(count, env=env, server=server), env, REDIS_URL, prefix)
 
 
 async def ended(client: Client) -> int | None:
@@ -147,7 +124,7 @@ async def test_a_rolling_restart_under_load_loses_and_repeats_nothing(daphne_fac
             await asyncio.sleep(0.01)  # the load's pace, not a synchronisation
         for sender, mark in zip(senders, marks, strict=True):
             await sender.wait_json(lambda m: m.get("n") == total - 1, mark, timeout=30)
-            replies = [_json(m) for m in sender.messages[mark:]]
+            replies = [parse_json(m) for m in sender.messages[mark:]]
             numbers = [r["n"] for r in replies if r is not None and "n" in r]
             assert sorted(set(numbers)) == list(range(total))
             ledger = (await sender.ask({"op": "ledger"}, "ledger"))["ledger"]

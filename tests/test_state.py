@@ -33,7 +33,8 @@ from django_durable import exceptions as exc
 from django_durable.testing import hibernate, live_object_ids
 from tests.app.consumers import Probe, Room, Silent
 from tests.app.routing import websocket_urlpatterns
-from tests.probe import ProbeObject, wait_for, wait_until
+from tests.probe import TIMEOUT, ProbeObject, wait_for
+from tests.waiting import wait_until
 
 GROUP_NAME = re.compile(r"^[a-zA-Z\d\-_.]+$")
 
@@ -294,7 +295,9 @@ async def test_missing_handlers_ignore_events(caplog) -> None:
         await comm.send_input({"type": "websocket.receive", "text": "hello"})
         await comm.send_input({"type": "websocket.receive", "bytes": b"\x01"})
         # The gateway took both frames (and queued them for the object in that same step).
-        await wait_until(comm.input_queue.empty)
+        await wait_until(
+            comm.input_queue.empty, message="the gateway to take both frames", timeout=TIMEOUT
+        )
         assert object_id in live_object_ids(Silent)
         # Queued after the two messages: once it is done, they were dispatched.
         await hibernate(Silent, object_id)
@@ -536,7 +539,11 @@ async def test_hibernate_eagerly_drops_the_instance_after_every_event(probe) -> 
             return list(self.memory), self.start_number
 
         first = await client.run(remember)
-        await wait_until(lambda: probe.id not in live_object_ids(Probe))
+        await wait_until(
+            lambda: probe.id not in live_object_ids(Probe),
+            message="the probe to hibernate after its event",
+            timeout=TIMEOUT,
+        )
         second = await client.run(lambda self, ws: (self.memory, self.start_number))
         attachment = await client.run(lambda self, ws: ws.deserialize_attachment())
     assert first[0] == ["lost"]
@@ -554,7 +561,11 @@ async def test_hibernate_eagerly_applies_to_reentrant_objects(reentrant_probe) -
             return list(self.memory), self.start_number
 
         first = await client.run(remember)
-        await wait_until(lambda: probe.id not in live_object_ids(probe.cls))
+        await wait_until(
+            lambda: probe.id not in live_object_ids(probe.cls),
+            message="the probe to hibernate after its event",
+            timeout=TIMEOUT,
+        )
         second = await client.run(lambda self, ws: (self.memory, self.start_number))
     assert first[0] == ["lost"]
     assert second == ([], first[1] + 1)
@@ -662,7 +673,11 @@ async def test_auto_response_timestamp_updates_and_clearing_keeps_it(probe) -> N
     first = await client.run(stamp_of)
     assert first is not None
 
-    await wait_until(lambda: datetime.now(UTC) > first + timedelta(milliseconds=2))
+    await wait_until(
+        lambda: datetime.now(UTC) > first + timedelta(milliseconds=2),
+        message="the clock to pass the first timestamp",
+        timeout=TIMEOUT,
+    )
     await client.send("ping")
     assert await client.receive_data() == "pong"
     second = await client.run(stamp_of)

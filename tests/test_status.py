@@ -17,7 +17,7 @@ import sys
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from io import StringIO
 from types import SimpleNamespace
 from typing import Any
@@ -37,7 +37,8 @@ from tests.app.consumers import Room
 from tests.app.routing import websocket_urlpatterns
 from tests.app.storage_consumers import Vault
 from tests.daphne_server import REPO_ROOT, DaphneServer, base_environment, recv_json
-from tests.services import REDIS_URL, need
+from tests.services import REDIS_URL, delete_redis_prefix, need
+from tests.waiting import wait_until
 
 TIMEOUT = 10.0
 OPEN_PATH = "durable/status/open/"
@@ -50,16 +51,6 @@ def tags_path(object_id: str, tags: list[str]) -> str:
 
 def find(objects: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
     return next((o for o in objects if o["key"] == key), None)
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], seconds: float = TIMEOUT) -> None:
-    """Await ``condition()`` until it is true; fail after ``seconds``."""
-    try:
-        async with asyncio.timeout(seconds):
-            while not await condition():  # noqa: ASYNC110 (polls state nothing announces)
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"condition still false after {seconds} s") from None
 
 
 @contextlib.asynccontextmanager
@@ -137,7 +128,7 @@ async def test_object_status_shows_live_then_hibernated_objects_with_sockets(
         await hibernate(Room, object_id)
         return find(await object_status(alarms=False), key) is None
 
-    await eventually(gone)
+    await wait_until(gone, message=f"{key} no longer listed", timeout=TIMEOUT)
 
 
 async def test_object_status_reads_nothing_it_would_wake(room_sockets) -> None:
@@ -298,16 +289,17 @@ def get_json(url: str) -> Any:
 
 async def wait_for_state(url: str, key: str, live: bool) -> dict[str, Any]:
     """Poll the status JSON until ``key`` is listed with ``live``; return its entry."""
-    entry = None
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                entry = find((await asyncio.to_thread(get_json, url))["objects"], key)
-                if entry is not None and entry["live"] is live:
-                    return entry
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"{key} not listed with live={live}; last: {entry!r}") from None
+
+    async def entry() -> dict[str, Any] | None:
+        return find((await asyncio.to_thread(get_json, url))["objects"], key)
+
+    return await wait_until(
+        entry,
+        accept=lambda found: found is not None and found["live"] is live,
+        message=f"{key} listed with live={live}",
+        timeout=TIMEOUT,
+        interval=0.1,
+    )
 
 
 def row_of(text: str, key: str) -> str:
@@ -379,18 +371,6 @@ async def test_command_with_url_explains_refusals(daphne_factory) -> None:
 # End to end with Redis: the command reads Redis itself ---------------------------------
 
 
-async def _delete_prefix(prefix: str) -> None:
-    from redis import asyncio as aioredis
-
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        names = [name async for name in client.scan_iter(match=f"{prefix}*", count=500)]
-        if names:
-            await client.delete(*names)
-    finally:
-        await client.aclose()
-
-
 async def test_command_reads_objects_and_owners_from_redis(daphne_factory) -> None:
     need("redis")
     prefix = f"status-{uuid.uuid4().hex[:10]}"
@@ -451,9 +431,9 @@ async def test_command_reads_objects_and_owners_from_redis(daphne_factory) -> No
             entry = find(report["objects"], key)
             return entry is None or (not entry["live"] and entry["sockets"] == 0)
 
-        await eventually(gone, TIMEOUT * 2)
+        await wait_until(gone, message=f"{key} gone from the command's report", timeout=TIMEOUT * 2)
     finally:
-        await _delete_prefix(prefix)
+        await delete_redis_prefix(prefix)
 
 
 @pytest.mark.django_db
@@ -488,4 +468,3 @@ def test_command_reads_naive_alarm_times_in_the_projects_time_zone() -> None:
         call_command("durable_status", "--json", stdout=out)
     alarms = json.loads(out.getvalue())["alarms"]
     assert [(a["key"], a["at"]) for a in alarms] == [("c/naive", "2026-01-15T17:00:00+00:00")]
-

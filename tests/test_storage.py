@@ -25,14 +25,15 @@ from django_durable.exceptions import (
 from django_durable.models import OBJECT_KEY_MAX_LENGTH, Alarm, ObjectFence, StorageEntry
 from django_durable.runtime import existing_runtime
 from django_durable.storage import KEY_MAX_BYTES, VALUE_MAX_BYTES, DurableStorage
+from tests.databases import DATABASES, TRANSACTIONAL
 from tests.services import need
 
-pytestmark = pytest.mark.django_db(databases=["default", "postgres"], transaction=True)
+pytestmark = TRANSACTIONAL
 
 OBJECT = "tests.Room:lobby"
 
 
-@pytest.fixture(params=["default", "postgres"])
+@pytest.fixture(params=DATABASES)
 def alias(request) -> str:
     if request.param == "postgres":
         need("postgres")

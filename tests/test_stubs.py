@@ -24,19 +24,18 @@ from django_durable import rpc
 from django_durable.exceptions import RPCNotAllowed, UnsupportedValue
 from django_durable.stubs import DurableStub
 from tests.app.storage_consumers import ROUNDTRIP_VALUE, Safe, StorageMonitor
-from tests.conftest import _SERVERS_KEY
 from tests.daphne_server import DaphneServer, start_servers
 from tests.storage_support import (
     E2EDatabase,
     Peer,
     database_fixture,
-    eventually,
     http_json,
     new_id,
     object_key,
     redis_env,
     run_command,
 )
+from tests.waiting import wait_until
 
 IDLE_TIMEOUT = "0.3"
 
@@ -88,9 +87,9 @@ def setup(request: pytest.FixtureRequest, database: E2EDatabase) -> Iterator[Set
 
 
 @pytest.fixture
-async def stubs(request: pytest.FixtureRequest, setup: Setup) -> Any:
+async def stubs(report_server_output, setup: Setup) -> Any:
     """This test's view of the module's servers; closes the test's sockets after it."""
-    request.node.stash.setdefault(_SERVERS_KEY, []).extend(setup.servers)
+    report_server_output(*setup.servers)
     setup.peers = []
     yield setup
     for peer in setup.peers:
@@ -140,7 +139,7 @@ async def test_an_async_view_calls_the_object_where_it_lives(stubs: Setup) -> No
 async def test_a_stub_call_wakes_a_hibernated_object(stubs: Setup) -> None:
     oid = await safe_with(stubs, k="v")
     starts = (await stubs.monitor(stubs.a, op="starts", id=oid))["starts"]
-    await eventually(lambda: _not_live(stubs, oid), "the object hibernated", interval=0.05)
+    await wait_until(lambda: _not_live(stubs, oid), message="the object hibernated", interval=0.05)
     assert (await stubs.call(oid, "read", "k"))[1]["result"] == "v"
     assert (await stubs.monitor(stubs.a, op="starts", id=oid))["starts"] == starts + 1
 
@@ -246,7 +245,9 @@ async def test_broadcast_to_reaches_sockets_without_waking_the_object(stubs: Set
     peer = await Peer.open(stubs.a, f"/ws/vault/{oid}/")
     await peer.send(json.dumps({"op": "starts"}))
     assert (await peer.wait(lambda m: "starts" in m))["starts"] == 1
-    await eventually(lambda: _vault_not_live(stubs, oid), "the object hibernated", interval=0.05)
+    await wait_until(
+        lambda: _vault_not_live(stubs, oid), message="the object hibernated", interval=0.05
+    )
 
     status, _ = await http_json(stubs.b.http_url(f"/vault/{oid}/broadcast/?text=hello"))
     assert status == 200
@@ -340,7 +341,7 @@ async def test_the_owner_refuses_a_non_rpc_call_that_skipped_the_caller_s_check(
     from django_durable.session.redis import unpack_record
 
     oid = await safe_with(stubs)
-    await eventually(lambda: _not_live(stubs, oid), "the object hibernated", interval=0.05)
+    await wait_until(lambda: _not_live(stubs, oid), message="the object hibernated", interval=0.05)
     starts = (await stubs.monitor(stubs.a, op="starts", id=oid))["starts"]
     prefix = stubs.env["DURABLE_TEST_REDIS_PREFIX"]
     url = stubs.env["DURABLE_TEST_REDIS_URL"]

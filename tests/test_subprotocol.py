@@ -13,8 +13,8 @@ import json
 
 from websockets.asyncio.client import connect
 
+from tests.cluster_harness import oid
 from tests.daphne_server import DaphneServer, recv_json
-from tests.test_cluster import cluster, oid  # noqa: F401 (the fixture)
 
 TIMEOUT = 10
 
@@ -48,7 +48,7 @@ async def test_a_subprotocol_the_client_did_not_offer_is_a_value_error(daphne_se
 
 
 async def test_the_subprotocol_reaches_a_connection_held_by_another_process(
-    cluster,  # noqa: F811 (the fixture)
+    cluster,
 ) -> None:
     c = cluster(2)
     room = oid()

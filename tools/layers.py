@@ -46,6 +46,7 @@ LAYERS: dict[str, list[str]] = {
         "metrics",
         "models",
         "names",
+        "outgoing",
         "redis.keys",
         "redis.scripts",
         "registry",

@@ -1,4 +1,5 @@
-"""Django settings and ASGI applications for the core benchmark (``bench/core_bench.py``).
+"""Django settings and ASGI applications of the single-process benchmarks
+(``bench/core_bench.py``, ``history_bench.py``, ``many_objects.py``, ``overload_bench.py``).
 
 Three ASGI applications serve the same WebSocket protocol so the benchmark can compare
 them on one daphne process each:

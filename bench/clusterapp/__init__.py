@@ -1,4 +1,5 @@
-"""Django project of ``bench/cluster_bench.py``: several daphne processes on one Redis.
+"""Django project of the cluster scenarios (``bench/cluster_*.py``): several daphne
+processes on one Redis.
 
 Run as ``PYTHONPATH=.:bench DJANGO_SETTINGS_MODULE=clusterapp.settings python -m daphne
 ... clusterapp.asgi:application``; the environment variables read by

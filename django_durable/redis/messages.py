@@ -65,16 +65,20 @@ class AckMessage(TypedDict):
 
 
 #: One frame for several sockets of one process (one message however many): ``text``
-#: or ``bytes``, and ``pos`` (``framing.POSITION``) for a broadcast kept in the history.
+#: or ``bytes``, ``pos`` (``framing.POSITION``) for a broadcast kept in the history, and
+#: ``num`` (``framing.NUMBER``) for a frame of a socket event's handler (outgoing.py).
 class SendMessage(TypedDict, total=False):
     type: Literal["durable.send"]
     sids: list[str]
     text: str
     bytes: bytes
     pos: Any
+    num: list[Any]
 
 
 class CloseMessage(TypedDict):
+    """Close a socket with a code."""
+
     type: Literal["durable.close"]
     sid: str
     code: int

@@ -20,7 +20,7 @@ from ..delivery import HolderGone
 from ..events import CALL, CLOSE, HIBERNATE, CloseData, Event
 from ..exceptions import OwnershipLost, SessionLayerUnavailable
 from ..fanout import broadcast_event_message
-from ..framing import POSITION
+from ..framing import NUMBER, POSITION
 from ..session.base import SocketRecord
 from .held import STALL_AFTER
 from .messages import (
@@ -57,7 +57,7 @@ class ToSockets(TransportParts):
         # Other processes first: their one message each is on its way while this process
         # writes its own frames, rather than waiting behind them.
         sent = 0
-        payload = {k: v for k, v in message.items() if k in ("text", "bytes", POSITION)}
+        payload = {k: v for k, v in message.items() if k in ("text", "bytes", POSITION, NUMBER)}
         failure: Exception | None = None
         for holder, sids in remote.items():
             try:

@@ -73,6 +73,7 @@ class ObjectSession:
         self.event_timeout_ms: int | None = None
 
     def is_empty(self) -> bool:
+        """Whether nothing was stored for the object."""
         return not self.sockets and self.auto_response is None and self.event_timeout_ms is None
 
 

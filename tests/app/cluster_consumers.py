@@ -46,13 +46,7 @@ class Ledger(DurableConsumer):
         command = json.loads(message)
         op = command["op"]
         if op == "n":
-            ledger = ws.deserialize_attachment()
-            if command["n"] != ledger["last"] + 1:
-                ledger["bad"] += 1
-            ledger["last"] = command["n"]
-            ledger["count"] += 1
-            ws.serialize_attachment(ledger)
-            self.handled_here += 1
+            self.count(ws, command["n"])
             await ws.send(json.dumps({"n": command["n"], "pid": os.getpid()}))
         elif op == "ledger":
             await ws.send(json.dumps({"ledger": ws.deserialize_attachment()}))
@@ -69,6 +63,16 @@ class Ledger(DurableConsumer):
         elif op == "relay":
             # A broadcast without a reply to the sender: nothing goes back to its process.
             await self.state.broadcast(command["text"], command.get("tag"))
+
+    def count(self, ws, n: int) -> None:
+        """Note numbered message ``n`` in the socket's ledger (stored with the event)."""
+        ledger = ws.deserialize_attachment()
+        if n != ledger["last"] + 1:
+            ledger["bad"] += 1
+        ledger["last"] = n
+        ledger["count"] += 1
+        ws.serialize_attachment(ledger)
+        self.handled_here += 1
 
     async def websocket_close(self, ws, code, reason, was_clean) -> None:
         await self.state.broadcast(
@@ -202,6 +206,19 @@ class Census(Ledger):
             for n in range(command["count"]):
                 sent += await state.broadcast(json.dumps({"flood": n}), tag=command.get("tag"))
             await ws.send(json.dumps({"flooded": sent}))
+        elif op == "frames":
+            # A numbered message answered with four frames: two to the sender, two to the
+            # observers (wherever held). With ``hold_in`` equal to this process's pid the
+            # handler stops halfway until the process is killed (kill -9 mid-handler):
+            # the new owner runs it again, and the clients must see each frame once.
+            n, pid = command["n"], os.getpid()
+            self.count(ws, n)
+            await ws.send(json.dumps({"n": n, "part": 1, "pid": pid}))
+            await state.broadcast(json.dumps({"from": ws.id, "n": n, "part": 2}), tag="observers")
+            if command.get("hold_in") == pid:
+                await asyncio.Event().wait()
+            await ws.send(json.dumps({"n": n, "part": 3, "pid": pid}))
+            await state.broadcast(json.dumps({"from": ws.id, "n": n, "part": 4}), tag="observers")
         elif op == "spray":
             # Many frames from one handler: faster than a channel of capacity 100 drains.
             try:
