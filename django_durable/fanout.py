@@ -28,6 +28,7 @@ from channels.layers import get_channel_layer
 
 from . import metrics
 from .framing import POSITION
+from .local_groups import serve
 from .shards import new_deliverable_channel
 
 if TYPE_CHECKING:
@@ -100,8 +101,12 @@ class Fanout:
                 linger.cancel()
         if new and self.channel_layer is not None:
             channel = await self._process_channel()
+            local = serve(self.channel_layer, self)
             for name in new:
-                await self.channel_layer.group_add(name, channel)
+                if local is not None:
+                    local.joined(name, channel)  # nothing stored per group
+                else:
+                    await self.channel_layer.group_add(name, channel)
 
     def leave(self, sock: LocalSocket) -> None:
         """Forget ``sock``; a group left empty is given up after ``GROUP_LINGER``.
@@ -201,6 +206,11 @@ class Fanout:
         if self.groups.get(name):
             return
         del self.groups[name]
+        local = serve(self.channel_layer, self)
+        if local is not None:
+            if self.channel is not None:
+                local.left(name, self.channel)
+            return
         self._spawn(self._discard(name), "durable-group-discard")
 
     async def _discard(self, name: str) -> None:
@@ -235,6 +245,10 @@ class Fanout:
         failure: Exception | None = None
         channel = self.channel
         if channel is None:
+            return
+        local = serve(self.channel_layer, self)
+        if local is not None:
+            local.rejoin(self)
             return
         for name in list(self.groups):
             try:

@@ -25,6 +25,10 @@ OPEN = 1
 CLOSING = 2
 CLOSED = 3
 
+#: No socket set aside: shared by every session (a set each would cost 216 bytes per
+#: object, hibernated ones included, for what almost never happens).
+NOTHING_SET_ASIDE: frozenset[str] = frozenset()
+
 
 class SocketRecord:
     """One accepted socket, as every process may need to see it."""
@@ -64,9 +68,13 @@ class ObjectSession:
         self.sockets: dict[str, SocketRecord] = {}
         #: Ids of sockets whose record could not be decoded at load (set aside, logged):
         #: their connections are closed when they next send.
-        self.set_aside: set[str] = set()
+        self.set_aside: frozenset[str] = NOTHING_SET_ASIDE
         self.auto_response: WebSocketRequestResponsePair | None = None
         self.event_timeout_ms: int | None = None
+
+    def put_aside(self, socket_id: str) -> None:
+        """Set a socket aside (its record was corrupt); rare, so a new frozenset each."""
+        self.set_aside = self.set_aside | {socket_id}
 
     def is_empty(self) -> bool:
         return not self.sockets and self.auto_response is None and self.event_timeout_ms is None

@@ -612,7 +612,7 @@ class RedisSessionLayer(BaseSessionLayer):
             try:
                 records.append(unpack_record(_text(sid), data))
             except CorruptRecord as exc:
-                session.set_aside.add(_text(sid))
+                session.put_aside(_text(sid))
                 await self._put_aside(key, sockets_key, sid, data, _text(sid), exc)
         for record in records:
             stamp = stamps.get(record.id.encode())
