@@ -20,8 +20,7 @@ fan-outs' channels (``setdefault``), so the group then reaches both.
 
 Only the exact ``channels.layers.InMemoryChannelLayer`` is served this way, while its
 ``groups`` is a plain dict (a subclass may store groups differently); any other layer
-gets ``group_add`` per group. ``flush()`` replaces ``groups`` with a new dict: the
-next join serves the layer again, with every group still held.
+gets ``group_add`` per group.
 """
 
 from __future__ import annotations
@@ -69,13 +68,13 @@ class LocalGroups(dict[str, dict[str, float]]):
             raise KeyError(group)
         return members
 
-    def get(self, group: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, group: str, default: Any = None) -> Any:
         stored = dict.get(self, group)
         if stored is not None:
             return stored
         return self.members(group) or default
 
-    def setdefault(self, group: str, default: Any = None) -> Any:  # type: ignore[override]
+    def setdefault(self, group: str, default: Any = None) -> Any:
         # group_add(group, channel) of another consumer: the stored entry it creates
         # must keep naming the fan-outs' channels, since it now answers for the group.
         if not dict.__contains__(self, group):
