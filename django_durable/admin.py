@@ -23,9 +23,9 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from .consumer import registry
 from .encoding import decode
 from .models import Alarm, StorageEntry
+from .registry import registry
 from .status import short_id, status_report
 
 #: Characters of a decoded value shown in a list (the detail page shows it whole).
@@ -45,11 +45,13 @@ def decoded(data: bytes | memoryview | None) -> str:
 
 
 def preview(text: str) -> str:
+    """A value, decoded and cut for a list."""
     text = " ".join(text.split())
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
 
 def split_key(object_key: str) -> tuple[str, str]:
+    """An object key's class and id."""
     class_name, _, object_id = object_key.partition("/")
     return class_name, object_id
 
@@ -61,9 +63,11 @@ class ClassFilter(admin.SimpleListFilter):
     parameter_name = "class"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        """The choices of the filter."""
         return [(name, name) for name in sorted(registry)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """The rows the filter keeps."""
         value = self.value()
         if value:
             return queryset.filter(object_key__startswith=f"{value}/")
@@ -77,6 +81,7 @@ class ObjectIdFilter(admin.SimpleListFilter):
     parameter_name = "object_id"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        """The choices of the filter."""
         class_name = request.GET.get(ClassFilter.parameter_name)
         if not class_name:
             return []
@@ -89,6 +94,7 @@ class ObjectIdFilter(admin.SimpleListFilter):
         return [(split_key(k)[1], split_key(k)[1]) for k in keys]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """The rows the filter keeps."""
         value = self.value()
         class_name = request.GET.get(ClassFilter.parameter_name)
         if value is not None and class_name:
@@ -105,25 +111,32 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     change_list_template = "admin/django_durable/change_list.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        """Read only."""
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Read only."""
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Read only."""
         return False
 
     @admin.display(description="class")
     def object_class(self, obj: Any) -> str:
+        """The object's class."""
         return split_key(obj.object_key)[0]
 
     @admin.display(description="object id")
     def object_id_display(self, obj: Any) -> str:
+        """The object's id."""
         return split_key(obj.object_key)[1]
 
 
 @admin.register(StorageEntry)
 class StorageEntryAdmin(ReadOnlyAdmin):
+    """Storage rows, read only, values decoded."""
+
     list_display = ("object_class", "object_id_display", "storage_key", "value_preview")
     fields = ("object_key", "object_class", "object_id_display", "storage_key", "value_decoded")
     readonly_fields = fields
@@ -131,17 +144,21 @@ class StorageEntryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="key")
     def storage_key(self, obj: StorageEntry) -> str:
+        """The entry's key as text."""
         return bytes(obj.key).decode("utf-8", "replace")
 
     @admin.display(description="value")
     def value_preview(self, obj: StorageEntry) -> str:
+        """The value, short."""
         return preview(decoded(obj.value))
 
     @admin.display(description="value (decoded)")
     def value_decoded(self, obj: StorageEntry) -> str:
+        """The value, whole."""
         return decoded(obj.value)
 
     def get_urls(self) -> list[URLPattern]:
+        """Adds the live status page."""
         status = path(
             "status/",
             self.admin_site.admin_view(self.status_view),
@@ -173,6 +190,8 @@ class StorageEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(Alarm)
 class AlarmAdmin(ReadOnlyAdmin):
+    """Alarm rows, read only."""
+
     list_display = (
         "object_class",
         "object_id_display",

@@ -30,6 +30,7 @@ def _positive_int(value: Any) -> bool:
 
 @register()
 def check_durable_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Errors in ``DURABLE_OBJECTS`` (also run before serving)."""
     config = getattr(settings, "DURABLE_OBJECTS", None)
     if config is None:
         return []
@@ -118,9 +119,9 @@ def _check_session_layer(spec: Any) -> list[Any]:
     try:
         backend = import_string(spec["BACKEND"])
     except ImportError as exc:
-        redis = spec["BACKEND"].startswith("django_durable.session.Redis") or spec[
-            "BACKEND"
-        ].startswith("django_durable.session.redis")
+        redis = spec["BACKEND"].startswith(
+            ("django_durable.session.Redis", "django_durable.session.redis", "django_durable.redis")
+        )
         return [
             Error(
                 f"SESSION_LAYER BACKEND {spec['BACKEND']!r} cannot be imported: {exc}",
@@ -160,7 +161,7 @@ def check_durable_names(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     first (what daphne serves is what is checked).
     """
     _import_asgi_application()
-    from .consumer import defined
+    from .registry import defined
 
     errors: list[Any] = []
     for name, classes in sorted(defined.items()):

@@ -53,4 +53,5 @@ def durable_settings() -> dict[str, Any]:
 
 
 def get(name: str) -> Any:
+    """A ``DURABLE_OBJECTS`` setting, or its default."""
     return durable_settings()[name]

@@ -23,6 +23,7 @@ _executor: ThreadPoolExecutor | None = None
 
 
 def executor() -> ThreadPoolExecutor:
+    """The package's database thread (created on first use)."""
     global _executor
     if _executor is None:
         _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable-db")

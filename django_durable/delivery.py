@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -31,14 +31,19 @@ _FIRST_PAUSE = 0.002
 _LONGEST_PAUSE = 0.25
 
 
+#: Exceptions of the Redis client (``redis.exceptions``) that mean "unreachable", by name:
+#: this module must not need the client, which only the ``redis`` extra installs.
+REDIS_CONNECTION_ERRORS = ("ConnectionError", "TimeoutError", "BusyLoadingError")
+
+
 def is_connection_error(exc: BaseException) -> bool:
-    """A lost connection to the channel layer's server (Redis), whatever its client."""
+    """A lost connection to Redis (the channel layer's or the session layer's server):
+    the one classification every caller uses, whatever its client."""
     if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
         return True
-    return type(exc).__module__.startswith("redis.") and type(exc).__name__ in (
-        "ConnectionError",
-        "TimeoutError",
-        "BusyLoadingError",
+    return any(
+        klass.__module__.startswith("redis.") and klass.__name__ in REDIS_CONNECTION_ERRORS
+        for klass in type(exc).__mro__
     )
 
 
@@ -49,7 +54,7 @@ class HolderGone(Exception):
 async def send_waiting(
     channel_layer: Any,
     channel: str,
-    message: dict[str, Any],
+    message: Mapping[str, Any],
     timeout: float = SEND_TIMEOUT,  # noqa: ASYNC109 (a deadline over several tries)
     gone: Callable[[], Awaitable[bool]] | None = None,
 ) -> None:

@@ -1,5 +1,7 @@
 """The dispatcher: at most one live instance per object in this process.
 
+It only keeps the registry of live objects (:mod:`django_durable.live`).
+
 Each live object has a mailbox (an ``asyncio.Queue``) and one worker task that takes
 events from it. The worker creates the instance on demand (``on_start()`` first),
 delivers events one at a time (or, for ``reentrant`` classes, one at a time *per
@@ -17,569 +19,62 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from . import conf, metrics
-from .events import CALL, CLOSE, CONNECT, ERROR, HIBERNATE, MESSAGE, REJOIN, Event
-from .exceptions import CorruptValue, HandlerTimeout, OwnershipLost, SessionLayerUnavailable
-from .mailbox import Mailbox
-from .overload import Backlog
-from .session.base import CLOSED, OPEN, ObjectSession, SocketRecord
-from .state import DurableState
-from .websocket import DurableWebSocket
+from .events import CALL, CONNECT, HIBERNATE, MESSAGE, ConnectData, Event
+from .live import LiveObject
 
 if TYPE_CHECKING:
-    from .consumer import DurableConsumer
-    from .gateway import LocalSocket
-    from .runtime import Runtime
-    from .storage import DurableStorage
-
-logger = logging.getLogger(__name__)
-
-
-class InputGate:
-    """Holds back new events while a storage call is in flight (Cloudflare's input gate).
-
-    Turn-based objects get this for free; reentrant ones need it so that a handler
-    awaiting storage never sees another event change the object under it.
-    """
-
-    def __init__(self) -> None:
-        self._holders = 0
-        # Made on first use: most objects never hold the gate, and every wake makes one.
-        self._open: asyncio.Event | None = None
-
-    @contextlib.asynccontextmanager
-    async def closed(self) -> AsyncIterator[None]:
-        if self._open is None:
-            self._open = asyncio.Event()
-        self._holders += 1
-        self._open.clear()
-        try:
-            yield
-        finally:
-            self._holders -= 1
-            if not self._holders:
-                self._open.set()
-
-    async def wait_open(self) -> None:
-        if self._holders and self._open is not None:
-            await self._open.wait()
-
-
-class LiveObject:
-    """An object that is awake in this process: its mailbox, session and instance."""
-
-    def __init__(
-        self, runtime: Runtime, cls: type[DurableConsumer], object_id: str, key: str
-    ) -> None:
-        self.runtime = runtime
-        self.cls = cls
-        self.object_id = object_id
-        self.key = key
-        self.queue = Mailbox()
-        self.session: ObjectSession = ObjectSession(key)
-        self.instance: DurableConsumer | None = None
-        self.gate = InputGate()
-        self.inflight: set[asyncio.Task[None]] = set()
-        #: Events to handle before the mailbox's (closes of sockets found dead at wake).
-        self.front: deque[Event] = deque()
-        #: Set when this process lost the object's lease: stop and hand events on.
-        self.lost = False
-        #: Cleared while this process could not renew the object's lease (Redis away):
-        #: no handler starts until it is renewed again (or found lost).
-        self.renewed = asyncio.Event()
-        self.renewed.set()
-        self._busy_sockets: dict[str, deque[Event]] = {}
-        #: Numbered events that arrived ahead of their turn, by socket then number.
-        self._held: dict[str, dict[int, Event]] = {}
-        self._writes: list[tuple[str, Any]] = []
-        self._acks: list[tuple[str, str, int]] = []
-        #: Sockets whose connect() is running, until the gateway has its verdict.
-        self._connecting: dict[str, Any] = {}
-        #: Sockets set aside at load whose connection this object has closed.
-        self._refused: set[str] = set()
-        self.backlog = Backlog(self)
-        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"durable:{key}")
-
-    # Writes to the session layer, flushed after each handler -------------------------
-
-    def add_socket(self, record: SocketRecord, subprotocol: str | None = None) -> None:
-        self.session.sockets[record.id] = record
-        self._writes.append(("add", record))
-        sock = self._connecting.get(record.id)
-        if sock is not None:
-            sock.subprotocol = subprotocol
-
-    def write_socket(self, record: SocketRecord) -> None:
-        if record.id in self.session.sockets:
-            self._writes.append(("update", record))
-
-    def write_settings(self) -> None:
-        self._writes.append(("settings", None))
-
-    async def flush(self) -> None:
-        while self._writes:
-            writes, self._writes = self._writes, []
-            try:
-                await self.runtime.layer.apply(self.key, writes, self.session)
-            except OwnershipLost:
-                # Another process owns the object now: nothing this instance did may be
-                # stored or acknowledged. Stop it; the gateways' outboxes send the events
-                # to the new owner.
-                self._acks.clear()
-                self.lose()
-                raise
-            except BaseException:
-                self._writes[:0] = writes  # keep them for the next flush
-                raise
-            if any(op == "settings" for op, _ in writes):
-                await self.runtime.transport.settings_changed(self)
-        if self._acks:
-            acks, self._acks = self._acks, []
-            await self.runtime.transport.ack(acks)
-
-    async def flush_held(self) -> None:
-        """Flush, holding the object while the session layer cannot take the writes.
-
-        A handler that ran has had its effects (replies, storage writes): its events
-        must be recorded as handled before anything else runs, or the gateways' outboxes
-        would send them again and the handler would run twice. So while Redis is away
-        the object runs nothing and keeps its writes, and retries them until they go
-        through (Redis keeps the lease through an outage: see the Redis layer's live
-        clock), or until another process took the object (``OwnershipLost``).
-        """
-        delay = 0.05
-        warned = False
-        while True:
-            try:
-                await self.flush()
-                if warned:
-                    logger.warning("object %s: the session layer is back; writes stored", self.key)
-                return
-            except SessionLayerUnavailable as exc:
-                if self.lost:
-                    raise
-                if not warned:
-                    logger.warning(
-                        "object %s: writing to the session layer failed (%s); holding its "
-                        "events until it is back",
-                        self.key,
-                        exc,
-                    )
-                    warned = True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-
-    async def wait_renewed(self) -> None:
-        if not self.renewed.is_set():
-            logger.warning("object %s: lease not renewed (Redis away); holding events", self.key)
-            await self.renewed.wait()
-
-    # Reaching sockets -------------------------------------------------------------------
-
-    async def send(self, records: list[SocketRecord], message: dict[str, Any]) -> int:
-        """Send to the connections behind ``records``, wherever held; how many."""
-        if self._connecting:
-            await self._early_verdicts(records)
-        return await self.runtime.transport.send(self.key, records, message)
-
-    async def close_socket(self, record: SocketRecord, code: int, reason: str) -> None:
-        await self.flush()
-        if self._connecting:
-            await self._early_verdicts([record])
-        await self.runtime.transport.close(self.key, record, code, reason)
-
-    async def _early_verdicts(self, records: list[SocketRecord]) -> None:
-        """``connect()`` sends to (or closes) a socket it accepted before returning: the
-        accept, with its subprotocol, must reach the gateway before the frame does."""
-        for record in records:
-            if record.id in self._connecting and record.id in self.session.sockets:
-                sock = self._connecting.pop(record.id)
-                await self.flush()
-                await self.runtime.transport.verdict(self.key, sock, record)
-
-    def make_storage(self) -> DurableStorage:
-        from .storage import DurableStorage
-
-        return DurableStorage(
-            self.key,
-            using=conf.get("DATABASE"),
-            fence_token=self.runtime.layer.fence_token(self.key),
-            gate=self.gate.closed if self.cls.reentrant else None,
-            consumer=self.cls.durable_name,
-            object_id=self.object_id,
-        )
-
-    # The worker -------------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        runtime = self.runtime
-        try:
-            self.session = await runtime.layer.load(self.key)
-            logger.debug("object %s woke with %d sockets", self.key, len(self.session.sockets))
-            await runtime.transport.on_wake(self)
-            while not self.lost:
-                event = await self._next_event()
-                if event is None:
-                    break
-                if event.kind == REJOIN:
-                    # Sockets that Redis had lost and their gateways put back after this
-                    # object loaded: known from now on (Redis has them: nothing to write).
-                    for record in event.data:
-                        self.session.sockets.setdefault(record.id, record)
-                    continue
-                if event.kind == HIBERNATE:
-                    if self.inflight:
-                        await asyncio.wait(list(self.inflight))
-                    # Tell the caller whether this worker stops (or goes on with the
-                    # events queued meanwhile, with a new instance).
-                    stopping = self.lost or (self.queue.empty() and not self.front)
-                    event.resolve(stopping)
-                    if stopping:
-                        break
-                    self._discard_instance("hibernated")
-                    metrics.inc("hibernations")
-                    continue
-                if event.socket_id in self.session.set_aside and event.kind != CONNECT:
-                    await self._refuse_set_aside(event)
-                    continue
-                for ready in self._admit(event):
-                    await self.wait_renewed()
-                    if self.lost:
-                        await self.runtime.transport.reroute(self, ready)
-                        continue
-                    if self.instance is None:
-                        await self._start()
-                    if self.cls.reentrant:
-                        await self.gate.wait_open()
-                        self._spawn(ready)
-                    else:
-                        await self._deliver(ready)
-                if (
-                    conf.get("HIBERNATE_EAGERLY")
-                    and not self.cls.reentrant
-                    and self.queue.empty()
-                    and not self.front
-                ):
-                    break
-        except Exception:
-            logger.exception("object %s: dispatcher failed", self.key)
-        finally:
-            runtime.dispatcher.forget(self)
-            leftover = [*self.front, *_drain(self.queue)]
-            for held in self._held.values():
-                leftover.extend(held[seq] for seq in sorted(held))
-            for event in leftover:
-                # After a lost lease (or a failure above): hand the events on.
-                await runtime.transport.reroute(self, event)
-            with contextlib.suppress(Exception):
-                await self.flush()
-            with contextlib.suppress(Exception):
-                await runtime.transport.released(self)
-            if self.instance is not None:
-                metrics.inc("hibernations")
-                logger.info("object %s hibernated", self.key)
-
-    def lose(self) -> None:
-        """This process no longer owns the object: stop after the running handler."""
-        if not self.lost:
-            logger.warning("object %s: ownership lost; handing events on", self.key)
-            metrics.inc("lease_losses")
-            self.lost = True
-            self._discard_instance("ownership lost")
-            self.queue.put_nowait(Event(HIBERNATE))
-            self.renewed.set()
-
-    def _admit(self, event: Event) -> list[Event]:
-        """Numbered socket events in order, each once; others as they come."""
-        seq = event.seq
-        sid = event.socket_id
-        if seq is None or sid is None or event.kind == CONNECT:
-            return [event]
-        record = self.session.sockets.get(sid)
-        if record is None:
-            return []  # a late duplicate of a socket's final event
-        expected = record.seq + 1
-        if seq < expected:
-            self._acks.append((record.holder, sid, record.seq))
-            return []
-        if seq > expected:
-            self._held.setdefault(sid, {})[seq] = event
-            return []
-        ready = [event]
-        held = self._held.get(sid)
-        while held and expected + 1 in held:
-            expected += 1
-            ready.append(held.pop(expected))
-        if held is not None and not held:
-            del self._held[sid]
-        record.seq = expected
-        self._writes.append(("update", record))
-        self._acks.append((record.holder, sid, expected))
-        return ready
-
-    async def _refuse_set_aside(self, event: Event) -> None:
-        """An event of a socket whose record was corrupt (set aside at load): the object
-        cannot serve it (no tags, no event number), so its connection is closed with
-        1011 and the client can reconnect; its events are acknowledged, not re-sent."""
-        sid = event.socket_id or ""
-        record = SocketRecord(sid, holder=event.holder or self.runtime.process_id, state=CLOSED)
-        if event.kind not in (CLOSE, ERROR) and sid not in self._refused:
-            self._refused.add(sid)
-            logger.warning(
-                "object %s: closing socket %s, whose record was set aside", self.key, sid
-            )
-            error = CorruptValue(f"the record of socket {sid} was corrupt and set aside")
-            await self.runtime.transport.kill(self.key, record, error)
-        if event.seq is not None:
-            self._acks.append((record.holder, sid, event.seq))
-        try:
-            await self.flush()
-        except Exception:
-            logger.exception("object %s: writing to the session layer failed", self.key)
-
-    async def _next_event(self) -> Event | None:
-        if self.front:
-            return self.front.popleft()
-        if not self.queue.empty():
-            return self.queue.get_nowait()  # no idle timer for an event already here
-        idle = conf.get("IDLE_TIMEOUT")
-        while True:
-            try:
-                async with asyncio.timeout(idle):
-                    return await self.queue.get()
-            except TimeoutError:
-                if self.queue.empty() and not self.inflight:
-                    return None
-
-    async def _start(self) -> None:
-        # "re-created" when it had sockets or settings to come back to: nothing per
-        # object is kept in the process to tell (SPEC §12).
-        woke_with_state = not self.session.is_empty()
-        self.instance = instance = self.cls._create(self.object_id, DurableState(self))
-        metrics.inc("wakes")
-        logger.info("object %s %s", self.key, "re-created" if woke_with_state else "created")
-        timeout = self._timeout()
-        try:
-            async with asyncio.timeout(timeout):
-                await instance.on_start()
-        except TimeoutError:
-            logger.error("object %s: on_start() ran past the event timeout", self.key)
-        except Exception:
-            logger.exception("object %s: on_start() raised", self.key)
-        await self.flush_held()
-
-    def _timeout(self) -> float | None:
-        ms = self.session.event_timeout_ms
-        return ms / 1000 if ms else None
-
-    def _discard_instance(self, why: str) -> None:
-        if self.instance is not None:
-            logger.info("object %s: instance discarded (%s)", self.key, why)
-        self.instance = None
-
-    # Reentrant delivery: one chain of events per socket, sockets interleave ----------
-
-    def _spawn(self, event: Event) -> None:
-        sid = event.socket_id
-        if sid is not None:
-            pending = self._busy_sockets.get(sid)
-            if pending is not None:
-                pending.append(event)
-                return
-            self._busy_sockets[sid] = deque()
-        task = asyncio.get_running_loop().create_task(self._chain(event))
-        self.inflight.add(task)
-        task.add_done_callback(self._chain_done)
-
-    async def _chain(self, event: Event) -> None:
-        sid = event.socket_id
-        while True:
-            if self.instance is None:
-                await self._start()
-            await self._deliver(event)
-            if sid is None:
-                return
-            pending = self._busy_sockets[sid]
-            if not pending:
-                del self._busy_sockets[sid]
-                return
-            event = pending.popleft()
-            await self.gate.wait_open()
-
-    def _chain_done(self, task: asyncio.Task[None]) -> None:
-        self.inflight.discard(task)
-        if conf.get("HIBERNATE_EAGERLY") and not self.inflight and self.queue.empty():
-            self.queue.put_nowait(Event(HIBERNATE))
-
-    # Delivering one event -----------------------------------------------------------
-
-    async def _deliver(self, event: Event) -> None:
-        instance = self.instance
-        assert instance is not None
-        timeout = asyncio.timeout(self._timeout())
-        started = time.perf_counter()
-        try:
-            async with timeout:
-                await self._handle(instance, event)
-        except TimeoutError as exc:
-            if timeout.expired():
-                await self._timed_out(event)
-            else:
-                self._failed(event, exc)
-        except Exception as exc:
-            self._failed(event, exc)
-        finally:
-            metrics.inc("events_handled")
-            metrics.observe("handler_seconds", time.perf_counter() - started)
-            try:
-                await self.flush_held()
-            except OwnershipLost:
-                pass  # logged by lose(); the new owner runs the events
-            except Exception:
-                logger.exception("object %s: writing to the session layer failed", self.key)
-
-    async def _handle(self, instance: DurableConsumer, event: Event) -> None:
-        kind = event.kind
-        if kind == MESSAGE:
-            record = self.session.sockets.get(event.socket_id or "")
-            if record is not None:
-                await instance.websocket_message(DurableWebSocket(record, self), event.data)
-        elif kind in (CLOSE, ERROR):
-            await self._final(instance, event)
-        elif kind == CONNECT:
-            await self._connect(instance, event)
-        elif kind == CALL:
-            event.resolve(await event.data(instance))
-
-    async def _connect(self, instance: DurableConsumer, event: Event) -> None:
-        sock, scope = event.data
-        scope = await self.runtime.transport.scope_for(sock, scope)
-        existing = self.session.sockets.get(sock.id)
-        if existing is not None:
-            # A connect sent again after a failover: it was accepted already.
-            await self.runtime.transport.verdict(self.key, sock, existing)
-            event.resolve(existing.tags)
-            return
-        holder = getattr(sock, "holder", None) or self.runtime.process_id
-        record = SocketRecord(sock.id, holder=holder)
-        ws = DurableWebSocket(record, self, scope)
-        self._connecting[sock.id] = sock
-        try:
-            await instance.connect(ws)
-        finally:
-            ws._scope = None
-            accepted = record.id in self.session.sockets
-            if self._connecting.pop(sock.id, None) is not None:  # no early verdict sent
-                if accepted:
-                    await self.flush()
-                await self.runtime.transport.verdict(self.key, sock, record if accepted else None)
-            event.resolve(record.tags if accepted else None)
-
-    async def _final(self, instance: DurableConsumer, event: Event) -> None:
-        """The one close or error event of a socket; the socket is forgotten after it."""
-        sid = event.socket_id or ""
-        record = self.session.sockets.get(sid)
-        if record is None:
-            return
-        record.state = CLOSED
-        try:
-            ws = DurableWebSocket(record, self)
-            if event.kind == CLOSE:
-                code, reason, was_clean = event.data
-                await instance.websocket_close(ws, code, reason, was_clean)
-            else:
-                await instance.websocket_error(ws, event.data)
-        finally:
-            self.session.sockets.pop(sid, None)
-            self.backlog.forget(sid)
-            self._writes.append(("remove", sid))
-
-    def _failed(self, event: Event, exc: BaseException) -> None:
-        if event.kind == CALL:
-            event.fail(exc)
-            return
-        logger.error("object %s: handler for %s raised", self.key, event.kind, exc_info=exc)
-        if event.kind == CONNECT:
-            event.resolve(None)
-
-    async def _timed_out(self, event: Event) -> None:
-        timeout_ms = self.session.event_timeout_ms
-        error = HandlerTimeout(
-            f"handler for {event.kind} ran past the event timeout of {timeout_ms} ms"
-        )
-        logger.error("object %s: %s; discarding the instance", self.key, error)
-        self._discard_instance("event timeout")
-        if event.kind == CALL:
-            event.fail(error)
-            return
-        if event.kind == CONNECT:
-            sock = event.data[0]
-            await self.runtime.transport.verdict(self.key, sock, None)
-            event.resolve(None)
-            return
-        sid = event.socket_id or ""
-        record = self.session.sockets.get(sid)
-        if record is None or event.kind in (CLOSE, ERROR):
-            self.session.sockets.pop(sid, None)
-            self._writes.append(("remove", sid))
-            return
-        if record.state == OPEN:
-            record.state = CLOSED
-            self.write_socket(record)
-        await self.runtime.transport.kill(self.key, record, error)
-        self.queue.put_nowait(Event(ERROR, sid, error))
-
-
-def _drain(queue: Mailbox) -> list[Event]:
-    events = []
-    while not queue.empty():
-        event = queue.get_nowait()
-        if event.kind != HIBERNATE:
-            events.append(event)
-    return events
+    from .classes import DurableClass
+    from .objects import DurableObject
+    from .ports import Host
+    from .sockets import LocalSocket
 
 
 class Dispatcher:
     """This process's registry of live objects."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
         self.live: dict[str, LiveObject] = {}
 
-    def wake(self, cls: type[DurableConsumer], object_id: str, key: str) -> LiveObject:
+    def wake(self, cls: DurableClass, object_id: str, key: str) -> LiveObject:
+        """The live object of ``key``, created (its worker started) if it is not live."""
         live = self.live.get(key)
         if live is None:
             live = self.live[key] = LiveObject(self.runtime, cls, object_id, key)
         return live
 
-    def put(self, cls: type[DurableConsumer], object_id: str, key: str, event: Event) -> None:
+    def put(self, cls: DurableClass, object_id: str, key: str, event: Event) -> None:
+        """Queue ``event`` for the object, waking it."""
         live = self.wake(cls, object_id, key)
         live.queue.put_nowait(event)
         if event.kind == MESSAGE:
             live.backlog.check()
 
     def forget(self, live: LiveObject) -> None:
+        """A live object's worker ended."""
         if self.live.get(live.key) is live:
             del self.live[live.key]
 
     async def connect(self, sock: LocalSocket, scope: dict[str, Any]) -> tuple[str, ...] | None:
         """Run ``connect(ws)``; the accepted socket's tags, or None when it was rejected."""
         future: asyncio.Future[tuple[str, ...] | None] = asyncio.get_running_loop().create_future()
-        self.put(sock.cls, sock.object_id, sock.key, Event(CONNECT, sock.id, (sock, scope), future))
+        self.put(
+            sock.cls,
+            sock.object_id,
+            sock.key,
+            Event(CONNECT, sock.id, ConnectData(sock, scope), future),
+        )
         return await future
 
     async def call(
         self,
-        cls: type[DurableConsumer],
+        cls: DurableClass,
         object_id: str,
         key: str,
-        fn: Callable[[DurableConsumer], Awaitable[Any]],
+        fn: Callable[[DurableObject], Awaitable[Any]],
     ) -> Any:
         """Run ``fn(instance)`` as an event of the object (waking it) and return its result."""
         live = self.live.get(key)
@@ -590,6 +85,7 @@ class Dispatcher:
         return await future
 
     async def hibernate(self, key: str) -> None:
+        """Drop the object's instance now if it is idle (see ``testing.hibernate``)."""
         live = self.live.get(key)
         if live is None:
             return

@@ -35,8 +35,8 @@ from .local_groups import serve
 from .shards import new_deliverable_channel
 
 if TYPE_CHECKING:
-    from .gateway import LocalSocket
-    from .runtime import Runtime
+    from .ports import Host
+    from .sockets import LocalSocket
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,9 @@ def broadcast_event_message(event: dict[str, Any]) -> dict[str, Any] | None:
 
 
 class Fanout:
-    def __init__(self, runtime: Runtime) -> None:
+    """This process's tag-group memberships and the local sockets of each group."""
+
+    def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
         self.channel_layer = get_channel_layer()
         #: Group name -> this process's sockets in it.
@@ -88,6 +90,7 @@ class Fanout:
         return bool(self.groups.get(group))
 
     async def join(self, sock: LocalSocket, tags: tuple[str, ...]) -> None:
+        """Add ``sock`` to its object's groups (joining new ones once per process)."""
         new = []
         for name in _group_names(sock, tags):
             members = self.groups.get(name)
@@ -170,12 +173,10 @@ class Fanout:
                 )
             return
         if message.get("type") == "durable.settings":
-            cache = getattr(self.runtime.layer, "auto_cache", None)
+            # An owner changed its auto-response: the layer caches it for our gateways.
             key = message.get("key")
-            if cache is not None and isinstance(key, str) and self.holds(group):
-                from .session.redis import unpack_pair
-
-                cache[key] = unpack_pair(message.get("auto"))
+            if isinstance(key, str) and self.holds(group):
+                self.runtime.layer.settings_announced(key, message.get("auto"))
         else:
             await self.deliver_local(group, message)
 

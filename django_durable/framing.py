@@ -34,6 +34,7 @@ def plain(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def offset_of(message: dict[str, Any]) -> int | None:
+    """A broadcast's history offset, if it has one."""
     position = message.get(POSITION)
     return None if position is None else int(position[1])
 
@@ -49,8 +50,10 @@ def frame(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def live(epoch: str, offset: int, socket_id: str) -> dict[str, Any]:
+    """The line telling a resuming client its replay is done."""
     return {"type": "websocket.send", "text": f"h {epoch} {offset} {socket_id}\n"}
 
 
 def resync(epoch: str, offset: int, socket_id: str) -> dict[str, Any]:
+    """The line telling a resuming client it missed too much."""
     return {"type": "websocket.send", "text": f"r {epoch} {offset} {socket_id}\n"}

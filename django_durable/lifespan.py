@@ -5,7 +5,7 @@ restart fire whichever server runs); at shutdown it hands its objects over
 (:mod:`django_durable.shutdown`).
 
 - **daphne** sends no lifespan events: the poller starts with Twisted's reactor
-  (:func:`django_durable.scheduler.start_with_daphne`) and the shutdown runs in a
+  (:func:`start_with_daphne`) and the shutdown runs in a
   reactor "before shutdown" trigger (:func:`install_daphne_shutdown`, from
   ``ready()``). On SIGTERM or SIGINT daphne stops the reactor; its own trigger cancels
   every connection's application at once, which drops sockets without a Close frame.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -73,8 +74,6 @@ def _refuse_bad_settings() -> None:
 
 def install_daphne_shutdown() -> None:
     """Run the graceful shutdown before daphne cancels its applications (from ready())."""
-    from .scheduler import running_under_daphne
-
     if not running_under_daphne():
         return
     from twisted.internet import reactor as twisted_reactor
@@ -116,3 +115,26 @@ def _hold_back_daphne_trigger(reactor: Any) -> Any:
             triggers.remove(entry)
             return lambda: fn(*args, **kwargs)
     return None
+
+
+def running_under_daphne() -> bool:
+    """Whether this process is daphne's."""
+    return "daphne.server" in sys.modules and "twisted.internet.reactor" in sys.modules
+
+
+def start_with_daphne() -> None:
+    """Start the alarm poller when daphne's reactor starts (called from ``ready()``)."""
+    if not running_under_daphne():
+        return
+    from twisted.internet import reactor
+
+    loop = getattr(reactor, "_asyncioEventloop", None)
+    if loop is None:
+        return
+
+    def boot() -> None:
+        from .runtime import get_runtime  # the engine loads with the reactor, not before
+
+        get_runtime().alarms.start()
+
+    reactor.callWhenRunning(lambda: loop.call_soon(boot))

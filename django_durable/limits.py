@@ -27,6 +27,7 @@ MAX_OBJECT_ID_BYTES = 256
 
 
 def utf8_len(value: str) -> int:
+    """Length in UTF-8 bytes."""
     return len(value.encode("utf-8"))
 
 
@@ -59,10 +60,12 @@ def validate_tags(tags: Iterable[str] | None) -> tuple[str, ...]:
 
 
 def payload_len(value: str | bytes) -> int:
+    """Length of a text or binary payload in bytes."""
     return utf8_len(value) if isinstance(value, str) else len(value)
 
 
 def validate_auto_response_part(name: str, value: str | bytes) -> None:
+    """A request or response of an auto-response pair, checked."""
     size = payload_len(value)
     if size > MAX_AUTO_RESPONSE_BYTES:
         raise AutoResponseTooLarge(

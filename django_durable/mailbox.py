@@ -27,6 +27,8 @@ def event_size(event: Event) -> int:
 
 
 class Mailbox:
+    """One object's waiting events: one lane per socket served in turn, calls first."""
+
     def __init__(self) -> None:
         self._control: deque[Event] = deque()
         self._lanes: dict[str, deque[Event]] = {}
@@ -39,12 +41,15 @@ class Mailbox:
         self.socket_bytes: dict[str, int] = {}
 
     def qsize(self) -> int:
+        """Events waiting."""
         return self.count
 
     def empty(self) -> bool:
+        """Whether nothing waits."""
         return self.count == 0
 
     def put_nowait(self, event: Event) -> None:
+        """Queue an event in its socket's lane."""
         sid = event.socket_id
         if sid is None:
             self._control.append(event)
@@ -63,6 +68,7 @@ class Mailbox:
             waiter.set_result(None)
 
     def get_nowait(self) -> Event:
+        """The next event, lanes in turn."""
         if self._control:
             self.count -= 1
             return self._control.popleft()
@@ -86,6 +92,7 @@ class Mailbox:
         return event
 
     async def get(self) -> Event:
+        """Wait for the next event."""
         while not self.count:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -103,5 +110,6 @@ class Mailbox:
         return max(candidates, key=lambda s: (self.socket_bytes.get(s, 0), len(self._lanes[s])))
 
     def waiting(self, sid: str) -> int:
+        """Events waiting per socket."""
         lane = self._lanes.get(sid)
         return len(lane) if lane else 0

@@ -14,7 +14,7 @@ from .runtime import all_runtimes, get_runtime
 from .websocket import asgi_send_message
 
 if TYPE_CHECKING:
-    from .consumer import DurableConsumer
+    from .objects import DurableObject
 
 
 def broadcast_event(group: str, message: str | bytes) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def broadcast_event(group: str, message: str | bytes) -> dict[str, Any]:
 
 
 async def broadcast_to(
-    cls: type[DurableConsumer], object_id: str, message: str | bytes, tag: str | None
+    cls: type[DurableObject], object_id: str, message: str | bytes, tag: str | None
 ) -> None:
     """Through the tag's group when there is a channel layer, so every process fans out;
     straight to the sockets when the only process is this one (the in-memory channel

@@ -14,38 +14,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 from . import conf, metrics
 from .asgi_server import CLOSE_REASONS, TRY_AGAIN_LATER, close_with_code
 from .exceptions import Overloaded
-from .mailbox import Mailbox
-from .session.base import CLOSING, OPEN, ObjectSession, SocketRecord
+from .session.base import CLOSING, OPEN, SocketRecord
+
+if TYPE_CHECKING:
+    from .ports import LiveObjectPort
 
 logger = logging.getLogger(__name__)
 
 
-class LiveObjectLike(Protocol):
-    """What a backlog needs of its live object (``dispatcher.LiveObject``)."""
-
-    key: str
-    queue: Mailbox
-    session: ObjectSession
-    runtime: Any
-
-    def write_socket(self, record: SocketRecord) -> None: ...
-
-
 class Backlog:
+    """A live object's bound on waiting events, and what it refuses past it."""
+
     __slots__ = ("_closing", "_live", "_shedding")
 
-    def __init__(self, live: LiveObjectLike) -> None:
+    def __init__(self, live: LiveObjectPort) -> None:
         self._live = live
         #: Sockets closed with 1013 for this backlog (until their final event).
         self._shedding: set[str] = set()
         self._closing: set[asyncio.Task[None]] = set()
 
     def over(self, count: int | None = None, nbytes: int | None = None) -> bool:
+        """Whether the mailbox is past its bound."""
         queue = self._live.queue
         count = queue.count if count is None else count
         nbytes = queue.nbytes if nbytes is None else nbytes
@@ -53,6 +47,7 @@ class Backlog:
         return bool(count > settings["MAX_QUEUED_EVENTS"] or nbytes > settings["MAX_QUEUED_BYTES"])
 
     def describe(self) -> str:
+        """The backlog in words, for a log line."""
         queue = self._live.queue
         return (
             f"{queue.count} events ({queue.nbytes} bytes) waiting; "

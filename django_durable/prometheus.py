@@ -65,6 +65,7 @@ class DurableCollector:
     """``prometheus_client`` collector of django-durable's metrics."""
 
     def collect(self) -> Iterator[Any]:
+        """The counters, the histogram and the gauges, read now."""
         from prometheus_client.core import (
             CounterMetricFamily,
             GaugeMetricFamily,

@@ -72,11 +72,14 @@ class ResumingSocket(Protocol):
     resume: Resume | None
 
     @property
-    def cls(self) -> Any: ...
+    def cls(self) -> Any:
+        """The socket's class."""
 
-    async def asgi_send(self, message: dict[str, Any]) -> None: ...
+    async def asgi_send(self, message: dict[str, Any]) -> None:
+        """The connection's ASGI send."""
 
-    async def close(self, code: int) -> None: ...
+    async def close(self, code: int) -> None:
+        """Close the connection."""
 
 
 def requested(scope: dict[str, Any]) -> Resume | None:

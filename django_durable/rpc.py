@@ -21,4 +21,5 @@ def rpc(method: F) -> F:
 
 
 def is_rpc(method: object) -> bool:
+    """Whether ``method`` is marked ``@rpc``."""
     return bool(getattr(method, RPC_ATTRIBUTE, False))

@@ -1,4 +1,10 @@
-"""Everything django-durable keeps per process (strictly: per event loop).
+"""The composition root: everything django-durable keeps per process (strictly: per
+event loop), built and wired here and nowhere else.
+
+Every component is written against the protocols of :mod:`django_durable.ports` and
+receives this runtime (a :class:`~django_durable.ports.Host`); only the public edges
+(gateways, stubs, ``broadcast_to``, the testing helpers, status) find it with
+:func:`get_runtime`, so nothing below this module imports it.
 
 Daphne runs one event loop, so in production there is one runtime per process. Tests
 and ``async_to_sync`` may run several loops; asyncio objects cannot cross loops, so
@@ -12,6 +18,8 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING
 
+from django.utils.module_loading import import_string
+
 from . import conf
 from .dispatcher import Dispatcher
 from .fanout import Fanout
@@ -20,10 +28,13 @@ from .session import BaseSessionLayer, build_session_layer
 from .transport import LocalTransport
 
 if TYPE_CHECKING:
-    from .gateway import LocalSocket
+    from .ports import Transport
+    from .sockets import LocalSocket
 
 
 class Runtime:
+    """One process's (one event loop's) engine, built and wired here."""
+
     def __init__(self) -> None:
         self.process_id = uuid.uuid4().hex[:16]
         self.layer: BaseSessionLayer = build_session_layer(conf.get("SESSION_LAYER"))
@@ -38,9 +49,15 @@ class Runtime:
         #: The ASGI server's limit on sent messages (daphne's), once a gateway saw it.
         self.outgoing_limit: int | None = None
 
-    def _make_transport(self) -> LocalTransport:
-        make = getattr(self.layer, "make_transport", None)
-        return make(self) if make is not None else LocalTransport(self)
+    def _make_transport(self) -> Transport:
+        make = getattr(self.layer, "make_transport", None)  # a backend's own factory
+        if make is not None:
+            transport: Transport = make(self)
+            return transport
+        if self.layer.transport_class is not None:
+            transport = import_string(self.layer.transport_class)(self)
+            return transport
+        return LocalTransport(self)
 
 
 _runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = (
@@ -63,4 +80,5 @@ def existing_runtime() -> Runtime | None:
 
 
 def all_runtimes() -> list[Runtime]:
+    """Every runtime of this process (for metrics and tests)."""
     return list(_runtimes.values())

@@ -20,42 +20,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.db import close_old_connections
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from . import conf
+from .calls import ALARM_METHOD
 from .dbthread import run_db
+from .objects import AlarmInfo
+from .registry import consumer_class
 
 if TYPE_CHECKING:
     from . import alarms
-    from .consumer import DurableConsumer
-    from .runtime import Runtime
+    from .ports import Host
+
+__all__ = ["ALARM_METHOD", "AlarmInfo", "AlarmScheduler", "consumer_class"]
 
 logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 6
 CLAIM_SECONDS = 60.0
-ALARM_METHOD = "__alarm__"
-
-
-@dataclass(frozen=True)
-class AlarmInfo:
-    """What ``alarm(info)`` is told: how many times this alarm has been retried."""
-
-    retry_count: int = 0
-
-    @property
-    def is_retry(self) -> bool:
-        return self.retry_count > 0
 
 
 class AlarmScheduler:
-    def __init__(self, runtime: Runtime) -> None:
+    """This process's alarm poller: claims due alarms and runs them through the transport."""
+
+    def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
         self.task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -147,32 +138,3 @@ def _claim_due(using: str, only: set[str] | None) -> list[alarms.ClaimedAlarm]:
 
     close_old_connections()
     return alarms.claim_due(timezone.now(), CLAIM_SECONDS, 100, using, only)
-
-
-def consumer_class(name: str) -> type[DurableConsumer]:
-    from .consumer import registry
-
-    cls = registry.get(name)
-    return cls if cls is not None else import_string(name)
-
-
-def running_under_daphne() -> bool:
-    return "daphne.server" in sys.modules and "twisted.internet.reactor" in sys.modules
-
-
-def start_with_daphne() -> None:
-    """Start the alarm poller when daphne's reactor starts (called from ``ready()``)."""
-    if not running_under_daphne():
-        return
-    from twisted.internet import reactor
-
-    loop = getattr(reactor, "_asyncioEventloop", None)
-    if loop is None:
-        return
-
-    def boot() -> None:
-        from .runtime import get_runtime
-
-        get_runtime().alarms.start()
-
-    reactor.callWhenRunning(lambda: loop.call_soon(boot))

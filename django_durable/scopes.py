@@ -53,6 +53,7 @@ def export_scope(scope: dict[str, Any]) -> dict[str, Any]:
 
 
 async def import_scope(exported: dict[str, Any]) -> dict[str, Any]:
+    """The scope ``connect(ws)`` sees, rebuilt (user and session loaded) from an exported one."""
     scope = {k: v for k, v in exported.items() if k not in ("user", "session")}
     for name in TUPLES:
         if isinstance(scope.get(name), list):

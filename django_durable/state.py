@@ -32,7 +32,7 @@ from .session.base import CONNECTING, OPEN
 from .websocket import DurableWebSocket, asgi_send_message
 
 if TYPE_CHECKING:
-    from .dispatcher import LiveObject
+    from .ports import LiveObjectPort
     from .storage import DurableStorage
 
 
@@ -41,7 +41,7 @@ class DurableState:
 
     __slots__ = ("_live", "_storage")
 
-    def __init__(self, live: LiveObject) -> None:
+    def __init__(self, live: LiveObjectPort) -> None:
         self._live = live
         self._storage: DurableStorage | None = None
 

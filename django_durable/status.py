@@ -38,27 +38,21 @@ objects live in the server's memory: ask the server over HTTP instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from . import conf
 from .dbthread import run_db
-from .session.base import CLOSED, CLOSING, CONNECTING, OPEN, BaseSessionLayer, SocketRecord
-from .session.memory import InMemorySessionLayer
+from .session.base import READY_STATE_NAMES, BaseSessionLayer, SocketRecord
 
 if TYPE_CHECKING:
     from .runtime import Runtime
-    from .session.redis import RedisSessionLayer
 
 logger = logging.getLogger(__name__)
 
-STATE_NAMES = {CONNECTING: "CONNECTING", OPEN: "OPEN", CLOSING: "CLOSING", CLOSED: "CLOSED"}
-#: Keys per SCAN round trip and per pipeline of reads.
-SCAN_COUNT = 500
 #: Object keys per database query for pending alarms.
 ALARM_QUERY_CHUNK = 500
 
@@ -80,7 +74,9 @@ class _Entry:
     def as_dict(self) -> dict[str, Any]:
         class_name, _, object_id = self.key.partition("/")
         records = self.records or []
-        states: Counter[str] = Counter(STATE_NAMES.get(r.state, str(r.state)) for r in records)
+        states: Counter[str] = Counter(
+            READY_STATE_NAMES.get(r.state, str(r.state)) for r in records
+        )
         tags: Counter[str] = Counter()
         holders: Counter[str] = Counter()
         for record in records:
@@ -102,33 +98,19 @@ class _Entry:
         }
 
 
-def is_redis_layer(layer: BaseSessionLayer) -> bool:
-    """Whether ``layer`` is (or extends) the Redis session layer, without importing redis."""
-    return any(
-        klass.__module__ == "django_durable.session.redis" and klass.__name__ == "RedisSessionLayer"
-        for klass in type(layer).__mro__
-    )
-
-
 def layer_name(layer: BaseSessionLayer) -> str:
+    """The layer's dotted class path."""
     klass = type(layer)
     return f"{klass.__module__}.{klass.__qualname__}"
 
 
 def _local_entries(runtime: Runtime) -> dict[str, _Entry]:
-    """What this process knows without I/O: its live objects and its in-memory sessions."""
+    """What this process knows without I/O: its live objects and the sockets it holds."""
     entries: dict[str, _Entry] = {}
     for key, live in list(runtime.dispatcher.live.items()):
         entry = entries[key] = _Entry(key)
         entry.live = entry.live_here = live.instance is not None
         entry.records = list(live.session.sockets.values())
-    layer = runtime.layer
-    if isinstance(layer, InMemorySessionLayer):
-        for key, session in list(layer.sessions.items()):
-            if key in entries or not session.sockets:
-                continue
-            entry = entries[key] = _Entry(key)
-            entry.records = list(session.sockets.values())
     held: Counter[str] = Counter(getattr(s, "key", "") for s in list(runtime.sockets.values()))
     for key, count in held.items():
         if key:
@@ -136,69 +118,24 @@ def _local_entries(runtime: Runtime) -> dict[str, _Entry]:
     return entries
 
 
-def _redis_match(prefix: str, kind: str) -> str:
-    escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix)
-    return f"{escaped}{kind}:*"
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
-
-
-async def _scan(layer: RedisSessionLayer, kind: str) -> list[str]:
-    """The object keys that have a ``{prefix}{kind}:K`` Redis key."""
-    strip = len(layer.prefix) + len(kind) + 1
-    keys = []
-    match = _redis_match(layer.prefix, kind)
-    for redis in layer.redises:
-        async for name in redis.scan_iter(match=match, count=SCAN_COUNT):
-            keys.append(_text(name)[strip:])
-    return keys
-
-
-async def _redis_entries(layer: RedisSessionLayer, entries: dict[str, _Entry]) -> None:
-    """Every object with sockets or a lease in Redis, merged into ``entries``."""
-    from .session.redis import CorruptRecord, unavailable_as_error, unpack_record
-
-    async with unavailable_as_error():
-        keys = set(await _scan(layer, "s")) | set(await _scan(layer, "l"))
-        keys |= set(entries)
-        ordered = sorted(keys)
-        for start in range(0, len(ordered), SCAN_COUNT):
-            found: dict[str, tuple[Any, Any]] = {}
-            for index, chunk in layer.by_host(ordered[start : start + SCAN_COUNT]).items():
-                async with layer.redises[index].pipeline(transaction=False) as pipe:
-                    for key in chunk:
-                        pipe.hgetall(f"{layer.prefix}s:{key}")
-                        pipe.get(f"{layer.prefix}l:{key}")
-                    results = await pipe.execute()
-                for i, key in enumerate(chunk):
-                    found[key] = (results[2 * i], results[2 * i + 1])
-            for key, (sockets, lease) in found.items():
-                entry = entries.get(key)
-                if entry is None:
-                    if not sockets and lease is None:
-                        continue
-                    entry = entries[key] = _Entry(key)
-                if not entry.live_here:
-                    # The owner's copy is the truth; a live object here has it in memory.
-                    records = []
-                    for sid, data in sockets.items():
-                        # A corrupt record is left out here; the object's next wake sets
-                        # it aside and logs it (this view only reads).
-                        with contextlib.suppress(CorruptRecord):
-                            records.append(unpack_record(_text(sid), data))
-                    entry.records = sorted(records, key=lambda r: r.id)
-                if lease is not None:
-                    # A lease is held from wake-up to hibernation: live in its owner.
-                    entry.owner = _text(lease).split("|", 1)[0]
-                    entry.live = True
+async def _stored_entries(layer: BaseSessionLayer, entries: dict[str, _Entry]) -> None:
+    """Every object the session layer has sockets or an owner for, merged into ``entries``."""
+    for key, stored in (await layer.stored_objects(set(entries))).items():
+        entry = entries.get(key)
+        if entry is None:
+            entry = entries[key] = _Entry(key)
+        if not entry.live_here:
+            # The owner's copy is the truth; a live object here has it in memory.
+            entry.records = stored.records
+        if stored.owner is not None:
+            entry.owner = stored.owner
+            entry.live = True
 
 
 def _pending_alarms(keys: list[str], using: str) -> dict[str, str]:
     from django.db import close_old_connections
-    from django.utils import timezone
 
+    from .alarms import from_db
     from .models import Alarm
 
     close_old_connections()
@@ -208,10 +145,7 @@ def _pending_alarms(keys: list[str], using: str) -> dict[str, str]:
             object_key__in=keys[start : start + ALARM_QUERY_CHUNK]
         )
         for object_key, when in rows.values_list("object_key", "scheduled_at"):
-            if when.tzinfo is None:
-                # USE_TZ = False: the database holds local times of TIME_ZONE.
-                when = timezone.make_aware(when, timezone.get_default_timezone())
-            found[object_key] = when.astimezone(UTC).isoformat()
+            found[object_key] = from_db(when).isoformat()
     return found
 
 
@@ -257,8 +191,7 @@ async def object_status(
 
         runtime = get_runtime()
     entries = _local_entries(runtime)
-    if is_redis_layer(runtime.layer):
-        await _redis_entries(cast("RedisSessionLayer", runtime.layer), entries)
+    await _stored_entries(runtime.layer, entries)
     if alarms:
         await _add_alarms(entries)
     return _listed(entries)
@@ -272,12 +205,7 @@ async def layer_status(layer: BaseSessionLayer, *, alarms: bool = True) -> list[
     server is nothing.
     """
     entries: dict[str, _Entry] = {}
-    if isinstance(layer, InMemorySessionLayer):
-        for key, session in layer.sessions.items():
-            if session.sockets:
-                entries.setdefault(key, _Entry(key)).records = list(session.sockets.values())
-    elif is_redis_layer(layer):
-        await _redis_entries(cast("RedisSessionLayer", layer), entries)
+    await _stored_entries(layer, entries)
     if alarms:
         await _add_alarms(entries)
     return _listed(entries)
@@ -309,18 +237,35 @@ async def status_report(runtime: Runtime | None = None, *, alarms: bool = True) 
 
         runtime = get_runtime()
     objects = await object_status(runtime, alarms=alarms)
-    distributed = is_redis_layer(runtime.layer)
-    holder = getattr(runtime.layer, "holder", "")
+    return report_of(objects, runtime.layer, process=runtime.process_id)
+
+
+def report_of(
+    objects: list[dict[str, Any]],
+    layer: BaseSessionLayer,
+    *,
+    process: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The status JSON around a list of objects: the view's and the command's."""
     return {
-        "process": runtime.process_id,
-        "holder": holder or None,
-        "session_layer": layer_name(runtime.layer),
+        "process": process,
+        "holder": layer.holder or None,
+        "session_layer": layer_name(layer),
         # "cluster": every process's objects (Redis); "process": this process's only.
-        "scope": "cluster" if distributed else "process",
+        "scope": "cluster" if layer.distributed else "process",
+        **extra,
         "generated_at": datetime.now(UTC).isoformat(),
         "totals": summarize(objects),
         "objects": objects,
     }
 
 
-__all__ = ["layer_status", "object_status", "short_id", "status_report", "summarize"]
+__all__ = [
+    "layer_status",
+    "object_status",
+    "report_of",
+    "short_id",
+    "status_report",
+    "summarize",
+]

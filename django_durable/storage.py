@@ -22,24 +22,38 @@ import asyncio
 import builtins
 import contextlib
 import datetime
-import math
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
-
-from django.db import connections
-from django.db import transaction as db_transaction
 
 from . import alarms, conf
 from .dbthread import run_db
-from .encoding import decode, encode
-from .exceptions import InvalidStorageKey, InvalidStorageValue, OwnershipLost, StorageTimeout
-from .models import ObjectFence, StorageEntry
+from .encoding import decode
+from .exceptions import StorageTimeout
+from .storage_rows import (
+    claim_fence_row,
+    delete_rows,
+    fenced,
+    read_rows,
+    scan_rows,
+    write_rows,
+)
+from .storage_values import (
+    KEY_MAX_BYTES,
+    MISSING,
+    VALUE_MAX_BYTES,
+    Gate,
+    KeyRange,
+    alarm_time,
+    checked_limit,
+    key_bytes,
+    many_keys,
+    put_entries,
+)
 
 __all__ = ["KEY_MAX_BYTES", "VALUE_MAX_BYTES", "DurableStorage", "StorageTransaction"]
 
 #: The storage functions that only read: a timed-out read changed nothing.
-_READS = frozenset({"_read", "_scan"})
+_READS = frozenset({"read_rows", "scan_rows"})
 
 
 def _timeout_message(object_key: str, function: Callable[..., Any], limit: float) -> str:
@@ -56,237 +70,6 @@ def _timeout_message(object_key: str, function: Callable[..., Any], limit: float
         f"{what}; the write may still be applied by the database, all of it or none of it: "
         "read it back before trying again"
     )
-
-
-KEY_MAX_BYTES = 2_048
-VALUE_MAX_BYTES = 131_072  # 128 KiB, measured on the encoding
-
-# Keys per SQL statement: well under SQLite's bound-parameter limit.
-_CHUNK = 500
-
-_MISSING: Any = object()
-
-Gate = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
-
-
-# Validation ---------------------------------------------------------------------------
-
-
-def _key_bytes(key: Any, what: str = "storage key") -> bytes:
-    if not isinstance(key, str):
-        raise InvalidStorageKey(f"a {what} must be a str, not {type(key).__name__}")
-    try:
-        raw = key.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidStorageKey(f"a {what} must be valid Unicode: {exc.reason}") from exc
-    if what == "storage key" and len(raw) > KEY_MAX_BYTES:
-        raise InvalidStorageKey(
-            f"storage key is {len(raw):,} bytes in UTF-8; the limit is {KEY_MAX_BYTES:,} bytes"
-        )
-    return raw
-
-
-def _value_bytes(value: Any) -> bytes:
-    if value is None:
-        raise InvalidStorageValue("None is not a storage value: delete the key instead")
-    data = encode(value)
-    if len(data) > VALUE_MAX_BYTES:
-        raise InvalidStorageValue(
-            f"storage value encodes to {len(data):,} bytes; "
-            f"the limit is {VALUE_MAX_BYTES:,} bytes (128 KiB)"
-        )
-    return data
-
-
-def _many_keys(keys: Any) -> builtins.list[bytes] | None:
-    """The keys of a multi-key call as distinct UTF-8 bytes, or ``None`` for one key."""
-    if isinstance(keys, str):
-        return None
-    if isinstance(keys, Iterable) and not isinstance(keys, bytes | bytearray | Mapping):
-        return builtins.list(dict.fromkeys(_key_bytes(key) for key in keys))
-    raise InvalidStorageKey(
-        f"a storage key must be a str (or a list of them), not {type(keys).__name__}"
-    )
-
-
-def _entries(key_or_entries: Any, value: Any) -> dict[bytes, bytes]:
-    """Validate and encode every entry of a put before anything is written."""
-    if isinstance(key_or_entries, Mapping):
-        if value is not _MISSING:
-            raise TypeError("put(entries) takes no separate value")
-        return {_key_bytes(k): _value_bytes(v) for k, v in key_or_entries.items()}
-    if value is _MISSING:
-        raise TypeError("put(key, value) needs a value (or pass one dict of entries)")
-    return {_key_bytes(key_or_entries): _value_bytes(value)}
-
-
-def _limit(limit: Any) -> int | None:
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise TypeError(f"limit must be an int or None, not {type(limit).__name__}")
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, not {limit}")
-    return limit
-
-
-def _alarm_time(when: Any) -> datetime.datetime:
-    if isinstance(when, datetime.datetime):
-        if when.tzinfo is None or when.utcoffset() is None:
-            raise ValueError("set_alarm() needs an aware datetime (or epoch seconds)")
-        return when.astimezone(datetime.UTC)
-    if isinstance(when, bool) or not isinstance(when, int | float):
-        raise TypeError(
-            f"set_alarm() takes an aware datetime or epoch seconds, not {type(when).__name__}"
-        )
-    if not math.isfinite(when):
-        raise ValueError(f"set_alarm() needs a finite time, not {when}")
-    try:
-        return datetime.datetime.fromtimestamp(when, tz=datetime.UTC)
-    except (OverflowError, OSError, ValueError) as exc:
-        raise ValueError(f"set_alarm() time {when} is out of range") from exc
-
-
-# Key ranges ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Range:
-    """The keys ``list()`` covers, as UTF-8 bytes: ``lower`` inclusive, ``upper`` exclusive."""
-
-    lower: bytes | None = None
-    upper: bytes | None = None
-
-    @classmethod
-    def of(cls, prefix: Any, start: Any, end: Any) -> _Range:
-        lower = None if start is None else _key_bytes(start, "start key")
-        upper = None if end is None else _key_bytes(end, "end key")
-        if prefix is not None:
-            raw = _key_bytes(prefix, "prefix")
-            if raw:
-                # UTF-8 never contains 0xFF, so bumping the last byte gives the first
-                # byte string after every string that starts with the prefix.
-                after = raw[:-1] + bytes([raw[-1] + 1])
-                lower = raw if lower is None else max(lower, raw)
-                upper = after if upper is None else min(upper, after)
-        return cls(lower, upper)
-
-    @property
-    def empty(self) -> bool:
-        return self.lower is not None and self.upper is not None and self.lower >= self.upper
-
-    def __contains__(self, raw: object) -> bool:
-        assert isinstance(raw, bytes)
-        if self.lower is not None and raw < self.lower:
-            return False
-        return self.upper is None or raw < self.upper
-
-
-# Database side (synchronous, one short transaction each) ------------------------------
-
-
-def _entries_of(alias: str, object_key: str) -> Any:
-    return StorageEntry.objects.using(alias).filter(object_key=object_key)
-
-
-def _fresh_connection(alias: str) -> None:
-    # What Django does between requests (and Channels around each database call):
-    # drop a connection that broke or outlived CONN_MAX_AGE before using it again.
-    connections[alias].close_if_unusable_or_obsolete()
-
-
-def _read(alias: str, object_key: str, raws: Iterable[bytes]) -> dict[bytes, bytes]:
-    _fresh_connection(alias)
-    raws = builtins.list(raws)
-    found: dict[bytes, bytes] = {}
-    for i in range(0, len(raws), _CHUNK):
-        rows = _entries_of(alias, object_key).filter(key__in=raws[i : i + _CHUNK])
-        found.update((bytes(k), bytes(v)) for k, v in rows.values_list("key", "value"))
-    return found
-
-
-def _scan(
-    alias: str, object_key: str, span: _Range, reverse: bool, limit: int | None
-) -> builtins.list[tuple[bytes, bytes]]:
-    _fresh_connection(alias)
-    rows = _entries_of(alias, object_key)
-    if span.lower is not None:
-        rows = rows.filter(key__gte=span.lower)
-    if span.upper is not None:
-        rows = rows.filter(key__lt=span.upper)
-    rows = rows.order_by("-key" if reverse else "key").values_list("key", "value")
-    if limit is not None:
-        rows = rows[:limit]
-    return [(bytes(k), bytes(v)) for k, v in rows]
-
-
-def _fence(alias: str, object_key: str, token: int | None, *, claim: bool = False) -> None:
-    """Refuse (``OwnershipLost``) unless ``token`` is the newest claim on the object.
-
-    Runs inside the caller's transaction and locks the fence row until it ends, so a
-    new owner's claim waits for an old owner's write in flight, and every later write
-    of the old owner sees the new token. A missing row is created, not skipped: that
-    insert is what makes a concurrent claim wait on (or conflict with) this write.
-    """
-    if token is None:
-        return
-    fence, _ = (
-        ObjectFence.objects.using(alias)
-        .select_for_update()
-        .get_or_create(object_key=object_key, defaults={"token": token})
-    )
-    if fence.token > token:
-        raise OwnershipLost(
-            f"object {object_key!r} now belongs to a newer owner (fence token "
-            f"{fence.token}); this owner's token {token} may no longer write to it"
-        )
-    if claim and fence.token < token:
-        ObjectFence.objects.using(alias).filter(object_key=object_key).update(token=token)
-
-
-def _write(
-    alias: str,
-    object_key: str,
-    token: int | None,
-    puts: Mapping[bytes, bytes],
-    deletes: Collection[bytes],
-) -> int:
-    """Apply deletes and upserts in one transaction; how many of ``deletes`` existed."""
-    _fresh_connection(alias)
-    deletes = builtins.list(deletes)
-    deleted = 0
-    with db_transaction.atomic(using=alias):
-        _fence(alias, object_key, token)
-        for i in range(0, len(deletes), _CHUNK):
-            chunk = deletes[i : i + _CHUNK]
-            deleted += _entries_of(alias, object_key).filter(key__in=chunk).delete()[0]
-        if puts:
-            StorageEntry.objects.using(alias).bulk_create(
-                [StorageEntry(object_key=object_key, key=k, value=v) for k, v in puts.items()],
-                batch_size=_CHUNK,
-                update_conflicts=True,
-                unique_fields=["object_key", "key"],
-                update_fields=["value"],
-            )
-    return deleted
-
-
-def _fenced(alias: str, object_key: str, token: int | None, action: Callable[[], Any]) -> Any:
-    _fresh_connection(alias)
-    with db_transaction.atomic(using=alias):
-        _fence(alias, object_key, token)
-        return action()
-
-
-def _claim(alias: str, object_key: str, token: int) -> None:
-    _fresh_connection(alias)
-    with db_transaction.atomic(using=alias):
-        _fence(alias, object_key, token, claim=True)
-
-
-def _delete_all(alias: str, object_key: str) -> None:
-    _entries_of(alias, object_key).delete()
-    alarms.unschedule(object_key, using=alias)
 
 
 # The async API ------------------------------------------------------------------------
@@ -312,8 +95,12 @@ class DurableStorage:
         gate: Gate | None = None,
         consumer: str = "",
         object_id: str = "",
+        on_alarm_set: Callable[[str], None] | None = None,
     ) -> None:
         self.object_key = object_key
+        #: Called with the object key after an alarm is set: makes sure this process
+        #: polls for it (the runtime's scheduler; daphne starts its poller anyway).
+        self._on_alarm_set = on_alarm_set
         self.fence_token = fence_token
         self.consumer = consumer
         self.object_id = object_id
@@ -338,7 +125,7 @@ class DurableStorage:
         try:
             async with gate, timeout:
                 if self._unclaimed and self.fence_token is not None:
-                    await run_db(_claim, self.using, self.object_key, self.fence_token)
+                    await run_db(claim_fence_row, self.using, self.object_key, self.fence_token)
                     self._unclaimed = False
                 return await run_db(function, self.using, self.object_key, *args)
         except TimeoutError:
@@ -347,45 +134,45 @@ class DurableStorage:
             raise StorageTimeout(_timeout_message(self.object_key, function, limit)) from None
 
     async def _read(self, raws: Iterable[bytes]) -> dict[bytes, bytes]:
-        found: dict[bytes, bytes] = await self._run(_read, raws)
+        found: dict[bytes, bytes] = await self._run(read_rows, raws)
         return found
 
     async def _scan(
-        self, span: _Range, reverse: bool, limit: int | None
+        self, span: KeyRange, reverse: bool, limit: int | None
     ) -> builtins.list[tuple[bytes, bytes]]:
-        rows: builtins.list[tuple[bytes, bytes]] = await self._run(_scan, span, reverse, limit)
+        rows: builtins.list[tuple[bytes, bytes]] = await self._run(scan_rows, span, reverse, limit)
         return rows
 
     async def _write(self, puts: Mapping[bytes, bytes], deletes: Collection[bytes]) -> int:
-        deleted: int = await self._run(_write, self.fence_token, puts, deletes)
+        deleted: int = await self._run(write_rows, self.fence_token, puts, deletes)
         return deleted
 
     # Key-value --------------------------------------------------------------------
 
     async def get(self, keys: str | Iterable[str]) -> Any:
         """``get(key)`` -> the value or ``None``; ``get([keys])`` -> the found keys, sorted."""
-        many = _many_keys(keys)
+        many = many_keys(keys)
         if many is None:
-            raw = _key_bytes(keys)
+            raw = key_bytes(keys)
             found = await self._read([raw])
             return decode(found[raw]) if raw in found else None
         found = await self._read(many) if many else {}
         return {k.decode(): decode(found[k]) for k in sorted(found)}
 
-    async def put(self, key_or_entries: str | Mapping[str, Any], value: Any = _MISSING) -> None:
+    async def put(self, key_or_entries: str | Mapping[str, Any], value: Any = MISSING) -> None:
         """``put(key, value)`` or ``put({key: value, ...})``: one atomic write either way.
 
         Every entry is validated before anything is written.
         """
-        puts = _entries(key_or_entries, value)
+        puts = put_entries(key_or_entries, value)
         if puts:
             await self._write(puts, ())
 
     async def delete(self, keys: str | Iterable[str]) -> bool | int:
         """``delete(key)`` -> whether it existed; ``delete([keys])`` -> how many existed."""
-        many = _many_keys(keys)
+        many = many_keys(keys)
         if many is None:
-            return await self._write({}, [_key_bytes(keys)]) > 0
+            return await self._write({}, [key_bytes(keys)]) > 0
         return await self._write({}, many) if many else 0
 
     async def list(
@@ -397,7 +184,7 @@ class DurableStorage:
         limit: int | None = None,
     ) -> dict[str, Any]:
         """Entries in key order (descending with ``reverse``); ``start`` in, ``end`` out."""
-        span, limit = _Range.of(prefix, start, end), _limit(limit)
+        span, limit = KeyRange.of(prefix, start, end), checked_limit(limit)
         if span.empty:
             return {}
         return {k.decode(): decode(v) for k, v in await self._scan(span, bool(reverse), limit)}
@@ -419,7 +206,7 @@ class DurableStorage:
 
     async def delete_all(self) -> None:
         """Delete every key and the alarm of this object, in one transaction."""
-        await self._run(_fenced, self.fence_token, lambda: _delete_all(self.using, self.object_key))
+        await self._run(fenced, self.fence_token, lambda: delete_rows(self.using, self.object_key))
 
     # Alarm ------------------------------------------------------------------------
 
@@ -428,7 +215,7 @@ class DurableStorage:
 
         A time in the past fires at once. Raises ``ValueError`` for a naive datetime.
         """
-        moment = _alarm_time(when)
+        moment = alarm_time(when)
 
         def schedule() -> None:
             alarms.schedule(
@@ -439,11 +226,9 @@ class DurableStorage:
                 using=self.using,
             )
 
-        await self._run(_fenced, self.fence_token, schedule)
-        # Make sure this process polls for alarms (daphne starts its poller anyway).
-        from .runtime import get_runtime
-
-        get_runtime().alarms.start(self.object_key)
+        await self._run(fenced, self.fence_token, schedule)
+        if self._on_alarm_set is not None:
+            self._on_alarm_set(self.object_key)
 
     async def get_alarm(self) -> datetime.datetime | None:
         """When the alarm is set for (aware, UTC), or ``None`` (also while it runs)."""
@@ -458,7 +243,7 @@ class DurableStorage:
         def unschedule() -> None:
             alarms.unschedule(self.object_key, using=self.using)
 
-        await self._run(_fenced, self.fence_token, unschedule)
+        await self._run(fenced, self.fence_token, unschedule)
 
     # Fencing ----------------------------------------------------------------------
 
@@ -470,7 +255,7 @@ class DurableStorage:
         """
         if self.fence_token is None:
             raise ValueError("claim_fence() needs a DurableStorage made with a fence_token")
-        await self._run(_claim, self.fence_token)
+        await self._run(claim_fence_row, self.fence_token)
 
 
 class StorageTransaction:
@@ -510,32 +295,32 @@ class StorageTransaction:
         unbuffered = [k for k in raws if k not in self._writes]
         found = await self._storage._read(unbuffered) if unbuffered else {}
         for k in raws:
-            buffered = self._writes.get(k, _MISSING)
-            if buffered is not _MISSING and buffered is not None:
+            buffered = self._writes.get(k, MISSING)
+            if buffered is not MISSING and buffered is not None:
                 found[k] = buffered
         return found
 
     async def get(self, keys: str | Iterable[str]) -> Any:
         """As :meth:`DurableStorage.get`, including this transaction's writes."""
         self._check()
-        many = _many_keys(keys)
+        many = many_keys(keys)
         if many is None:
-            raw = _key_bytes(keys)
+            raw = key_bytes(keys)
             found = await self._current([raw])
             return decode(found[raw]) if raw in found else None
         found = await self._current(many)
         return {k.decode(): decode(found[k]) for k in sorted(found)}
 
-    async def put(self, key_or_entries: str | Mapping[str, Any], value: Any = _MISSING) -> None:
+    async def put(self, key_or_entries: str | Mapping[str, Any], value: Any = MISSING) -> None:
         """As :meth:`DurableStorage.put`; written when the transaction block exits."""
         self._check()
-        self._writes.update(_entries(key_or_entries, value))
+        self._writes.update(put_entries(key_or_entries, value))
 
     async def delete(self, keys: str | Iterable[str]) -> bool | int:
         """As :meth:`DurableStorage.delete`; deleted when the transaction block exits."""
         self._check()
-        many = _many_keys(keys)
-        raws = [_key_bytes(keys)] if many is None else many
+        many = many_keys(keys)
+        raws = [key_bytes(keys)] if many is None else many
         existed = await self._current(raws)
         self._check()  # a rollback() may have run while the read was in flight
         for raw in raws:
@@ -552,7 +337,7 @@ class StorageTransaction:
     ) -> dict[str, Any]:
         """As :meth:`DurableStorage.list`, including this transaction's writes."""
         self._check()
-        span, limit = _Range.of(prefix, start, end), _limit(limit)
+        span, limit = KeyRange.of(prefix, start, end), checked_limit(limit)
         if span.empty:
             return {}
         buffered = {k: v for k, v in self._writes.items() if k in span}

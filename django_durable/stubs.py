@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .encoding import decode, encode
-from .exceptions import RPCNotAllowed
-from .rpc import is_rpc
+from .calls import check_rpc, run_rpc
+from .encoding import encode
+from .objects import DurableObject
 from .runtime import get_runtime
-from .scheduler import ALARM_METHOD, AlarmInfo
 
-if TYPE_CHECKING:
-    from .consumer import DurableConsumer
+__all__ = ["DurableStub", "call_rpc", "check_rpc", "run_rpc"]
 
 
 class DurableStub:
@@ -20,10 +18,8 @@ class DurableStub:
 
     __slots__ = ("_cls", "_object_id")
 
-    def __init__(self, cls: type[DurableConsumer], object_id: str) -> None:
-        from .consumer import DurableConsumer
-
-        if not (isinstance(cls, type) and issubclass(cls, DurableConsumer)):
+    def __init__(self, cls: type[DurableObject], object_id: str) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, DurableObject)):
             what = cls.__name__ if isinstance(cls, type) else repr(cls)
             raise TypeError(
                 f"a stub needs a DurableConsumer subclass; {what} is not one "
@@ -46,16 +42,8 @@ class DurableStub:
         return f"<DurableStub {self._cls.__name__}({self._object_id!r})>"
 
 
-def check_rpc(cls: type[DurableConsumer], name: str) -> None:
-    if name.startswith("_") or not is_rpc(getattr(cls, name, None)):
-        raise RPCNotAllowed(
-            f"{cls.__name__}.{name} is not an @rpc method; only methods decorated with "
-            "@django_durable.rpc can be called through a stub"
-        )
-
-
 async def call_rpc(
-    cls: type[DurableConsumer],
+    cls: type[DurableObject],
     object_id: str,
     name: str,
     args: tuple[Any, ...],
@@ -65,15 +53,3 @@ async def call_rpc(
     check_rpc(cls, name)
     payload = encode([list(args), kwargs])
     return await get_runtime().transport.call(cls, object_id, name, payload)
-
-
-async def run_rpc(instance: DurableConsumer, name: str, payload: bytes) -> bytes:
-    """The owner's side: decode the arguments, run the method, encode the result."""
-    args, kwargs = decode(payload)
-    if name == ALARM_METHOD:
-        await instance.alarm(AlarmInfo(*args))
-        result = None
-    else:
-        check_rpc(type(instance), name)
-        result = await getattr(instance, name)(*args, **kwargs)
-    return encode(result)

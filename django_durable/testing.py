@@ -6,16 +6,16 @@ that keeps state in instance attributes fails in tests rather than in production
 
 from __future__ import annotations
 
-from .consumer import DurableConsumer
+from .objects import DurableObject
 from .runtime import all_runtimes, get_runtime
 
 
-async def hibernate(cls: type[DurableConsumer], object_id: str) -> None:
+async def hibernate(cls: type[DurableObject], object_id: str) -> None:
     """Drop the live instance of ``object_id`` now, as idleness would; no-op if none."""
     await get_runtime().dispatcher.hibernate(cls.object_key(object_id))
 
 
-def live_object_ids(cls: type[DurableConsumer]) -> set[str]:
+def live_object_ids(cls: type[DurableObject]) -> set[str]:
     """Ids of ``cls``'s objects whose instance is in memory in this process."""
     try:
         runtimes = [get_runtime()]

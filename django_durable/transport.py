@@ -1,11 +1,8 @@
-"""How events reach an object, and how an object reaches its sockets' connections.
+"""The single-process transport: every socket is held here and every object lives here.
 
-:class:`LocalTransport` is the single-process case: every socket's connection is a
-:class:`~django_durable.gateway.LocalSocket` of this runtime and every object lives
-here. A distributed session layer provides its own transport (``make_transport``)
-that forwards events to the owning process and sends to other processes' sockets
-through the channel layer; the dispatcher and gateways only ever talk to this
-interface.
+Every socket's connection is a :class:`~django_durable.sockets.LocalSocket` of this
+process and every object lives in its dispatcher. The contract it implements (and the
+Redis transport extends) is :class:`~django_durable.ports.Transport`.
 """
 
 from __future__ import annotations
@@ -14,21 +11,23 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import framing
+from .calls import run_rpc
 from .encoding import decode
 
 if TYPE_CHECKING:
-    from .consumer import DurableConsumer
-    from .dispatcher import LiveObject
+    from .classes import DurableClass
     from .events import Event
-    from .gateway import LocalSocket
-    from .runtime import Runtime
+    from .ports import Ack, Host, LiveObjectPort
     from .session.base import SocketRecord
+    from .sockets import LocalSocket
 
 logger = logging.getLogger(__name__)
 
 
 class LocalTransport:
-    def __init__(self, runtime: Runtime) -> None:
+    """Implements :class:`~django_durable.ports.Transport` within one process."""
+
+    def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
 
     async def start(self) -> None:
@@ -43,16 +42,15 @@ class LocalTransport:
     # Gateways -> objects ------------------------------------------------------------
 
     async def connect(self, sock: LocalSocket, scope: dict[str, Any]) -> tuple[str, ...] | None:
+        """Run ``connect(ws)`` in this process's dispatcher; the tags, or None."""
         return await self.runtime.dispatcher.connect(sock, scope)
 
     async def route(self, sock: LocalSocket, event: Event) -> None:
+        """Put the event in the object's mailbox (waking it); never waits on the handler."""
         self.runtime.dispatcher.put(sock.cls, sock.object_id, sock.key, event)
 
-    async def call(
-        self, cls: type[DurableConsumer], object_id: str, name: str, payload: bytes
-    ) -> Any:
-        from .stubs import run_rpc
-
+    async def call(self, cls: DurableClass, object_id: str, name: str, payload: bytes) -> Any:
+        """Run the method as an event of the object here; its decoded result."""
         result = await self.runtime.dispatcher.call(
             cls,
             object_id,
@@ -71,6 +69,7 @@ class LocalTransport:
         return await self.send_local([r.id for r in records], message)
 
     async def send_local(self, socket_ids: list[str], message: dict[str, Any]) -> int:
+        """Send to the open sockets of this process among ``socket_ids``; how many."""
         sockets = self.runtime.sockets
         sent = 0
         # Each form made once per delivery: plain for most sockets, framed for resuming ones.
@@ -94,11 +93,13 @@ class LocalTransport:
         return sent
 
     async def close(self, key: str, record: SocketRecord, code: int, reason: str) -> None:
+        """Close the socket's connection, if this process holds it."""
         sock = self.runtime.sockets.get(record.id)
         if sock is not None:
             await sock.close(code)
 
     async def kill(self, key: str, record: SocketRecord, error: BaseException) -> None:
+        """End the socket's connection with 1011, if this process holds it."""
         sock = self.runtime.sockets.get(record.id)
         if sock is not None:
             sock.kill(error)
@@ -110,10 +111,10 @@ class LocalTransport:
 
     # The object's own bookkeeping ----------------------------------------------------
 
-    async def on_wake(self, live: LiveObject) -> None:
+    async def on_wake(self, live: LiveObjectPort) -> None:
         """The object was loaded; a distributed transport closes sockets of dead peers."""
 
-    async def ack(self, acks: list[tuple[str, str, int]]) -> None:
+    async def ack(self, acks: list[Ack]) -> None:
         """Numbered events ``(holder, socket id, seq)`` were handled and stored."""
         sockets = self.runtime.sockets
         for _, sid, seq in acks:
@@ -125,13 +126,13 @@ class LocalTransport:
         """The scope ``connect(ws)`` sees (a distributed transport rebuilds it)."""
         return scope
 
-    async def released(self, live: LiveObject) -> None:
+    async def released(self, live: LiveObjectPort) -> None:
         """The object hibernated (or stopped) in this process."""
         await self.runtime.layer.release(live.key, live.session)
 
-    async def settings_changed(self, live: LiveObject) -> None:
+    async def settings_changed(self, live: LiveObjectPort) -> None:
         """The object's auto-response or event timeout changed (tell other gateways)."""
 
-    async def reroute(self, live: LiveObject, event: Event) -> None:
+    async def reroute(self, live: LiveObjectPort, event: Event) -> None:
         """An event the object could not handle here (it stopped): give it to a new one."""
         self.runtime.dispatcher.put(live.cls, live.object_id, live.key, event)

@@ -20,13 +20,14 @@ from .exceptions import (
     WebSocketNotAccepted,
 )
 from .limits import validate_close
-from .session.base import CLOSED, CLOSING, CONNECTING, OPEN, SocketRecord
+from .session.base import CLOSED, CLOSING, CONNECTING, OPEN, READY_STATE_NAMES, SocketRecord
 
 if TYPE_CHECKING:
-    from .dispatcher import LiveObject
+    from .ports import LiveObjectPort
 
 
 def asgi_send_message(data: str | bytes) -> dict[str, Any]:
+    """The ASGI ``websocket.send`` message of a text or binary payload."""
     if isinstance(data, str):
         return {"type": "websocket.send", "text": data}
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -45,7 +46,7 @@ class DurableWebSocket:
     __slots__ = ("_live", "_record", "_scope")
 
     def __init__(
-        self, record: SocketRecord, live: LiveObject, scope: dict[str, Any] | None = None
+        self, record: SocketRecord, live: LiveObjectPort, scope: dict[str, Any] | None = None
     ) -> None:
         self._record = record
         self._live = live
@@ -135,5 +136,4 @@ class DurableWebSocket:
         return hash(self._record.id)
 
     def __repr__(self) -> str:
-        names = {CONNECTING: "CONNECTING", OPEN: "OPEN", CLOSING: "CLOSING", CLOSED: "CLOSED"}
-        return f"<DurableWebSocket {self.id} {names.get(self.ready_state, '?')}>"
+        return f"<DurableWebSocket {self.id} {READY_STATE_NAMES.get(self.ready_state, '?')}>"

@@ -19,7 +19,16 @@ from redis import asyncio as aioredis
 
 from django_durable import WebSocketRequestResponsePair, metrics
 from django_durable.exceptions import OwnershipLost, SessionLayerUnavailable
-from django_durable.session.base import CLOSING, OPEN, ObjectSession, SocketRecord
+from django_durable.session.base import (
+    CLOSING,
+    OPEN,
+    AddSocket,
+    ObjectSession,
+    RemoveSocket,
+    SaveSettings,
+    SocketRecord,
+    UpdateSocket,
+)
 from django_durable.session.redis import RIDE_THROUGH, RedisSessionLayer
 from tests.daphne_server import free_port
 from tests.redis_server import PrivateRedis, private_redis
@@ -221,7 +230,7 @@ async def test_a_write_after_losing_the_lease_raises_and_writes_nothing(
     first = record("s1", tags=("all",), attachment=b"one")
     session.sockets["s1"] = first
     session.auto_response = WebSocketRequestResponsePair("ping", "pong")
-    await a.apply(KEY, [("add", first), ("settings", None)], session)
+    await a.apply(KEY, [AddSocket(first), SaveSettings()], session)
     await a.touch_auto_response(KEY, "s1", 1.5)
     await a.flush_stamps()
 
@@ -233,7 +242,7 @@ async def test_a_write_after_losing_the_lease_raises_and_writes_nothing(
     first.attachment = b"stale"
     second = record("s2")
     session.auto_response = None
-    writes = [("update", first), ("add", second), ("remove", "s1"), ("settings", None)]
+    writes = [UpdateSocket(first), AddSocket(second), RemoveSocket("s1"), SaveSettings()]
     with pytest.raises(OwnershipLost, match="no longer owns"):
         await a.apply(KEY, writes, session)
     for write in (
@@ -249,7 +258,7 @@ async def test_a_write_after_losing_the_lease_raises_and_writes_nothing(
     assert a.fence_token(KEY) is None
 
     # The new owner's writes go through.
-    await b.apply(KEY, [("remove", "s1")], ObjectSession(KEY))
+    await b.apply(KEY, [RemoveSocket("s1")], ObjectSession(KEY))
     assert (await b.load(KEY)).sockets == {}
 
 
@@ -284,12 +293,12 @@ async def test_load_and_apply_round_trip(
     await a.apply(
         KEY,
         [
-            ("add", one),
-            ("add", gone),
-            ("add", two),
-            ("update", gone),
-            ("remove", "s3"),
-            ("settings", None),
+            AddSocket(one),
+            AddSocket(gone),
+            AddSocket(two),
+            UpdateSocket(gone),
+            RemoveSocket("s3"),
+            SaveSettings(),
         ],
         session,
     )
@@ -329,7 +338,7 @@ async def test_load_and_apply_round_trip(
     one.seq = 6
     session.auto_response = None
     session.event_timeout_ms = None
-    await a.apply(KEY, [("update", one), ("remove", "s2"), ("settings", None)], session)
+    await a.apply(KEY, [UpdateSocket(one), RemoveSocket("s2"), SaveSettings()], session)
     loaded = await b.load(KEY)
     assert list(loaded.sockets) == ["s1"]
     assert (loaded.sockets["s1"].attachment, loaded.sockets["s1"].seq) == (b"two", 6)

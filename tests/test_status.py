@@ -30,7 +30,7 @@ from django.test import AsyncRequestFactory
 from websockets.asyncio.client import connect
 
 from django_durable.management.commands.durable_status import fetch_report, format_report
-from django_durable.status import _redis_match, object_status, status_report
+from django_durable.status import object_status, status_report
 from django_durable.testing import hibernate
 from django_durable.views import status, status_view
 from tests.app.consumers import Room
@@ -166,8 +166,10 @@ async def test_status_report_is_json_with_totals(room_sockets) -> None:
 
 
 def test_redis_match_escapes_glob_characters() -> None:
-    assert _redis_match("durable:", "s") == "durable:s:*"
-    assert _redis_match("a*b?[c]\\", "l") == "a\\*b\\?\\[c\\]\\\\l:*"
+    from django_durable.redis.keys import RedisKeys
+
+    assert RedisKeys("durable:").match("s") == "durable:s:*"
+    assert RedisKeys("a*b?[c]\\").match("l") == "a\\*b\\?\\[c\\]\\\\l:*"
 
 
 def test_format_report_lists_objects_and_owners() -> None:
@@ -468,3 +470,21 @@ def test_pending_alarms_read_naive_times_in_the_projects_time_zone() -> None:
         Alarm.objects.create(object_key="c/naive", scheduled_at=datetime(2026, 1, 15, 12, 0))
         found = _pending_alarms(["c/naive"], "default")
     assert found == {"c/naive": "2026-01-15T17:00:00+00:00"}  # noon in New York (UTC-5)
+
+
+@pytest.mark.django_db
+def test_command_reads_naive_alarm_times_in_the_projects_time_zone() -> None:
+    """The command's database report, too: one normalisation of database times (it
+    printed a naive time as if it were UTC, five hours off in New York)."""
+    from datetime import datetime
+
+    from django.test import override_settings
+
+    from django_durable.models import Alarm
+
+    with override_settings(USE_TZ=False, TIME_ZONE="America/New_York"):
+        Alarm.objects.create(object_key="c/naive", scheduled_at=datetime(2026, 1, 15, 12, 0))
+        out = StringIO()
+        call_command("durable_status", "--json", stdout=out)
+    alarms = json.loads(out.getvalue())["alarms"]
+    assert [(a["key"], a["at"]) for a in alarms] == [("c/naive", "2026-01-15T17:00:00+00:00")]

@@ -21,7 +21,7 @@ from .memory import InMemorySessionLayer
 def __getattr__(name: str) -> Any:
     # The Redis backend needs the optional ``redis`` extra: import it only when asked.
     if name == "RedisSessionLayer":
-        from .redis import RedisSessionLayer
+        from ..redis.layer import RedisSessionLayer
 
         return RedisSessionLayer
     raise AttributeError(name)

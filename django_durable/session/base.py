@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import abc
 import secrets
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from ..autoresponse import WebSocketRequestResponsePair
 
@@ -24,6 +26,8 @@ CONNECTING = 0
 OPEN = 1
 CLOSING = 2
 CLOSED = 3
+#: Each ready state's name, as ``WebSocket.readyState`` constants are named.
+READY_STATE_NAMES = {CONNECTING: "CONNECTING", OPEN: "OPEN", CLOSING: "CLOSING", CLOSED: "CLOSED"}
 
 #: No socket set aside: shared by every session (a set each would cost 216 bytes per
 #: object, hibernated ones included, for what almost never happens).
@@ -77,7 +81,49 @@ class ObjectSession:
         self.set_aside = self.set_aside | {socket_id}
 
     def is_empty(self) -> bool:
+        """Whether nothing was stored for the object."""
         return not self.sockets and self.auto_response is None and self.event_timeout_ms is None
+
+
+# A handler's changes, queued by the live object and stored after the handler ------------
+
+
+@dataclass(frozen=True, slots=True)
+class AddSocket:
+    """``accept_websocket()``: a new socket record."""
+
+    record: SocketRecord
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateSocket:
+    """A record changed (tags, attachment, ready state, event number)."""
+
+    record: SocketRecord
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveSocket:
+    """A socket's final event was handled: forget it."""
+
+    socket_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SaveSettings:
+    """The object's auto-response pair or event timeout changed (read from the session)."""
+
+
+SessionWrite = AddSocket | UpdateSocket | RemoveSocket | SaveSettings
+
+
+class StoredObject(NamedTuple):
+    """An object as a session layer alone knows it, for the status views."""
+
+    #: Its socket records (None when this layer has none to show).
+    records: list[SocketRecord] | None
+    #: The process holding its lease (live there), or None.
+    owner: str | None = None
 
 
 def new_epoch() -> str:
@@ -124,9 +170,15 @@ class BaseSessionLayer(abc.ABC):
 
     #: True when sockets of one object may be held by several processes.
     distributed: bool = False
+    #: The dotted path of the transport a distributed layer needs (built by the
+    #: runtime with the runtime as its argument); None: the single-process one. A path,
+    #: not the class, so a layer never imports the transport that sits above it.
+    transport_class: str | None = None
 
     def __init__(self, **config: Any) -> None:
         self.config = config
+        #: This process's name among the processes sharing the layer ("" alone).
+        self.holder = ""
 
     # The object's side (the owner of a live instance) ------------------------------
 
@@ -150,23 +202,28 @@ class BaseSessionLayer(abc.ABC):
     async def save_settings(self, session: ObjectSession) -> None:
         """Store the object's auto-response pair and event timeout."""
 
-    async def apply(self, key: str, writes: list[tuple[str, Any]], session: ObjectSession) -> None:
+    async def apply(self, key: str, writes: list[SessionWrite], session: ObjectSession) -> None:
         """Store a handler's changes in order; a backend may do it in one round trip."""
-        for op, arg in writes:
-            if op == "add":
-                await self.add_socket(key, arg)
-            elif op == "update":
-                await self.update_socket(key, arg)
-            elif op == "remove":
-                await self.remove_socket(key, arg)
-            else:
-                await self.save_settings(session)
+        for write in writes:
+            match write:
+                case AddSocket(record):
+                    await self.add_socket(key, record)
+                case UpdateSocket(record):
+                    await self.update_socket(key, record)
+                case RemoveSocket(socket_id):
+                    await self.remove_socket(key, socket_id)
+                case SaveSettings():
+                    await self.save_settings(session)
 
     # The gateway's side (any process holding a socket) ---------------------------
 
     @abc.abstractmethod
     def auto_response(self, key: str) -> WebSocketRequestResponsePair | None:
         """The object's auto-response pair, answered without I/O on every frame."""
+
+    def settings_announced(self, key: str, packed_pair: Any) -> None:
+        """Another process's object announced its auto-response pair (packed by that
+        backend) through the fan-out; a backend whose gateways cache it stores it."""
 
     @abc.abstractmethod
     async def touch_auto_response(self, key: str, socket_id: str, when: float) -> None:
@@ -204,6 +261,11 @@ class BaseSessionLayer(abc.ABC):
     def fence_token(self, key: str) -> int | None:
         """The fencing token this process holds for ``key`` (None: no fencing)."""
         return None
+
+    async def stored_objects(self, known: Iterable[str] = ()) -> dict[str, StoredObject]:
+        """Every object with sockets (or, distributed, a lease) in this layer, and any of
+        ``known`` it has: what the status views list beyond this process's live ones."""
+        return {}
 
     async def close(self) -> None:
         """Release connections; the default has none."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable
 
 from .. import conf
 from ..autoresponse import WebSocketRequestResponsePair
@@ -20,6 +21,7 @@ from .base import (
     HistorySnapshot,
     ObjectSession,
     SocketRecord,
+    StoredObject,
     new_epoch,
 )
 
@@ -38,6 +40,8 @@ class _History:
 
 
 class InMemorySessionLayer(BaseSessionLayer):
+    """One process's sessions in a dict: no I/O, no fencing (the default)."""
+
     def __init__(self, **config: object) -> None:
         super().__init__(**config)
         self.sessions: dict[str, ObjectSession] = {}
@@ -50,18 +54,22 @@ class InMemorySessionLayer(BaseSessionLayer):
         return session
 
     async def load(self, key: str) -> ObjectSession:
+        """The stored session itself, so a live object's changes are stored as made."""
         return self._session(key)
 
     async def add_socket(self, key: str, record: SocketRecord) -> None:
+        """Store the record."""
         self._session(key).sockets[record.id] = record
 
     async def update_socket(self, key: str, record: SocketRecord) -> None:
+        """Store the record."""
         stored = self._session(key).sockets.get(record.id)
         if stored is not None and stored is not record:
             stored.attachment = record.attachment
             stored.state = record.state
 
     async def remove_socket(self, key: str, socket_id: str) -> None:
+        """Forget the socket."""
         session = self.sessions.get(key)
         if session is not None:
             session.sockets.pop(socket_id, None)
@@ -69,20 +77,24 @@ class InMemorySessionLayer(BaseSessionLayer):
     async def release(self, key: str, session: ObjectSession) -> None:
         # Forget objects with nothing to remember; only now, since until the owner
         # releases it the stored session is also the owner's working copy.
+        """Drop the session when nothing is left in it."""
         stored = self.sessions.get(key)
         if stored is not None and stored.is_empty():
             del self.sessions[key]
 
     async def save_settings(self, session: ObjectSession) -> None:
+        """Store the settings."""
         stored = self._session(session.key)
         stored.auto_response = session.auto_response
         stored.event_timeout_ms = session.event_timeout_ms
 
     def auto_response(self, key: str) -> WebSocketRequestResponsePair | None:
+        """The object's pair."""
         session = self.sessions.get(key)
         return None if session is None else session.auto_response
 
     async def touch_auto_response(self, key: str, socket_id: str, when: float) -> None:
+        """Note the time on the socket's record."""
         session = self.sessions.get(key)
         record = None if session is None else session.sockets.get(socket_id)
         if record is not None:
@@ -120,6 +132,7 @@ class InMemorySessionLayer(BaseSessionLayer):
         exclude: tuple[str, ...],
         payload: str | bytes,
     ) -> tuple[str, int]:
+        """Keep a broadcast (numbered) in the object's history."""
         history = self._history(key)
         history.head += 1
         history.entries.append(HistoryEntry(history.head, tag, exclude, payload))
@@ -128,7 +141,16 @@ class InMemorySessionLayer(BaseSessionLayer):
         return history.epoch, history.head
 
     async def read_history(self, key: str, after: int | None) -> HistorySnapshot:
+        """The history after ``after``, for a resuming client."""
         history = self._history(key)
         first = history.entries[0].offset if history.entries else history.head + 1
         entries = [] if after is None else [e for e in history.entries if e.offset > after]
         return HistorySnapshot(history.epoch, history.head, first, entries)
+
+    async def stored_objects(self, known: Iterable[str] = ()) -> dict[str, StoredObject]:
+        """Every session with sockets."""
+        return {
+            key: StoredObject(list(session.sockets.values()))
+            for key, session in list(self.sessions.items())
+            if session.sockets
+        }

@@ -26,7 +26,7 @@ from django.db.models import Count
 
 from ... import conf
 from ...session import build_session_layer
-from ...status import is_redis_layer, layer_name, layer_status, summarize
+from ...status import layer_name, layer_status, report_of, summarize
 
 MEMORY_NOTE = """\
 Session layer: {layer} (in memory)
@@ -41,6 +41,8 @@ process, and this command runs in a process of its own. To see them:
 
 
 class Command(BaseCommand):
+    """``manage.py durable_status``: objects, owners and sockets, from a server or Redis."""
+
     help = (
         "Show durable objects: live ones, hibernated ones with sockets, socket counts, "
         "tags and (with Redis) owners. With the in-memory session layer, pass --url to "
@@ -48,6 +50,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        """``--url``, ``--header``, ``--json``, ``--timeout``."""
         parser.add_argument(
             "--url",
             help="a running server's status view, e.g. http://127.0.0.1:8000/durable/status/",
@@ -65,13 +68,14 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Read the report from a server's status view, Redis, or the database, and print it."""
         if options["url"]:
             report = fetch_report(options["url"], options["header"], options["timeout"])
             report.setdefault("source", options["url"])
         else:
             spec = conf.get("SESSION_LAYER")
             layer = build_session_layer(spec)
-            if is_redis_layer(layer):
+            if layer.distributed:
                 report = asyncio.run(redis_report(layer, options["timeout"]))
             else:
                 report = database_report(layer_name(layer))
@@ -87,6 +91,7 @@ class Command(BaseCommand):
 
 
 def fetch_report(url: str, headers: list[str], timeout: float) -> dict[str, Any]:
+    """A server's status JSON, with errors that say what to do."""
     if not url.startswith(("http://", "https://")):
         raise CommandError(f"--url must be an http:// or https:// URL; got {url!r}")
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
@@ -132,6 +137,7 @@ def _refusal(exc: urllib.error.HTTPError) -> str:
 
 
 async def redis_report(layer: Any, seconds: float) -> dict[str, Any]:
+    """The report from the Redis session layer alone."""
     try:
         async with asyncio.timeout(seconds):
             objects = await layer_status(layer)
@@ -141,20 +147,12 @@ async def redis_report(layer: Any, seconds: float) -> dict[str, Any]:
         raise CommandError(f"reading the Redis session layer failed: {exc}") from None
     finally:
         await layer.close()
-    return {
-        "process": None,
-        "holder": None,
-        "session_layer": layer_name(layer),
-        "scope": "cluster",
-        "source": f"Redis (key prefix {layer.prefix!r})",
-        "generated_at": datetime.now(UTC).isoformat(),
-        "totals": summarize(objects),
-        "objects": objects,
-    }
+    return report_of(objects, layer, source=f"Redis (key prefix {layer.prefix!r})")
 
 
 def database_report(layer: str) -> dict[str, Any]:
     """What a separate process can learn with the in-memory layer: the database's rows."""
+    from ...alarms import from_db
     from ...models import Alarm, StorageEntry
 
     using = conf.get("DATABASE")
@@ -164,7 +162,7 @@ def database_report(layer: str) -> dict[str, Any]:
         report["alarms"] = [
             {
                 "key": key,
-                "at": when.astimezone(UTC).isoformat() if when.tzinfo else when.isoformat(),
+                "at": from_db(when).isoformat(),
                 "retry_count": retries,
             }
             for key, when, retries in alarms.values_list(
@@ -206,6 +204,7 @@ def _short_time(iso: str | None) -> str:
 
 
 def format_report(report: dict[str, Any]) -> str:
+    """The report as tables."""
     objects: list[dict[str, Any]] = report.get("objects") or []
     totals = report.get("totals") or summarize(objects)
     cluster = report.get("scope") == "cluster"
@@ -252,6 +251,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def format_database_report(report: dict[str, Any]) -> str:
+    """What the database alone shows."""
     lines = [MEMORY_NOTE.format(layer=report["session_layer"]), ""]
     lines.append(f"What the database {report['database']!r} shows (the server shares it):")
     if "database_error" in report:

@@ -18,6 +18,8 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from .messages import RecordsMessage
+
 #: The cluster's ``RedisTransport`` (not imported: this module stays out of its cycle).
 RedisTransport = Any
 
@@ -25,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 class RecordCopies:
+    """Tags and attachments of sockets, kept by their holders and told by their owners."""
+
     def __init__(self, transport: RedisTransport) -> None:
         self.transport = transport
         #: Holder's side: socket id -> [tags, attachment] as its owner last told.
@@ -66,7 +70,7 @@ class RecordCopies:
             holder, copies = self._pending.popitem()
             try:
                 await self.transport.channel_layer.send(
-                    holder, {"type": "durable.records", "records": copies}
+                    holder, RecordsMessage(type="durable.records", records=copies)
                 )
             except Exception:
                 # Redis itself has the records; only a later loss of its data needs them.
@@ -77,12 +81,14 @@ class RecordCopies:
     # The holder's side ---------------------------------------------------------------
 
     def received(self, message: dict[str, Any]) -> None:
+        """Keep the copies an owner sent (of sockets held here)."""
         sockets, draining = self.transport.runtime.sockets, self.transport._draining
         for sid, copy in message["records"].items():
             if sid in sockets or sid in draining:
                 self.kept[sid] = copy
 
     def attachment(self, sid: str) -> bytes | None:
+        """The kept attachment of a socket."""
         copy = self.kept.get(sid)
         return None if copy is None else copy[1]
 

@@ -16,7 +16,8 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from .exceptions import SessionLayerUnavailable
+from ..exceptions import SessionLayerUnavailable
+from .messages import StampsMessage
 
 #: The cluster's ``RedisTransport`` (not imported: this module stays out of its cycle).
 RedisTransport = Any
@@ -28,6 +29,7 @@ STAMP_INTERVAL = 0.5
 
 
 async def flush_stamps_forever(transport: RedisTransport) -> None:
+    """Write and hand on noted timestamps about twice a second."""
     while True:
         await asyncio.sleep(STAMP_INTERVAL)
         try:
@@ -39,6 +41,7 @@ async def flush_stamps_forever(transport: RedisTransport) -> None:
 
 
 async def flush_stamps(transport: RedisTransport) -> None:
+    """Write the noted timestamps; tell each owner its objects'."""
     written = await transport.layer.flush_stamps()
     by_owner: dict[str, dict[str, list[list[Any]]]] = defaultdict(dict)
     for key, (owner, stamps) in written.items():
@@ -51,7 +54,7 @@ async def flush_stamps(transport: RedisTransport) -> None:
     for owner, stamps_by_key in by_owner.items():
         try:
             await transport.channel_layer.send(
-                owner, {"type": "durable.stamps", "stamps": stamps_by_key}
+                owner, StampsMessage(type="durable.stamps", stamps=stamps_by_key)
             )
         except Exception:
             # Redis has them: the owner reads them at its next wake.
@@ -71,5 +74,6 @@ def apply_stamps(transport: RedisTransport, key: str, stamps: Any) -> None:
 
 
 async def on_stamps_message(transport: RedisTransport, message: dict[str, Any]) -> None:
+    """Apply a ``durable.stamps`` message to live objects here."""
     for key, pairs in message["stamps"].items():
         apply_stamps(transport, key, pairs)

@@ -1,7 +1,7 @@
 """Events a process could not hand to their object yet, kept apart from the connection.
 
 A gateway numbers each frame of its socket and keeps it in the socket's outbox until
-the owner acknowledges it (see :mod:`django_durable.cluster`). Handing an event on needs
+the owner acknowledges it (see :mod:`django_durable.redis.outbox`). Handing an event on needs
 Redis (who owns the object? the owner's channel). When Redis is away, frozen or slow,
 the gateway must not wait for it: daphne keeps reading the socket into a queue of its
 own, and when the client disconnects meanwhile it cancels the connection's task after
@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.exceptions import ChannelFull
 
-from . import conf
-from .asgi_server import TRY_AGAIN_LATER
-from .events import Event
-from .exceptions import SessionLayerUnavailable
+from .. import conf
+from ..asgi_server import TRY_AGAIN_LATER
+from ..events import Event
+from ..exceptions import SessionLayerUnavailable
+from .outbox import OutboxEntry, hand_on
 
-#: A gateway's socket (``gateway.LocalSocket``; not imported, to keep this module a leaf).
+#: A gateway's socket (``sockets.LocalSocket``).
 LocalSocket = Any
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ async def close_try_again_later(sock: LocalSocket) -> None:
 
 
 def event_size(event: Event) -> int:
+    """Bytes counted for one held event."""
     data = event.data
     if isinstance(data, (str, bytes)):
         return len(data) + EVENT_OVERHEAD
@@ -70,11 +71,12 @@ class HeldEvents:
         self._task: asyncio.Task[None] | None = None
 
     def stalled(self, sock: LocalSocket) -> bool:
+        """Whether ``sock`` has events held."""
         return sock.id in self.sockets
 
-    def hold(self, sock: LocalSocket, entry: list[Any]) -> bool:
+    def hold(self, sock: LocalSocket, entry: OutboxEntry) -> bool:
         """Keep ``entry`` (already in the socket's outbox) for later; True past the bound."""
-        self.bytes += event_size(entry[1])
+        self.bytes += event_size(entry.event)
         self.sockets[sock.id] = sock
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
@@ -88,11 +90,10 @@ class HeldEvents:
         while self.sockets:
             try:
                 for sid, sock in list(self.sockets.items()):
-                    while pending := [e for e in sock.outbox or () if not e[3]]:
+                    while pending := [e for e in sock.outbox or () if not e.owner]:
                         for entry in pending:
-                            entry[3] = await self._deliver(sock, entry[1])
-                            entry[2] = time.monotonic()
-                            self.bytes -= event_size(entry[1])
+                            await hand_on(sock, [entry], self._deliver)
+                            self.bytes -= event_size(entry.event)
                     # Nothing awaited since the last look: its gateway delivers again.
                     del self.sockets[sid]
                 delay = 0.05
@@ -114,6 +115,7 @@ class HeldEvents:
             logger.warning("held events delivered")
 
     def count(self) -> int:
+        """Events held, all sockets."""
         return sum(
-            1 for sock in self.sockets.values() for entry in (sock.outbox or ()) if not entry[3]
+            1 for sock in self.sockets.values() for entry in (sock.outbox or ()) if not entry.owner
         )

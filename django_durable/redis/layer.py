@@ -1,0 +1,389 @@
+"""The Redis session layer: sockets, settings and ownership shared by every process.
+
+Ownership is a lease taken by a Lua script that also hands out a fencing token: the
+Redis server's clock in microseconds (or the last token + 1 if that is larger), so
+tokens keep growing even after Redis restarts without its data. Every write the owner
+makes goes through one Lua script that first checks the lease still holds its token:
+a process that lost the object can change nothing (``OwnershipLost``).
+
+The connections come from channels-redis's own helpers, so ``CONFIG["hosts"]`` takes
+the same forms as ``CHANNEL_LAYERS``' (URLs, dicts, Sentinel dicts with
+``"sentinels"`` and ``"master_name"``; with redis-py 8, give dicts with
+``"socket_timeout": None`` there; here the default is fine: no command blocks). With
+several hosts, each object's keys live on the host its key hashes to (channels-redis's
+``_consistent_hash``), and each process's heartbeat on the host its channel hashes to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from channels_redis.utils import _consistent_hash, create_pool, decode_hosts
+from redis import asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from .. import conf, metrics
+from ..autoresponse import WebSocketRequestResponsePair
+from ..exceptions import OwnershipLost
+from ..session.base import (
+    AddSocket,
+    BaseSessionLayer,
+    ObjectSession,
+    RemoveSocket,
+    SaveSettings,
+    SessionWrite,
+    SocketRecord,
+    StoredObject,
+    UpdateSocket,
+)
+from .history import History
+from .keys import RedisKeys
+from .leases import Leases
+from .records import (
+    CorruptRecord,
+    pack_pair,
+    pack_record,
+    text,
+    unavailable_as_error,
+    unpack_pair,
+    unpack_record,
+    unpack_stamp,
+    unpack_timeout,
+)
+from .scripts import (
+    ACQUIRE,
+    ALIVE,
+    FENCED_WRITE,
+    HEARTBEAT,
+    HISTORY_APPEND,
+    HISTORY_READ,
+    OWNER,
+    RELEASE,
+    RENEW,
+    SET_ASIDE,
+    TOUCH_MANY,
+)
+from .status import stored_objects
+
+#: Fields of the fenced write: which of an object's hashes a change goes to.
+SOCKETS, TIMESTAMPS, SETTINGS = 2, 3, 4
+
+logger = logging.getLogger(__name__)
+
+
+class RedisSessionLayer(Leases, History, BaseSessionLayer):
+    """Sockets, settings, history and leases of every object, shared through Redis."""
+
+    distributed = True
+    transport_class = "django_durable.redis.transport.RedisTransport"
+
+    def __init__(
+        self,
+        hosts: list[Any] | None = None,
+        prefix: str = "durable:",
+        lease_time: float | None = None,
+        **config: Any,
+    ) -> None:
+        super().__init__(hosts=hosts, prefix=prefix, lease_time=lease_time, **config)
+        self.redises: list[aioredis.Redis] = []
+        for entry in decode_hosts(hosts):
+            host = dict(entry)
+            host.setdefault("max_connections", 1000)
+            self.redises.append(aioredis.Redis(connection_pool=create_pool(host)))
+        #: The first host (the only one unless CONFIG["hosts"] lists several).
+        self.redis = self.redises[0]
+        self.prefix = prefix
+        self.key_names = RedisKeys(prefix)
+        self.lease_time = float(lease_time or conf.get("LEASE_TIME"))
+        #: This process's channel name (set by the transport when it starts).
+        self.holder = ""
+        #: key -> fencing token of each object this process owns.
+        self.owned: dict[str, int] = {}
+        #: key -> auto-response pair, for gateways of this process; an entry lives while
+        #: the object is owned here or a gateway here holds one of its sockets.
+        self.auto_cache: dict[str, WebSocketRequestResponsePair | None] = {}
+        #: key -> how many of this process's gateways hold a socket of it.
+        self.gateways: dict[str, int] = {}
+        self._acquire = self.redis.register_script(ACQUIRE)
+        self._renew = self.redis.register_script(RENEW)
+        self._release = self.redis.register_script(RELEASE)
+        self._owner = self.redis.register_script(OWNER)
+        self._heartbeat = self.redis.register_script(HEARTBEAT)
+        self._alive = self.redis.register_script(ALIVE)
+        self._fenced = self.redis.register_script(FENCED_WRITE)
+        self._touch_many = self.redis.register_script(TOUCH_MANY)
+        #: Called with (key, records written, socket ids removed) after each owner's
+        #: write (the transport keeps holders' copies of attachments up to date).
+        self.on_written: Any = None
+        #: key -> socket id -> auto-response timestamp not yet written (see flush_stamps).
+        self.pending_stamps: dict[str, dict[str, float]] = {}
+        self._set_aside = self.redis.register_script(SET_ASIDE)
+        self._history_append = self.redis.register_script(HISTORY_APPEND)
+        self._history_read = self.redis.register_script(HISTORY_READ)
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any]) -> list[str]:
+        """Errors in ``CONFIG`` for the system check."""
+        errors = []
+        hosts = config.get("hosts")
+        if hosts is not None and (isinstance(hosts, (str, bytes)) or not hosts):
+            errors.append("RedisSessionLayer CONFIG['hosts'] must be a non-empty list.")
+        lease = config.get("lease_time")
+        if lease is not None and not (isinstance(lease, (int, float)) and lease > 0):
+            errors.append("RedisSessionLayer CONFIG['lease_time'] must be a positive number.")
+        return errors
+
+    # Keys -------------------------------------------------------------------------------
+
+    def _keys(self, key: str) -> list[str]:
+        return self.key_names.of_object(key)
+
+    def redis_for(self, name: str) -> aioredis.Redis:
+        """The host of an object key (or a holder's heartbeat), hashed the way
+        channels_redis spreads channels: every key of one object on one host, so each
+        Lua script touches one server."""
+        index: int = _consistent_hash(name, len(self.redises))
+        return self.redises[index]
+
+    def by_host(self, names: list[str]) -> dict[int, list[str]]:
+        """``names`` grouped by the index of their host, in their order."""
+        groups: dict[int, list[str]] = {}
+        for name in names:
+            groups.setdefault(_consistent_hash(name, len(self.redises)), []).append(name)
+        return groups
+
+    # The object's side -----------------------------------------------------------------
+
+    async def load(self, key: str) -> ObjectSession:
+        """Sockets, timestamps and settings in one round trip; corrupt records set aside."""
+        _, sockets_key, ts_key, settings_key = self._keys(key)
+        redis = self.redis_for(key)
+        async with unavailable_as_error(), redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(sockets_key)
+            pipe.hgetall(ts_key)
+            pipe.hgetall(settings_key)
+            sockets, stamps, settings = await pipe.execute()
+        session = ObjectSession(key)
+        records = []
+        # One corrupt record must not take the object down: it is set aside (moved to
+        # x:K, so it is logged once and never read again) and the rest is served.
+        for sid, data in sockets.items():
+            try:
+                records.append(unpack_record(text(sid), data))
+            except CorruptRecord as exc:
+                session.put_aside(text(sid))
+                await self._put_aside(key, sockets_key, sid, data, text(sid), exc)
+        for record in records:
+            stamp = stamps.get(record.id.encode())
+            if stamp is not None:
+                try:
+                    record.auto_response_at = unpack_stamp(stamp)
+                except CorruptRecord as exc:
+                    await self._put_aside(key, ts_key, record.id, stamp, f"t:{record.id}", exc)
+        # Accept order: the hash keeps none, so records carry no order but their seq;
+        # sort by id for a stable, process-independent order.
+        for record in sorted(records, key=lambda r: r.id):
+            session.sockets[record.id] = record
+        try:
+            session.auto_response = unpack_pair(settings.get(b"auto"))
+        except CorruptRecord as exc:
+            await self._put_aside(key, settings_key, "auto", settings[b"auto"], "auto", exc)
+        try:
+            session.event_timeout_ms = unpack_timeout(settings.get(b"timeout"))
+        except CorruptRecord as exc:
+            await self._put_aside(
+                key, settings_key, "timeout", settings[b"timeout"], "timeout", exc
+            )
+        self.auto_cache[key] = session.auto_response
+        return session
+
+    async def _put_aside(
+        self, key: str, hash_key: str, field: Any, data: Any, name: str, error: Exception
+    ) -> None:
+        """Move a field that cannot be decoded to ``x:K``, log it once and count it."""
+        logger.error(
+            "object %s: corrupt %s set aside in Redis (%s%s): %s",
+            key,
+            "settings value" if name in ("auto", "timeout") else f"record {name!r}",
+            self.prefix,
+            f"x:{key}",
+            error,
+        )
+        metrics.inc("corrupt_records")
+        async with unavailable_as_error():
+            await self._set_aside(
+                keys=[hash_key, self.key_names.set_aside(key)],
+                args=[field, data, name],
+                client=self.redis_for(key),
+            )
+
+    async def apply(self, key: str, writes: list[SessionWrite], session: ObjectSession) -> None:
+        """A handler's writes in one fenced script; ``OwnershipLost`` if the lease moved."""
+        args: list[Any] = [self.lease_value(key)]
+        settings_changed = False
+        latest: dict[str, SocketRecord] = {}
+        removed: list[str] = []
+        for write in writes:
+            match write:
+                case AddSocket(record) | UpdateSocket(record):
+                    latest[record.id] = record
+                case RemoveSocket(socket_id):
+                    latest.pop(socket_id, None)
+                    removed.append(socket_id)
+                case SaveSettings():
+                    settings_changed = True
+        for record in latest.values():
+            args += ["S", SOCKETS, record.id, pack_record(record)]
+        for sid in removed:
+            args += ["D", SOCKETS, sid, "D", TIMESTAMPS, sid]
+        if settings_changed:
+            pair = session.auto_response
+            args += ["S", SETTINGS, "auto", b"" if pair is None else pack_pair(pair)]
+            args += ["S", SETTINGS, "timeout", session.event_timeout_ms or 0]
+            self.auto_cache[key] = pair
+        if len(args) == 1:
+            return
+        async with unavailable_as_error():
+            try:
+                await self._fenced(keys=self._keys(key), args=args, client=self.redis_for(key))
+            except ResponseError as exc:
+                if "FENCED" in str(exc):
+                    self.owned.pop(key, None)
+                    raise OwnershipLost(
+                        f"this process no longer owns {key}: its write was refused"
+                    ) from exc
+                raise
+        if self.on_written is not None:
+            self.on_written(key, list(latest.values()), removed)
+
+    async def add_socket(self, key: str, record: SocketRecord) -> None:
+        """One write through :meth:`apply`."""
+        await self.apply(key, [AddSocket(record)], ObjectSession(key))
+
+    async def update_socket(self, key: str, record: SocketRecord) -> None:
+        """One write through :meth:`apply`."""
+        await self.apply(key, [UpdateSocket(record)], ObjectSession(key))
+
+    async def remove_socket(self, key: str, socket_id: str) -> None:
+        """One write through :meth:`apply`."""
+        await self.apply(key, [RemoveSocket(socket_id)], ObjectSession(key))
+
+    async def save_settings(self, session: ObjectSession) -> None:
+        """One write through :meth:`apply`."""
+        await self.apply(session.key, [SaveSettings()], session)
+
+    # The gateway's side ----------------------------------------------------------------
+
+    def hold(self, key: str) -> None:
+        """A gateway of this process took a socket of ``key`` (it reads the auto-response)."""
+        self.gateways[key] = self.gateways.get(key, 0) + 1
+
+    def unhold(self, key: str) -> None:
+        """A gateway's socket of ``key`` ended: forget the object's cached pair with the
+        last one, unless the object itself runs here."""
+        count = self.gateways.get(key, 0) - 1
+        if count > 0:
+            self.gateways[key] = count
+            return
+        self.gateways.pop(key, None)
+        if key not in self.owned:
+            self.auto_cache.pop(key, None)
+
+    def settings_announced(self, key: str, packed_pair: Any) -> None:
+        """Cache the pair an owner announced, for this process's gateways."""
+        self.auto_cache[key] = unpack_pair(packed_pair)
+
+    def auto_response(self, key: str) -> WebSocketRequestResponsePair | None:
+        """The cached pair (no I/O: it runs on every frame)."""
+        return self.auto_cache.get(key)
+
+    async def load_auto_response(self, key: str) -> None:
+        """Fill the cache from Redis (a gateway's first socket of the object)."""
+        settings_key = self.key_names.settings(key)
+        async with unavailable_as_error():
+            data = await self.redis_for(key).hget(settings_key, "auto")
+        try:
+            self.auto_cache[key] = unpack_pair(data)
+        except CorruptRecord as exc:
+            self.auto_cache[key] = None
+            await self._put_aside(key, settings_key, "auto", data, "auto", exc)
+
+    async def touch_auto_response(self, key: str, socket_id: str, when: float) -> None:
+        """Note the time; :meth:`flush_stamps` writes a whole second's worth at once, so
+        a ping costs no round trip (the transport calls it about every half second)."""
+        self.pending_stamps.setdefault(key, {})[socket_id] = when
+
+    async def flush_stamps(self) -> dict[str, tuple[str | None, dict[str, float]]]:
+        """Write the timestamps noted since the last call, in one pipeline.
+
+        Returns, per object key, the owner's channel (None when the object is
+        hibernated: nothing is woken) and the timestamps written. Kept for the next
+        call if Redis cannot be reached.
+        """
+        pending, self.pending_stamps = self.pending_stamps, {}
+        if not pending:
+            return {}
+        written: dict[str, tuple[str | None, dict[str, float]]] = {}
+        try:
+            for index, keys in self.by_host(list(pending)).items():
+                redis = self.redises[index]
+                async with unavailable_as_error(), redis.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        lease, sockets_key, ts_key, _ = self._keys(key)
+                        args: list[Any] = []
+                        for sid, when in pending[key].items():
+                            args += [sid, repr(when)]
+                        await self._touch_many(
+                            keys=[sockets_key, ts_key, lease], args=args, client=pipe
+                        )
+                    leases = await pipe.execute()
+                for key, lease in zip(keys, leases, strict=True):
+                    owner = None if lease is None else text(lease).split("|", 1)[0]
+                    written[key] = (owner, pending.pop(key))
+        except BaseException:
+            for key, stamps in pending.items():  # newer ones noted meanwhile win
+                self.pending_stamps[key] = {**stamps, **self.pending_stamps.get(key, {})}
+            raise
+        return written
+
+    async def reregister(self, key: str, record: SocketRecord) -> None:
+        """Put back a socket this process holds, after Redis lost its data."""
+        async with unavailable_as_error():
+            await self.redis_for(key).hsetnx(
+                self.key_names.sockets(key), record.id, pack_record(record)
+            )
+
+    async def restore_settings(
+        self, key: str, pair: WebSocketRequestResponsePair | None, timeout_ms: int | None
+    ) -> None:
+        """Put back an object's settings after Redis lost its data (unless set again)."""
+        settings_key = self.key_names.settings(key)
+        redis = self.redis_for(key)
+        async with unavailable_as_error(), redis.pipeline(transaction=False) as pipe:
+            if pair is not None:
+                pipe.hsetnx(settings_key, "auto", pack_pair(pair))
+            if timeout_ms:
+                pipe.hsetnx(settings_key, "timeout", timeout_ms)
+            await pipe.execute()
+
+    async def holders(self, key: str) -> set[str]:
+        """The processes holding the object's sockets."""
+        async with unavailable_as_error():
+            values = await self.redis_for(key).hvals(self.key_names.sockets(key))
+        holders = set()
+        for value in values:
+            with contextlib.suppress(CorruptRecord):  # set aside at the object's next wake
+                holders.add(unpack_record("", value).holder)
+        return holders
+
+    async def stored_objects(self, known: Iterable[str] = ()) -> dict[str, StoredObject]:
+        """Every object with sockets or a lease in Redis (a bounded SCAN)."""
+        return await stored_objects(self, known)
+
+    async def close(self) -> None:
+        """Close the connection pools."""
+        for redis in self.redises:
+            await redis.aclose()

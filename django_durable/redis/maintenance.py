@@ -1,0 +1,155 @@
+"""Maintenance of a process in the cluster: leases, heartbeats, failover, data loss.
+
+A part of :class:`~django_durable.redis.transport.RedisTransport`, run by one task per
+process every third of a lease: it renews this process's leases and heartbeat,
+re-sends events whose owner died (once its lease expired, another process takes the
+object), closes sockets of processes whose heartbeat expired (``1006``), and
+re-registers this process's sockets if Redis lost its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+from ..exceptions import SessionLayerUnavailable
+from ..session.base import OPEN, SocketRecord
+from .messages import RejoinMessage
+from .outbox import hand_on
+from .parts import TransportParts
+from .records import pack_record
+
+logger = logging.getLogger(__name__)
+
+
+class Maintenance(TransportParts):
+    """The periodic work of a process that holds sockets or owns objects."""
+
+    async def _maintain(self) -> None:
+        interval = self.layer.lease_time / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._maintain_once()
+            except SessionLayerUnavailable as exc:
+                logger.warning("maintenance: %s", exc)
+                # Heartbeats missing before the outage prove nothing after it.
+                self._missing.clear()
+                if time.monotonic() - self._last_renewal > self.layer.lease_time:
+                    # This process cannot tell whether another one took its objects (a
+                    # partition) or nobody could (Redis is away): run nothing until a
+                    # renewal says which. Redis does not count an outage against a lease.
+                    for live in list(self.runtime.dispatcher.live.values()):
+                        live.renewed.clear()
+            except Exception:
+                logger.exception("maintenance failed")
+
+    async def _maintain_once(self) -> None:
+        dispatcher = self.runtime.dispatcher
+        data_lost = not await self.layer.heartbeat()
+        for key in await self.layer.renew(list(self.layer.owned)):
+            live = dispatcher.live.get(key)
+            if live is not None:
+                live.lose()
+        self._last_renewal = time.monotonic()
+        for live in list(dispatcher.live.values()):
+            live.renewed.set()
+        if data_lost:
+            logger.warning("Redis lost this process's data: re-registering its sockets")
+            self._reregistering = True
+        if self._reregistering:
+            # Until it went through: the heartbeat is back, so it would not say again.
+            await self._reregister()
+            self._reregistering = False
+        await self._resend_stale()
+        self._forget_missing()
+        self.copies.prune()
+        for live in list(dispatcher.live.values()):
+            if not live.lost:
+                for event in await self._dead_socket_closes(live):
+                    live.queue.put_nowait(event)
+
+    async def _resend_stale(self) -> None:
+        now = time.monotonic()
+        stale_after = self.layer.lease_time / 2
+        owners: dict[str, str | None] = {}
+        for sock in [*self.runtime.sockets.values(), *self._draining.values()]:
+            outbox = sock.outbox
+            if not outbox or outbox[0].sent_at > now - stale_after or self.held.stalled(sock):
+                continue  # (held events are the held events' task's to deliver)
+            if sock.key not in owners:
+                owners[sock.key] = await self.layer.owner(sock.key)
+            owner = owners[sock.key]
+            if owner is not None and owner == outbox[0].owner:
+                continue  # the same owner is alive and holds its lease: it is just busy
+            await hand_on(sock, outbox, self._deliver_held)
+            owners.pop(sock.key, None)
+
+    async def _reregister(self) -> None:
+        """Put this process's sockets back after Redis lost its data, then their events.
+
+        A process may have taken an object (and loaded it) before every socket was back:
+        its instance would not know the missing ones and would drop their events, which
+        its lease keeps from ever being sent again (``_resend_stale`` waits for a busy
+        owner). So the owner is told about the sockets put back (``durable.rejoin``),
+        and every unacknowledged event is sent again after that, in order; the owner
+        admits each number once.
+        """
+        sockets: dict[str, list[tuple[Any, SocketRecord]]] = defaultdict(list)
+        for sock in [*self.runtime.sockets.values(), *self._draining.values()]:
+            if not sock.accepted:
+                continue
+            acked = sock.outbox[0].seq - 1 if sock.outbox else sock.seq
+            attachment = self.copies.attachment(sock.id)
+            record = SocketRecord(sock.id, sock.tags, attachment, None, self.channel, OPEN, acked)
+            await self.layer.reregister(sock.key, record)
+            sockets[sock.key].append((sock, record))
+        for key in sockets:
+            live = self.runtime.dispatcher.live.get(key)
+            timeout = None if live is None else live.session.event_timeout_ms
+            await self.layer.restore_settings(key, self.layer.auto_cache.get(key), timeout)
+        await self.runtime.fanout.resubscribe()
+        for key, pairs in sockets.items():
+            owner = await self.layer.owner(key)
+            if owner == self.channel:
+                self._rejoin(key, [record for _, record in pairs])
+            elif owner is not None:
+                records = [[record.id, pack_record(record)] for _, record in pairs]
+                rejoin = RejoinMessage(type="durable.rejoin", key=key, records=records)
+                await self._send_or_unavailable(owner, rejoin)
+            for sock, _ in pairs:
+                if self.held.stalled(sock):
+                    continue  # its held events' task sends them, in order
+                await hand_on(sock, sock.outbox or (), self._deliver_held)
+
+    async def _dead_holders(self, holders: set[str]) -> set[str]:
+        """The holders whose heartbeat has been missing for a whole lease time.
+
+        One look is not enough: when Redis comes back from an outage (restarted from its
+        append-only file) every heartbeat has expired meanwhile, until each process's
+        maintenance sets its own again, within a third of a lease. A process that is
+        alive renews its heartbeat that often, so one missing for a whole lease is dead
+        (or cut off from Redis, and then it has given up its objects too).
+        """
+        alive = await self.layer.alive(sorted(holders))
+        now = time.monotonic()
+        dead = set()
+        for holder in holders:
+            if holder in alive:
+                self._missing.pop(holder, None)
+                continue
+            seen = self._missing.setdefault(holder, [now, now])
+            seen[1] = now
+            if now - seen[0] >= self.layer.lease_time:
+                dead.add(holder)
+        return dead
+
+    def _forget_missing(self) -> None:
+        """Drop what no longer counts: holders nobody asked about for a while."""
+        horizon = time.monotonic() - 2 * self.layer.lease_time
+        for holder, (_, last) in list(self._missing.items()):
+            if last < horizon:
+                del self._missing[holder]
