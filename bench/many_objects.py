@@ -26,7 +26,9 @@ For each layout, one after another (one server set up at a time):
   is what a hibernated object costs beyond its socket;
 - tasks: ``len(asyncio.all_tasks())`` in each server, then;
 - idle CPU: the servers' CPU time over ``--idle`` (10) seconds with nothing happening,
-  as a share of one core;
+  as a share of one core; with the timers then scheduled on each server's loop and the
+  garbage collector's collections meanwhile (``--gc-threshold`` sets the servers' first
+  GC threshold, ``--ping-interval`` daphne's pings);
 - wake: every socket sends ``warmup`` at once and the time until every ``warm`` reply
   arrived (``many``: every object is woken once; ``one``: one object, N events); and
   for ``many``, from inside the first server (``GET /bench/wake``): a stub call to each
@@ -98,6 +100,8 @@ def wait_settled(
 
 def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, Any]:
     env = {"BENCH_HIBERNATE_EAGERLY": "1", "BENCH_IDLE_TIMEOUT": "10"}
+    if args.gc_threshold:
+        env["BENCH_GC_THRESHOLD"] = str(args.gc_threshold)
     if args.layer == "redis":
         env.update(BENCH_LAYER="redis", BENCH_PREFIX=prefix, BENCH_REDIS_URL=args.redis_url)
     app = APPS["raw" if layout == "raw" else "durable"]
@@ -145,11 +149,20 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
             "per_socket_bytes": (sum(rss_after) - sum(rss_before)) * 1024 / args.sockets,
         }
         result["tasks"] = {"before": tasks_before, "after": [st["tasks"] for st in statuses]}
+        gc0 = [st["gc_collections"] for st in statuses]
         cpu0 = sum(proc_cpu_seconds(s.pid) for s in servers)
         time.sleep(args.idle)
         result["idle_cpu_share"] = (sum(proc_cpu_seconds(s.pid) for s in servers) - cpu0) / (
             args.idle
         )
+        idle_statuses = [s.get("/bench/status") for s in servers]
+        # What ran meanwhile: timers scheduled on each loop, and the garbage collector's
+        # collections by generation (a full one walks every object of the process).
+        result["idle_timers"] = [st["timers"] for st in idle_statuses]
+        result["idle_gc_collections"] = [
+            [b - a for a, b in zip(before, st["gc_collections"], strict=True)]
+            for before, st in zip(gc0, idle_statuses, strict=True)
+        ]
         if durable:
             cpu0 = sum(proc_cpu_seconds(s.pid) for s in servers)
             result["wake_s"] = clients.wake()
@@ -163,7 +176,8 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
             wait_settled(servers, args.sockets)
         log(
             f"{layout}: {result['memory']['per_socket_bytes'] / 1024:.2f} KiB/socket, "
-            f"tasks {result['tasks']}, idle CPU {result['idle_cpu_share'] * 100:.2f} %, "
+            f"tasks {result['tasks']}, idle CPU {result['idle_cpu_share'] * 100:.2f} % "
+            f"(timers {result['idle_timers']}, gc {result['idle_gc_collections']}), "
             f"wake {result.get('wake_s', 0):.2f} s"
         )
         for server in servers:
@@ -213,6 +227,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         else many - one,
         "idle CPU, share of one core (many)": layouts.get("many", {}).get("idle_cpu_share"),
         "idle CPU, share of one core (one)": layouts.get("one", {}).get("idle_cpu_share"),
+        "idle CPU, share of one core (raw)": layouts.get("raw", {}).get("idle_cpu_share"),
         "connect per batch, many/raw, wall": connect_ratio("many", "wall_s"),
         "connect per batch, one/raw, wall": connect_ratio("one", "wall_s"),
         "connect per batch, many/raw, server CPU": connect_ratio("many", "server_cpu_s"),
@@ -302,6 +317,13 @@ def main() -> None:
         default=0,
         help="daphne's --ping-interval (default: daphne's own, 20 s); a long one keeps "
         "its pings of every socket out of the idle CPU figure",
+    )
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=0,
+        help="the servers' first cyclic-GC threshold (default: Python's, 700); a large "
+        "one keeps daphne's per-connection temporaries from setting off full collections",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
     parser.add_argument("--label", default="", help="a name for this run in the plot")

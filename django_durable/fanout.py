@@ -11,7 +11,10 @@ socket, and a hibernated object costs no task, no channel and no reader: only it
 groups' entries, which its sockets need.
 
 With the Redis transport the process channel is the transport's own (its reader hands
-group messages here); otherwise this module makes one and reads it.
+group messages here); otherwise this module makes one and reads it. On Channels'
+in-memory layer the groups are not added one by one: the layer is told to answer for
+them from ``self.groups`` (:mod:`django_durable.local_groups`), so a hibernated object
+costs that layer nothing.
 
 Groups are re-joined every ``GROUP_REFRESH`` seconds because channels-redis forgets a
 membership ``group_expiry`` (24 h) after it was added.
@@ -28,6 +31,7 @@ from channels.layers import get_channel_layer
 
 from . import metrics
 from .framing import NUMBER, POSITION
+from .local_groups import serve
 from .shards import new_deliverable_channel
 
 if TYPE_CHECKING:
@@ -105,14 +109,19 @@ class Fanout:
                 linger.cancel()
         if new and self.channel_layer is not None:
             channel = await self._process_channel()
+            local = serve(self.channel_layer, self)
             for name in new:
-                await self.channel_layer.group_add(name, channel)
+                if local is None:
+                    await self.channel_layer.group_add(name, channel)
+                elif name in self.groups:
+                    local.joined(name, channel)  # nothing stored per group
 
     def leave(self, sock: LocalSocket) -> None:
         """Forget ``sock``; a group left empty is given up after ``GROUP_LINGER``.
 
         Lingering keeps churn (a socket leaving and another joining) off the channel
-        layer.
+        layer; groups served by :mod:`~django_durable.local_groups` cost the channel
+        layer nothing, so they are given up at once.
         """
         for name in _group_names(sock, sock.tags):
             members = self.groups.get(name)
@@ -126,8 +135,11 @@ class Fanout:
             if members != sock.id:
                 continue
             # The last local socket of the group.
-            if self.channel is None:
+            local = serve(self.channel_layer, self)
+            if self.channel is None or local is not None:
                 del self.groups[name]
+                if local is not None and self.channel is not None:
+                    local.left(name, self.channel)
             else:
                 self.groups[name] = ""
                 self._lingering[name] = asyncio.get_running_loop().call_later(
@@ -238,6 +250,10 @@ class Fanout:
         failure: Exception | None = None
         channel = self.channel
         if channel is None:
+            return
+        local = serve(self.channel_layer, self)
+        if local is not None:
+            local.rejoin(self)
             return
         for name in list(self.groups):
             try:

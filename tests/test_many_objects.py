@@ -7,12 +7,29 @@ groups are reached from outside (``group_send`` with :func:`broadcast_event`,
 ``broadcast_to``) and from inside (``state.broadcast``): every socket gets each message
 once. On the in-memory layers with one process, and on Redis with two. Sizes stay
 modest: the cost at 10,000 objects is measured in ``bench/many_objects.py``.
+
+In-process, on the in-memory layers: what a hibernated object still holds is its
+session (its sockets' records) and its groups' entries in the fan-out, and nothing in
+Channels' in-memory layer, which still reaches it through ``group_send``.
 """
 
 from __future__ import annotations
 
+import json
+from urllib.parse import urlencode
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from django_durable import broadcast_event
+from django_durable.local_groups import serve
+from django_durable.runtime import get_runtime
+from django_durable.session.base import NOTHING_SET_ASIDE
+from django_durable.session.memory import InMemorySessionLayer
+from django_durable.testing import hibernate, live_object_ids
+from tests.app.consumers import Probe
 from tests.cluster_harness import WAIT, Client, Cluster, oid
 from tests.daphne_server import DaphneFactory, DaphneServer
+from tests.probe import ProbeObject
 from tests.waiting import wait_until
 
 #: Objects per test, one socket each (the old code held four tasks per such object).
@@ -140,3 +157,106 @@ async def test_hibernated_objects_hold_no_task_on_redis_two_processes(cluster) -
             assert client.messages.count(text) == 1, (text, client.messages)
 
     await check_fanout(objects, monitors[0], monitors)
+
+
+def tags_query(tags: list[str]) -> str:
+    return urlencode({"tags": json.dumps(tags)})
+
+
+async def test_a_hibernated_object_holds_its_sockets_entries_and_nothing_else() -> None:
+    """In the session layer, one session with its socket's record (no set of its own
+    for sockets set aside, no history); in the fan-out, one entry per group naming the
+    socket; in Channels' in-memory layer, no entry. ``group_send`` reaches each
+    socket once without waking its object."""
+    objects = [ProbeObject() for _ in range(OBJECTS)]
+    try:
+        clients = [await obj.connect(tags_query(["red"])) for obj in objects]
+        for obj in objects:
+            await hibernate(Probe, obj.id)
+        runtime = get_runtime()
+        layer = runtime.layer
+        assert isinstance(layer, InMemorySessionLayer)
+        channel_layer = get_channel_layer()
+        assert type(channel_layer) is InMemoryChannelLayer
+        assert not live_object_ids(Probe) & {obj.id for obj in objects}
+        for obj, client in zip(objects, clients, strict=True):
+            key = Probe.object_key(obj.id)
+            assert key not in runtime.dispatcher.live
+            session = layer.sessions[key]
+            assert list(session.sockets) == [client.id]
+            assert session.set_aside is NOTHING_SET_ASIDE
+            assert session.auto_response is None and session.event_timeout_ms is None
+            assert key not in layer.histories
+            for group in (Probe.tag_group(obj.id), Probe.tag_group(obj.id, "red")):
+                assert runtime.fanout.groups[group] == client.id  # the id, not a set
+                assert group not in runtime.fanout._lingering
+                assert not dict.__contains__(channel_layer.groups, group)  # not stored
+                assert group in channel_layer.groups  # yet answered for
+
+        starts = [obj.starts for obj in objects]
+        for n, obj in enumerate(objects):
+            red = Probe.tag_group(obj.id, "red")
+            await channel_layer.group_send(red, broadcast_event(red, f"r{n}"))
+            every = Probe.tag_group(obj.id)
+            await channel_layer.group_send(every, broadcast_event(every, f"a{n}"))
+        for n, client in enumerate(clients):
+            assert await client.receive_data() == f"r{n}"
+            assert await client.receive_data() == f"a{n}"
+            assert client.comm.output_queue.empty()
+        assert [obj.starts for obj in objects] == starts  # none was woken
+        assert not live_object_ids(Probe) & {obj.id for obj in objects}
+    finally:
+        for obj in objects:
+            await obj.close()
+
+
+async def test_a_channels_consumer_shares_a_durable_group_on_the_in_memory_layer() -> None:
+    """A plain channel added to a tag group gets its messages along with the object's
+    sockets, and keeps getting them once the object's last socket left."""
+    obj = ProbeObject()
+    try:
+        a = await obj.connect(tags_query(["red"]))
+        await hibernate(Probe, obj.id)
+        layer = get_channel_layer()
+        runtime = get_runtime()
+        red = Probe.tag_group(obj.id, "red")
+        other = await layer.new_channel()
+
+        await layer.group_add(red, other)
+        await layer.group_send(red, broadcast_event(red, "both"))
+        assert await a.receive_data() == "both"
+        assert (await layer.receive(other))["text"] == "both"
+
+        await layer.group_discard(red, other)
+        await layer.group_send(red, broadcast_event(red, "sockets only"))
+        assert await a.receive_data() == "sockets only"
+        assert other not in layer.channels  # nothing queued for it
+
+        # Channels drops a channel from every stored entry when a message to it
+        # expires unread; the hourly refresh names the process channel there again.
+        await layer.group_add(red, other)
+        dict.__getitem__(layer.groups, red).pop(runtime.fanout.channel)
+        await runtime.fanout.resubscribe()
+        await layer.group_send(red, broadcast_event(red, "both again"))
+        assert await a.receive_data() == "both again"
+        assert (await layer.receive(other))["text"] == "both again"
+        await layer.group_discard(red, other)
+
+        b = await obj.connect(tags_query(["blue"]))
+        await layer.group_add(red, other)
+        await a.disconnect()
+        await wait_until(lambda: red not in runtime.fanout.groups, message="the group left")
+        assert list(layer.groups[red]) == [other]  # the process channel left with it
+        await layer.group_send(red, broadcast_event(red, "other only"))
+        assert (await layer.receive(other))["text"] == "other only"
+        assert b.comm.output_queue.empty()
+        await layer.group_discard(red, other)
+        assert red not in layer.groups
+
+        class Subclass(InMemoryChannelLayer):
+            pass
+
+        # Another layer stores its groups its own way: joined with group_add there.
+        assert serve(Subclass(), runtime.fanout) is None
+    finally:
+        await obj.close()

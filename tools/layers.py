@@ -73,6 +73,7 @@ LAYERS: dict[str, list[str]] = {
     ],
     "backends": [
         "fanout",
+        "local_groups",
         "redis",
         "redis.copies",
         "redis.couriers",

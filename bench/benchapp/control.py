@@ -2,7 +2,8 @@
 
 They run inside the daphne process under test, on its event loop:
 
-- ``GET /bench/status``: ``{"pid", "rss_kib", "sockets", "live_object_ids", "server_ms"}``;
+- ``GET /bench/status``: ``{"pid", "rss_kib", "sockets", "live_object_ids", "server_ms",
+  "tasks", "timers", "gc_collections"}``;
 - ``GET /bench/gc``: ``gc.collect()`` (all generations, twice), then the status;
 - ``GET /bench/hibernate``: hibernate the durable bench object (durable app only), then
   the status (``live_object_ids`` must be empty afterwards);
@@ -37,6 +38,13 @@ from urllib.parse import parse_qs
 _TRACE_FRAMES = int(os.environ.get("BENCH_TRACEMALLOC", "0") or 0)
 if _TRACE_FRAMES and not tracemalloc.is_tracing():
     tracemalloc.start(_TRACE_FRAMES)
+
+# bench/many_objects.py --gc-threshold: the cyclic GC's first threshold (700 by
+# default). Idle daphne makes temporaries for every connection each second, enough to
+# promote them and set off full collections of the whole heap (see docs/benchmarks.md).
+_GC_THRESHOLD = int(os.environ.get("BENCH_GC_THRESHOLD", "0") or 0)
+if _GC_THRESHOLD:
+    gc.set_threshold(_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 #: Durations (ms) of the application's own broadcast calls, most recent last: wall
 #: clock, and CPU time of the event-loop thread (less sensitive to other processes).
@@ -100,6 +108,10 @@ def status() -> dict[str, Any]:
         "tracemalloc": tracemalloc.is_tracing(),
         # Every asyncio task of the server's event loop (bench/many_objects.py).
         "tasks": _tasks(),
+        # Timers (call_later, sleeps) scheduled on it, and the cyclic GC's collections
+        # so far by generation (bench/many_objects.py: none may be per object).
+        "timers": _timers(),
+        "gc_collections": [generation["collections"] for generation in gc.get_stats()],
     }
 
 
@@ -108,6 +120,14 @@ def _tasks() -> int | None:
         return len(asyncio.all_tasks())
     except RuntimeError:  # no running loop
         return None
+
+
+def _timers() -> int | None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return len(getattr(loop, "_scheduled", ()))
 
 
 def _owner(frames: tracemalloc.Traceback) -> str:

@@ -174,7 +174,7 @@ class RedisSessionLayer(Leases, History, BaseSessionLayer):
             try:
                 records.append(unpack_record(text(sid), data))
             except CorruptRecord as exc:
-                session.set_aside.add(text(sid))
+                session.put_aside(text(sid))
                 await self._put_aside(key, sockets_key, sid, data, text(sid), exc)
         for record in records:
             stamp = stamps.get(record.id.encode())

@@ -29,6 +29,10 @@ CLOSED = 3
 #: Each ready state's name, as ``WebSocket.readyState`` constants are named.
 READY_STATE_NAMES = {CONNECTING: "CONNECTING", OPEN: "OPEN", CLOSING: "CLOSING", CLOSED: "CLOSED"}
 
+#: No socket set aside: shared by every session (a set each would cost 216 bytes per
+#: object, hibernated ones included, for what almost never happens).
+NOTHING_SET_ASIDE: frozenset[str] = frozenset()
+
 
 class SocketRecord:
     """One accepted socket, as every process may need to see it."""
@@ -68,9 +72,13 @@ class ObjectSession:
         self.sockets: dict[str, SocketRecord] = {}
         #: Ids of sockets whose record could not be decoded at load (set aside, logged):
         #: their connections are closed when they next send.
-        self.set_aside: set[str] = set()
+        self.set_aside: frozenset[str] = NOTHING_SET_ASIDE
         self.auto_response: WebSocketRequestResponsePair | None = None
         self.event_timeout_ms: int | None = None
+
+    def put_aside(self, socket_id: str) -> None:
+        """Set a socket aside (its record was corrupt); rare, so a new frozenset each."""
+        self.set_aside = self.set_aside | {socket_id}
 
     def is_empty(self) -> bool:
         """Whether nothing was stored for the object."""
