@@ -15,7 +15,6 @@ import functools
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from channels.exceptions import ChannelFull
@@ -271,30 +270,6 @@ class Forwarding(TransportParts):
     async def scope_for(self, sock: Any, scope: dict[str, Any]) -> dict[str, Any]:
         """The scope rebuilt from the exported one (user and session loaded here)."""
         return await import_scope(scope)
-
-    async def _send_retrying(self, channel: str, message: Any, watch: bool = False) -> None:
-        """Send, trying again while the connection to Redis is lost: a frame the object
-        sent must not be dropped for an outage (the first command on each pooled
-        connection after Redis restarted fails too). The handler waits meanwhile, as
-        the object would for its session writes. A full inbox is waited for by the
-        courier (bounded: ``DeliveryFailed``; ``HolderGone`` for a dead process, with
-        ``watch``)."""
-        delay = 0.05
-        warned = False
-        while True:
-            try:
-                await self.couriers.send(channel, message, watch=watch)
-                return
-            except SessionLayerUnavailable as exc:
-                if not warned and delay >= 0.4:
-                    logger.warning("sending to %s: Redis unreachable (%s); retrying", channel, exc)
-                    warned = True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-
-    async def _send_or_unavailable(self, channel: str, message: Mapping[str, Any]) -> None:
-        """Send once (waiting while ``channel``'s inbox is full); raises on failure."""
-        await self.couriers.send(channel, message)
 
     async def _on_event(self, message: EventMessage) -> None:
         if self.runtime.shutting_down:

@@ -3,12 +3,15 @@
 :class:`~django_durable.redis.transport.RedisTransport` is one object made of parts,
 each in its own module: forwarding (gateways -> owners), delivery to sockets (owners
 -> gateways), remote calls and maintenance. Each part subclasses this class, so the
-parts cooperate through ``super()`` and the local transport below them.
+parts cooperate through ``super()`` and the local transport below them. Sending to
+another process (through its courier, :mod:`~django_durable.redis.couriers`), which
+every part does, is here too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 
+from ..exceptions import SessionLayerUnavailable
 from ..transport import LocalTransport
 from .copies import RecordCopies
 from .couriers import Couriers
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
     from ..session.base import SocketRecord
     from ..sockets import LocalSocket
     from .layer import RedisSessionLayer
+
+logger = logging.getLogger(__name__)
 
 #: Forwarding hops before a message is dropped (the gateway's outbox re-sends it).
 MAX_HOPS = 3
@@ -97,6 +103,30 @@ class TransportParts(LocalTransport):
             return DEFAULT_CAPACITY
         return int(get_capacity(channel))
 
+    async def _send_retrying(self, channel: str, message: Any, watch: bool = False) -> None:
+        """Send, trying again while the connection to Redis is lost: a frame the object
+        sent must not be dropped for an outage (the first command on each pooled
+        connection after Redis restarted fails too). The handler waits meanwhile, as
+        the object would for its session writes. A full inbox is waited for by the
+        courier (bounded: ``DeliveryFailed``; ``HolderGone`` for a dead process, with
+        ``watch``)."""
+        delay = 0.05
+        warned = False
+        while True:
+            try:
+                await self.couriers.send(channel, message, watch=watch)
+                return
+            except SessionLayerUnavailable as exc:
+                if not warned and delay >= 0.4:
+                    logger.warning("sending to %s: Redis unreachable (%s); retrying", channel, exc)
+                    warned = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _send_or_unavailable(self, channel: str, message: Any) -> None:
+        """Send once (waiting while ``channel``'s inbox is full); raises on failure."""
+        await self.couriers.send(channel, message)
+
     def _chore(self, work: Awaitable[None]) -> None:
         """Run ``work`` in a task of its own: a reader must never wait on Redis for it
         (the process it waits for might be waiting for this one's reader)."""
@@ -119,10 +149,6 @@ class TransportParts(LocalTransport):
         async def _deliver_held(self, sock: LocalSocket, event: Event) -> str: ...
 
         async def _owner_elsewhere(self, key: str) -> str | None: ...
-
-        async def _send_or_unavailable(self, channel: str, message: Any) -> None: ...
-
-        async def _send_retrying(self, channel: str, message: Any, watch: bool = False) -> None: ...
 
         async def _dead_socket_closes(self, live: LiveObjectPort) -> list[Event]: ...
 
