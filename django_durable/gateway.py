@@ -129,8 +129,11 @@ class Gateway:
                         continue
                     pair = runtime.layer.auto_response(sock.key)
                     if pair is not None and pair.request == data:
+                        # The time of the answer, taken before it goes: a client that
+                        # has the pong never sees a later timestamp.
+                        answered = time.time()
                         await sock.send(asgi_send_message(pair.response))
-                        await _touch(runtime, sock, time.time())
+                        await _touch(runtime, sock, answered)
                         continue
                     if sock.over_backlog(size):
                         await sock.refuse(

@@ -105,7 +105,15 @@ async def test_an_alarm_set_by_an_object_that_then_hibernated_wakes_it(
     monitor = await Peer.open(server, "/ws/storage-monitor/")
     assert (await monitor.ask({"op": "live", "id": oid}))["live"] is False
 
-    mark = await peer.send({"op": "set_alarm", "in": 0.3})  # instance 3
+    mark = await peer.send({"op": "set_alarm", "in": 2.0})  # instance 3
+    # The object hibernates after that event (before the alarm is due, unless the machine
+    # is too loaded to: then the alarm would find instance 3 and the test would not say
+    # what it means to). Wait for it rather than assume it.
+    await wait_until(
+        lambda: monitor.ask({"op": "live", "id": oid}),
+        accept=lambda answer: answer["live"] is False,
+        message="the object to hibernate after set_alarm",
+    )
     run = await peer.wait(lambda m: "alarm" in m and "op" not in m, mark)
     assert run["alarm"] == 0 and run["is_retry"] is False
     assert run["starts"] == 4, "the alarm ran without creating the object again"
