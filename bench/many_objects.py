@@ -163,12 +163,12 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
             [b - a for a, b in zip(before, st["gc_collections"], strict=True)]
             for before, st in zip(gc0, idle_statuses, strict=True)
         ]
-        if durable:
+        if durable and not args.no_wake:
             cpu0 = sum(proc_cpu_seconds(s.pid) for s in servers)
             result["wake_s"] = clients.wake()
             result["wake_server_cpu_s"] = sum(proc_cpu_seconds(s.pid) for s in servers) - cpu0
             wait_settled(servers, args.sockets)
-        if layout == "many":
+        if layout == "many" and not args.no_wake:
             # The same from inside the first server (a stub call per object): the cost
             # of a wake without the clients' frames.
             woke = servers[0].get(f"/bench/wake?n={args.sockets}", timeout=1800)
@@ -324,6 +324,11 @@ def main() -> None:
         default=0,
         help="the servers' first cyclic-GC threshold (default: Python's, 700); a large "
         "one keeps daphne's per-connection temporaries from setting off full collections",
+    )
+    parser.add_argument(
+        "--no-wake",
+        action="store_true",
+        help="skip the wake measurements (connect, memory, tasks and idle CPU only)",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
     parser.add_argument("--label", default="", help="a name for this run in the plot")

@@ -32,6 +32,7 @@ from channels.layers import get_channel_layer
 from . import metrics
 from .framing import NUMBER, POSITION
 from .local_groups import serve
+from .redis.groups import group_add_many
 from .shards import new_deliverable_channel
 
 if TYPE_CHECKING:
@@ -110,11 +111,13 @@ class Fanout:
         if new and self.channel_layer is not None:
             channel = await self._process_channel()
             local = serve(self.channel_layer, self)
-            for name in new:
-                if local is None:
-                    await self.channel_layer.group_add(name, channel)
-                elif name in self.groups:
-                    local.joined(name, channel)  # nothing stored per group
+            if local is None:
+                # One round trip for all of them on channels_redis (redis/groups.py).
+                await group_add_many(self.channel_layer, new, channel)
+            else:
+                for name in new:
+                    if name in self.groups:
+                        local.joined(name, channel)  # nothing stored per group
 
     def leave(self, sock: LocalSocket) -> None:
         """Forget ``sock``; a group left empty is given up after ``GROUP_LINGER``.

@@ -55,9 +55,9 @@ class EventHandling:
 
         async def _start(self) -> None: ...
 
-        async def flush(self) -> None: ...
+        async def flush(self, last: bool = False) -> None: ...
 
-        async def flush_held(self) -> None: ...
+        async def flush_held(self, last: bool = False) -> None: ...
 
         def _timeout(self) -> float | None: ...
 
@@ -126,7 +126,7 @@ class EventHandling:
             metrics.observe("handler_seconds", time.perf_counter() - started)
             self.handled(event, record)
             try:
-                await self.flush_held()
+                await self.flush_held(last=True)
             except OwnershipLost:
                 pass  # logged by lose(); the new owner runs the events
             except Exception:
@@ -167,7 +167,7 @@ class EventHandling:
             accepted = record.id in self.session.sockets
             if self._connecting.pop(sock.id, None) is not None:  # no early verdict sent
                 if accepted:
-                    await self.flush()
+                    await self.flush(last=True)
                 await self.runtime.transport.verdict(self.key, sock, record if accepted else None)
             event.resolve(record.tags if accepted else None)
 

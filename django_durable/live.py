@@ -82,6 +82,14 @@ class LiveObject(EventHandling):
         self.backlog = Backlog(self)
         #: Handler runs whose sends are numbered (outgoing.py), while in flight.
         self.runs = Runs()
+        #: Events admitted and not yet delivered by the worker (``_run``'s batch).
+        self._ready_left = 0
+        #: Set when this worker stops after its next write (HIBERNATE_EAGERLY): it is
+        #: out of the dispatcher, and that write gives the object up (``_last_flush``).
+        self.ending = False
+        self.releasing: asyncio.Future[None] | None = None
+        #: The release that the next write carries (see ``flush``).
+        self._release_pending = False
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"durable:{key}")
 
     # Writes to the session layer, flushed after each handler -------------------------
@@ -103,12 +111,36 @@ class LiveObject(EventHandling):
         """Write the object's settings after the handler."""
         self._writes.append(SaveSettings())
 
-    async def flush(self) -> None:
-        """Store the queued writes, then acknowledge the events they cover."""
-        while self._writes:
+    def _ends_after_this(self) -> bool:
+        """Whether the worker hibernates once the event being handled is stored:
+        ``HIBERNATE_EAGERLY`` and nothing else to run (the check ``_run`` makes after it)."""
+        return bool(
+            conf.get("HIBERNATE_EAGERLY")
+            and not self.cls.reentrant
+            and not self.lost
+            and not self._ready_left
+            and self.queue.empty()
+            and not self.front
+            and not self._held
+            and not self.inflight
+        )
+
+    async def flush(self, last: bool = False) -> None:
+        """Store the queued writes, then acknowledge the events they cover.
+
+        ``last``: the event's final write. When the worker stops right after it, the
+        transport takes the object out of the dispatcher now (later events wake it
+        again), and the write may give the object up in the same round trip.
+        """
+        if last and not self.ending and self._ends_after_this():
+            self.ending = True
+            self._release_pending = self.runtime.transport.stopping(self)
+        while self._writes or self._release_pending:
             writes, self._writes = self._writes, []
+            release = self._release_pending
             try:
-                await self.runtime.layer.apply(self.key, writes, self.session)
+                await self.runtime.layer.apply(self.key, writes, self.session, release=release)
+                self._release_pending = False
             except OwnershipLost:
                 # Another process owns the object now: nothing this instance did may be
                 # stored or acknowledged. Stop it; the gateways' outboxes send the events
@@ -125,7 +157,7 @@ class LiveObject(EventHandling):
             acks, self._acks = self._acks, []
             await self.runtime.transport.ack(acks)
 
-    async def flush_held(self) -> None:
+    async def flush_held(self, last: bool = False) -> None:
         """Flush, holding the object while the session layer cannot take the writes.
 
         A handler that ran has had its effects (replies, storage writes): its events
@@ -139,7 +171,7 @@ class LiveObject(EventHandling):
         warned = False
         while True:
             try:
-                await self.flush()
+                await self.flush(last)
                 if warned:
                     logger.warning("object %s: the session layer is back; writes stored", self.key)
                 return
@@ -235,9 +267,11 @@ class LiveObject(EventHandling):
                 if event.socket_id in self.session.set_aside and event.kind != CONNECT:
                     await self._refuse_set_aside(event)
                     continue
-                for ready in self._admit(event):
+                admitted = self._admit(event)
+                for index, ready in enumerate(admitted):
+                    self._ready_left = len(admitted) - index - 1
                     await self.wait_renewed()
-                    if self.lost:
+                    if self.lost or self.ending:
                         await self.runtime.transport.reroute(self, ready)
                         continue
                     if self.instance is None:
@@ -247,7 +281,7 @@ class LiveObject(EventHandling):
                         self._spawn(ready)
                     else:
                         await self._deliver(ready)
-                if (
+                if self.ending or (
                     conf.get("HIBERNATE_EAGERLY")
                     and not self.cls.reentrant
                     and self.queue.empty()

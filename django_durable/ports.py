@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from .classes import DurableClass
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .events import Event
     from .mailbox import Mailbox
     from .session.base import BaseSessionLayer, ObjectSession, SocketRecord
@@ -94,6 +96,11 @@ class Transport(Protocol):
 
     async def scope_for(self, sock: Any, scope: dict[str, Any]) -> dict[str, Any]:
         """The scope ``connect(ws)`` sees (a distributed transport rebuilds it)."""
+
+    def stopping(self, live: LiveObjectPort) -> bool:
+        """The object hibernates after its next write (``HIBERNATE_EAGERLY``, nothing
+        else to do): stop sending it events now. True when that write should also give
+        up the object (``apply(release=True)``), saving the release's round trip."""
 
     async def released(self, live: LiveObjectPort) -> None:
         """The object hibernated (or stopped) in this process."""
@@ -203,6 +210,8 @@ class LiveObjectPort(Protocol):
     #: Events to handle before the mailbox's (the transport puts closes of sockets
     #: found dead at wake here).
     front: deque[Event]
+    #: Set (by :meth:`Transport.stopping`) while the object's release is on its way.
+    releasing: asyncio.Future[None] | None
     object_id: str
     key: str
     session: ObjectSession

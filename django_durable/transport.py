@@ -133,6 +133,10 @@ class LocalTransport:
         """The scope ``connect(ws)`` sees (a distributed transport rebuilds it)."""
         return scope
 
+    def stopping(self, live: LiveObjectPort) -> bool:
+        """Nothing to save in one process: the release stays where it is."""
+        return False
+
     async def released(self, live: LiveObjectPort) -> None:
         """The object hibernated (or stopped) in this process."""
         await self.runtime.layer.release(live.key, live.session)

@@ -78,6 +78,7 @@ LAYERS: dict[str, list[str]] = {
         "redis.copies",
         "redis.couriers",
         "redis.forwarding",
+        "redis.groups",
         "redis.held",
         "redis.history",
         "redis.inbox",

@@ -11,6 +11,7 @@ with the next message it sends this process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -30,6 +31,7 @@ from .held import STALL_AFTER, close_try_again_later, event_size
 from .messages import AckMessage, EventMessage, ReleasedMessage, VerdictMessage
 from .outbox import OutboxEntry, hand_on, trim
 from .parts import MAX_HOPS, RemoteSocket, TransportParts
+from .records import CorruptRecord
 
 if TYPE_CHECKING:
     from ..classes import DurableClass
@@ -53,8 +55,8 @@ class Forwarding(TransportParts):
         self.layer.hold(sock.key)  # until gone(sock)
         self.serving = True
         await self.start()
-        if sock.key not in self.layer.auto_cache:
-            await self._retrying(self.layer.load_auto_response, sock.key)
+        # The auto-response pair is cached after the verdict (no frame is read before):
+        # loaded with the session when the object wakes here, or sent with the verdict.
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._connects[sock.id] = future
         event = Event(CONNECT, sock.id, ConnectData(sock, export_scope(scope)), future, seq=0)
@@ -236,7 +238,8 @@ class Forwarding(TransportParts):
             return None
         while key in self._releasing:
             await self._releasing[key]
-        owned, owner, _ = await self.layer.acquire(key)
+        # Taken here, the object wakes here next: its session comes with the lease.
+        owned, owner, _ = await self.layer.acquire(key, load=True)
         return None if owned else owner
 
     def _event_message(
@@ -312,7 +315,8 @@ class Forwarding(TransportParts):
                 await self._releasing[key]
             live = self.runtime.dispatcher.live.get(key)
             if (live is not None and not live.lost) or (
-                await self.layer.owner(key) == self.channel and (await self.layer.acquire(key))[0]
+                await self.layer.owner(key) == self.channel
+                and (await self.layer.acquire(key, load=True))[0]
             ):
                 self.runtime.dispatcher.put(cls, object_id, key, event)
                 return
@@ -332,6 +336,10 @@ class Forwarding(TransportParts):
         sock = self.runtime.sockets.get(sid)
         if tags is not None and sock is not None:
             sock.subprotocol = message.get("subprotocol")
+            auto = message.get("auto")
+            if auto is not None and sock.key in self.layer.gateways:
+                with contextlib.suppress(CorruptRecord):  # (else read from Redis, below)
+                    self.layer.settings_announced(sock.key, auto)
             await sock.accept()
         future = self._connects.get(sid)
         if future is not None and not future.done():

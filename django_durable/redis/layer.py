@@ -55,6 +55,7 @@ from .records import (
 )
 from .scripts import (
     ACQUIRE,
+    ACQUIRE_AND_LOAD,
     ALIVE,
     FENCED_WRITE,
     HEARTBEAT,
@@ -72,6 +73,13 @@ from .status import stored_objects
 SOCKETS, TIMESTAMPS, SETTINGS = 2, 3, 4
 
 logger = logging.getLogger(__name__)
+
+
+def _hash(flat: Any) -> dict[Any, Any]:
+    """A hash as a script returns HGETALL (a flat list), as redis-py's ``hgetall`` does."""
+    if not isinstance(flat, list):
+        return {}
+    return dict(zip(flat[::2], flat[1::2], strict=False))
 
 
 class RedisSessionLayer(Leases, History, BaseSessionLayer):
@@ -108,6 +116,10 @@ class RedisSessionLayer(Leases, History, BaseSessionLayer):
         #: key -> how many of this process's gateways hold a socket of it.
         self.gateways: dict[str, int] = {}
         self._acquire = self.redis.register_script(ACQUIRE)
+        self._acquire_and_load = self.redis.register_script(ACQUIRE_AND_LOAD)
+        self.preloaded: dict[str, tuple[int, Any, Any, Any]] = {}
+        self._loading: dict[str, int] = {}
+        self._released_while_loading: set[str] = set()
         self._renew = self.redis.register_script(RENEW)
         self._release = self.redis.register_script(RELEASE)
         self._owner = self.redis.register_script(OWNER)
@@ -160,12 +172,18 @@ class RedisSessionLayer(Leases, History, BaseSessionLayer):
     async def load(self, key: str) -> ObjectSession:
         """Sockets, timestamps and settings in one round trip; corrupt records set aside."""
         _, sockets_key, ts_key, settings_key = self._keys(key)
-        redis = self.redis_for(key)
-        async with unavailable_as_error(), redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(sockets_key)
-            pipe.hgetall(ts_key)
-            pipe.hgetall(settings_key)
-            sockets, stamps, settings = await pipe.execute()
+        preloaded = self.preloaded.pop(key, None)
+        if preloaded is not None and preloaded[0] == self.owned.get(key):
+            # Read with the lease (acquire(load=True)): nothing but this process, its
+            # holder, has written the session since.
+            sockets, stamps, settings = (_hash(flat) for flat in preloaded[1:])
+        else:
+            redis = self.redis_for(key)
+            async with unavailable_as_error(), redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(sockets_key)
+                pipe.hgetall(ts_key)
+                pipe.hgetall(settings_key)
+                sockets, stamps, settings = await pipe.execute()
         session = ObjectSession(key)
         records = []
         # One corrupt record must not take the object down: it is set aside (moved to
@@ -220,8 +238,14 @@ class RedisSessionLayer(Leases, History, BaseSessionLayer):
                 client=self.redis_for(key),
             )
 
-    async def apply(self, key: str, writes: list[SessionWrite], session: ObjectSession) -> None:
-        """A handler's writes in one fenced script; ``OwnershipLost`` if the lease moved."""
+    async def apply(
+        self, key: str, writes: list[SessionWrite], session: ObjectSession, release: bool = False
+    ) -> None:
+        """A handler's writes in one fenced script; ``OwnershipLost`` if the lease moved.
+
+        With ``release`` the same script gives the lease up after the writes (the object
+        hibernates after them): one round trip for both.
+        """
         args: list[Any] = [self.lease_value(key)]
         settings_changed = False
         latest: dict[str, SocketRecord] = {}
@@ -245,7 +269,11 @@ class RedisSessionLayer(Leases, History, BaseSessionLayer):
             args += ["S", SETTINGS, "timeout", session.event_timeout_ms or 0]
             self.auto_cache[key] = pair
         if len(args) == 1:
+            if release:
+                await self.release(key, session)
             return
+        if release and key in self.owned:
+            args.append("R")
         async with unavailable_as_error():
             try:
                 await self._fenced(keys=self._keys(key), args=args, client=self.redis_for(key))
@@ -256,6 +284,8 @@ class RedisSessionLayer(Leases, History, BaseSessionLayer):
                         f"this process no longer owns {key}: its write was refused"
                     ) from exc
                 raise
+        if release:
+            self.given_up(key)
         if self.on_written is not None:
             self.on_written(key, list(latest.values()), removed)
 

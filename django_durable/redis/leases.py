@@ -38,6 +38,13 @@ class Leases:
     auto_cache: dict[str, Any]
     redises: list[aioredis.Redis]
     _acquire: Any
+    _acquire_and_load: Any
+    #: key -> (token, sockets, timestamps, settings): a session read by
+    #: ``acquire(load=True)``, until the wake's ``load`` takes it (or the release).
+    preloaded: dict[str, tuple[int, Any, Any, Any]]
+    #: key -> acquire(load=True) calls in flight; keys released meanwhile.
+    _loading: dict[str, int]
+    _released_while_loading: set[str]
     _renew: Any
     _release: Any
     _owner: Any
@@ -99,22 +106,47 @@ class Leases:
 
     # Ownership -------------------------------------------------------------------------
 
-    async def acquire(self, key: str) -> tuple[bool, str, int]:
-        """Take the object's lease if nobody holds it: (owned, holder, token)."""
-        async with unavailable_as_error():
-            owned, holder, token, *took_over = await self._acquire(
-                keys=[*self._clock, self.key_names.lease(key), self.key_names.fence(key)],
-                args=[
-                    self._gap_ms,
-                    self.holder,
-                    self.lease_ms,
-                    self._kept_ms,
-                    int(self.fence_key_ttl * 1000),
-                ],
-                client=self.redis_for(key),
-            )
+    async def acquire(self, key: str, load: bool = False) -> tuple[bool, str, int]:
+        """Take the object's lease if nobody holds it: (owned, holder, token).
+
+        With ``load``, the object's session is read in the same script when this
+        process gets the lease, and kept for the :meth:`load` of the wake that follows
+        (see :attr:`preloaded`): a wake then costs one round trip, not two.
+        """
+        keys = [*self._clock, self.key_names.lease(key), self.key_names.fence(key)]
+        script = self._acquire
+        if load:
+            keys += [self.key_names.sockets(key), self.key_names.stamps(key)]
+            keys.append(self.key_names.settings(key))
+            script = self._acquire_and_load
+        if load:
+            self._loading[key] = self._loading.get(key, 0) + 1
+        try:
+            async with unavailable_as_error():
+                reply = await script(
+                    keys=keys,
+                    args=[
+                        self._gap_ms,
+                        self.holder,
+                        self.lease_ms,
+                        self._kept_ms,
+                        int(self.fence_key_ttl * 1000),
+                    ],
+                    client=self.redis_for(key),
+                )
+        finally:
+            # A release of the object while the script was on its way (its live object
+            # hibernated) makes what it read stale: not kept, the wake reads it again.
+            stale = key in self._released_while_loading
+            if load:
+                left = self._loading.pop(key) - 1
+                if left:
+                    self._loading[key] = left
+                else:
+                    self._released_while_loading.discard(key)
+        owned, holder, token, took_over = reply[:4]
         holder, token = text(holder), int(text(token))
-        if took_over and took_over[0]:
+        if took_over:
             # Another process's lease ran out (it died or was cut off) and this process
             # took the object; a release at shutdown deletes the lease, so it is not this.
             metrics.inc("lease_takeovers")
@@ -122,7 +154,14 @@ class Leases:
             if self.owned.get(key) != token:
                 logger.info("object %s: ownership taken (fencing token %d)", key, token)
             self.owned[key] = token
+            if load and len(reply) == 7 and not stale:
+                self.preloaded[key] = (token, reply[4], reply[5], reply[6])
         return bool(owned), holder, token
+
+    def forget_preloaded(self, key: str) -> None:
+        """Drop a session read with the lease: something changed in Redis since (sockets
+        put back after a data loss), so the wake reads it again."""
+        self.preloaded.pop(key, None)
 
     async def owner(self, key: str) -> str | None:
         """The process holding ``key``'s lease, or None."""
@@ -159,16 +198,25 @@ class Leases:
 
     async def release(self, key: str, session: ObjectSession) -> None:
         """Give the lease up (the object hibernated or stopped here)."""
-        if key not in self.gateways:
-            self.auto_cache.pop(key, None)  # nothing here reads it any more
         if key not in self.owned:
+            self.given_up(key)
             return
         value = self.lease_value(key)
-        self.owned.pop(key, None)
+        self.given_up(key)
         async with unavailable_as_error():
             await self._release(
                 keys=[self.key_names.lease(key)], args=[value], client=self.redis_for(key)
             )
+
+    def given_up(self, key: str) -> None:
+        """Forget the lease of ``key`` here, and what came with it (released, or about
+        to be: nothing read with it may serve a later wake)."""
+        self.owned.pop(key, None)
+        self.preloaded.pop(key, None)
+        if key in self._loading:
+            self._released_while_loading.add(key)
+        if key not in self.gateways:
+            self.auto_cache.pop(key, None)  # nothing here reads it any more
 
     def fence_token(self, key: str) -> int | None:
         """This process's fencing token for ``key``, if it owns it."""

@@ -152,8 +152,17 @@ class Maintenance(TransportParts):
         alive renews its heartbeat that often, so one missing for a whole lease is dead
         (or cut off from Redis, and then it has given up its objects too).
         """
-        alive = await self.layer.alive(sorted(holders))
         now = time.monotonic()
+        # A holder found alive less than a third of a lease ago (the period of its own
+        # heartbeat) is not asked about again: a wake of an object whose sockets are
+        # held by other processes costs no round trip for it. A death is then found at
+        # most that much later; it is declared only after a whole lease anyway.
+        recent = now - self.layer.lease_time / 3
+        ask = sorted(h for h in holders if self._alive_at.get(h, -1.0) < recent)
+        alive = await self.layer.alive(ask) if ask else set()
+        for holder in alive:
+            self._alive_at[holder] = now
+        alive |= holders.difference(ask)
         dead = set()
         for holder in holders:
             if holder in alive:
@@ -167,7 +176,11 @@ class Maintenance(TransportParts):
 
     def _forget_missing(self) -> None:
         """Drop what no longer counts: holders nobody asked about for a while."""
-        horizon = time.monotonic() - 2 * self.layer.lease_time
+        now = time.monotonic()
+        horizon = now - 2 * self.layer.lease_time
         for holder, (_, last) in list(self._missing.items()):
             if last < horizon:
                 del self._missing[holder]
+        recent = now - self.layer.lease_time / 3
+        for holder in [h for h, seen in self._alive_at.items() if seen < recent]:
+            del self._alive_at[holder]

@@ -55,6 +55,9 @@ class VerdictMessage(TypedDict, total=False):
     sid: str
     tags: list[str] | None
     subprotocol: str  #: only when ``accept_websocket()`` chose one
+    #: The object's auto-response pair (packed; ``b""``: none), with an accept: the
+    #: gateway's process caches it without reading it from Redis.
+    auto: bytes
 
 
 class AckMessage(TypedDict):

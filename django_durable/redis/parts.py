@@ -80,6 +80,8 @@ class TransportParts(LocalTransport):
         self._reregistering = False
         #: Holders whose heartbeat this process found missing: [first seen, last seen].
         self._missing: dict[str, list[float]] = {}
+        #: Holders whose heartbeat this process last found alive: when (see ``_dead_holders``).
+        self._alive_at: dict[str, float] = {}
         #: Attachments and tags of this process's sockets, to put back if Redis loses them.
         self.copies = RecordCopies(self)
         self.layer.on_written = self.copies.written

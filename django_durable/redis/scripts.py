@@ -35,37 +35,56 @@ end
 
 # A lease is ``"<holder>|<token>|<expiry on the live clock>"``; Redis keeps the key
 # ``ARGV[lease ms] + RIDE_THROUGH`` ms so that it outlives an outage.
-# KEYS: clock, pause, lease, fence. ARGV: gap, holder, lease ms, physical ttl ms.
-ACQUIRE = (
-    LIVE_CLOCK
-    + """
-local live = live_now(KEYS[1], KEYS[2], tonumber(ARGV[1]))
-local lease_ms = tonumber(ARGV[3])
-local took_over = 0
-local cur = redis.call('GET', KEYS[3])
-if cur then
-  local sep = string.find(cur, '|', 1, true)
-  local holder = string.sub(cur, 1, sep - 1)
-  local rest = string.sub(cur, sep + 1)
-  local token = string.sub(rest, 1, (string.find(rest, '|', 1, true) or (#rest + 1)) - 1)
-  if holder == ARGV[2] then
-    redis.call('SET', KEYS[3], lease_value(holder .. '|' .. token, live, lease_ms), 'PX', ARGV[4])
-    return {1, holder, token}
+# KEYS: clock, pause, lease, fence. ARGV: gap, holder, lease ms, physical ttl ms, fence
+# ttl ms. Returns {owned, holder, token[, took_over]}.
+ACQUIRE_FUNCTION = """
+local function acquire()
+  local live = live_now(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+  local lease_ms = tonumber(ARGV[3])
+  local took_over = 0
+  local cur = redis.call('GET', KEYS[3])
+  if cur then
+    local sep = string.find(cur, '|', 1, true)
+    local holder = string.sub(cur, 1, sep - 1)
+    local rest = string.sub(cur, sep + 1)
+    local token = string.sub(rest, 1, (string.find(rest, '|', 1, true) or (#rest + 1)) - 1)
+    if holder == ARGV[2] then
+      redis.call('SET', KEYS[3], lease_value(holder .. '|' .. token, live, lease_ms), 'PX', ARGV[4])
+      return {1, holder, token, 0}
+    end
+    if lease_expiry(cur) > live then
+      return {0, holder, token, 0}
+    end
+    took_over = 1
   end
-  if lease_expiry(cur) > live then
-    return {0, holder, token}
-  end
-  took_over = 1
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local last = tonumber(redis.call('GET', KEYS[4]) or '0')
+  local token = now
+  if last >= now then token = last + 1 end
+  local tok = string.format('%.0f', token)
+  redis.call('SET', KEYS[4], tok, 'PX', ARGV[5])
+  redis.call('SET', KEYS[3], lease_value(ARGV[2] .. '|' .. tok, live, lease_ms), 'PX', ARGV[4])
+  return {1, ARGV[2], tok, took_over}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local last = tonumber(redis.call('GET', KEYS[4]) or '0')
-local token = now
-if last >= now then token = last + 1 end
-local tok = string.format('%.0f', token)
-redis.call('SET', KEYS[4], tok, 'PX', ARGV[5])
-redis.call('SET', KEYS[3], lease_value(ARGV[2] .. '|' .. tok, live, lease_ms), 'PX', ARGV[4])
-return {1, ARGV[2], tok, took_over}
+"""
+ACQUIRE = LIVE_CLOCK + ACQUIRE_FUNCTION + "return acquire()\n"
+
+# The lease taken as ACQUIRE does and, when this process got it, the object's session
+# read in the same round trip (a wake: the process that takes an object loads it next).
+# KEYS: ACQUIRE's, then sockets, timestamps, settings. ARGV: ACQUIRE's. Returns
+# ACQUIRE's four items, then (when owned) the three hashes as HGETALL lists.
+ACQUIRE_AND_LOAD = (
+    LIVE_CLOCK
+    + ACQUIRE_FUNCTION
+    + """
+local result = acquire()
+if result[1] == 1 then
+  result[5] = redis.call('HGETALL', KEYS[5])
+  result[6] = redis.call('HGETALL', KEYS[6])
+  result[7] = redis.call('HGETALL', KEYS[7])
+end
+return result
 """
 )
 
@@ -138,7 +157,8 @@ return result
 )
 
 # KEYS: lease, sockets, timestamps, settings. ARGV[1]: the lease value; then ops:
-# 'S' <key index> <field> <value>  |  'D' <key index> <field>
+# 'S' <key index> <field> <value>  |  'D' <key index> <field>  |  'R' (last: give the
+# lease up, the object hibernates after these writes)
 FENCED_WRITE = """
 local cur = redis.call('GET', KEYS[1])
 if not cur or string.sub(cur, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then
@@ -147,12 +167,14 @@ end
 local i = 2
 while i <= #ARGV do
   local op = ARGV[i]
-  local k = KEYS[tonumber(ARGV[i + 1])]
-  if op == 'S' then
-    redis.call('HSET', k, ARGV[i + 2], ARGV[i + 3])
+  if op == 'R' then
+    redis.call('DEL', KEYS[1])
+    i = i + 1
+  elseif op == 'S' then
+    redis.call('HSET', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
     i = i + 4
   else
-    redis.call('HDEL', k, ARGV[i + 2])
+    redis.call('HDEL', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2])
     i = i + 3
   end
 end

@@ -63,6 +63,8 @@ def apply_stamps(transport: RedisTransport, key: str, stamps: Any) -> None:
     """Update a live object's records (never waking one)."""
     live = transport.runtime.dispatcher.live.get(key)
     if live is None or live.lost:
+        # Taken, not yet woken: the session read with the lease lacks these.
+        transport.layer.forget_preloaded(key)
         return
     sockets = live.session.sockets
     for sid, when in stamps:

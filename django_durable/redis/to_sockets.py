@@ -104,6 +104,9 @@ class ToSockets(TransportParts):
             verdict = VerdictMessage(type="durable.verdict", sid=sock.id, tags=tags)
             if sock.subprotocol is not None:
                 verdict["subprotocol"] = sock.subprotocol
+            if record is not None and key in self.layer.auto_cache:  # (loaded: it runs here)
+                pair = self.layer.auto_cache[key]
+                verdict["auto"] = b"" if pair is None else pack_pair(pair)
             await self.couriers.send(sock.holder, verdict)
         elif record is not None:
             await sock.accept()
@@ -133,18 +136,30 @@ class ToSockets(TransportParts):
         except SessionLayerUnavailable:
             return False
 
+    def stopping(self, live: LiveObjectPort) -> bool:
+        """The object hibernates after its next write, which releases the lease: from
+        now on its events wake it again (after that release, see ``_owner_elsewhere``)."""
+        self.runtime.dispatcher.forget(live)
+        live.releasing = asyncio.get_running_loop().create_future()
+        self._releasing[live.key] = live.releasing
+        return True
+
     async def released(self, live: LiveObjectPort) -> None:
-        """Release the lease, and tell the processes holding the object's sockets."""
+        """Release the lease (unless its last write did), and tell the processes holding
+        the object's sockets."""
         key = live.key
         self.copies.forget(live.session.sockets)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._releasing[key] = future
+        future = live.releasing
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._releasing[key] = future
         try:
             if self.runtime.dispatcher.live.get(key) is None:
-                await self.layer.release(key, live.session)
+                await self.layer.release(key, live.session)  # (nothing left to release)
                 await self._tell_holders_released(live)
         finally:
-            del self._releasing[key]
+            if self._releasing.get(key) is future:
+                del self._releasing[key]
             future.set_result(None)
 
     async def _tell_holders_released(self, live: LiveObjectPort) -> None:

@@ -152,3 +152,5 @@ class RedisTransport(Forwarding, ToSockets, RemoteCalls, Maintenance):
         live = self.runtime.dispatcher.live.get(key)
         if live is not None and not live.lost:
             live.queue.put_nowait(Event(REJOIN, None, records))
+        else:
+            self.layer.forget_preloaded(key)  # read before these were put back

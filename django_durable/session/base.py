@@ -202,8 +202,14 @@ class BaseSessionLayer(abc.ABC):
     async def save_settings(self, session: ObjectSession) -> None:
         """Store the object's auto-response pair and event timeout."""
 
-    async def apply(self, key: str, writes: list[SessionWrite], session: ObjectSession) -> None:
-        """Store a handler's changes in order; a backend may do it in one round trip."""
+    async def apply(
+        self, key: str, writes: list[SessionWrite], session: ObjectSession, release: bool = False
+    ) -> None:
+        """Store a handler's changes in order; a backend may do it in one round trip.
+
+        With ``release``, these are the last writes before the object hibernates: give
+        up what :meth:`load` took too (a backend may do it in the same round trip).
+        """
         for write in writes:
             match write:
                 case AddSocket(record):
@@ -214,6 +220,8 @@ class BaseSessionLayer(abc.ABC):
                     await self.remove_socket(key, socket_id)
                 case SaveSettings():
                     await self.save_settings(session)
+        if release:
+            await self.release(key, session)
 
     # The gateway's side (any process holding a socket) ---------------------------
 
