@@ -50,6 +50,8 @@ class Dispatcher:
         """Queue ``event`` for the object, waking it."""
         live = self.wake(cls, object_id, key)
         live.queue.put_nowait(event)
+        if event.holder:
+            live.senders.add(event.holder)
         if event.kind == MESSAGE:
             live.backlog.check()
 

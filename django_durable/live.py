@@ -88,6 +88,9 @@ class LiveObject(EventHandling):
         #: out of the dispatcher, and that write gives the object up (``_last_flush``).
         self.ending = False
         self.releasing: asyncio.Future[None] | None = None
+        #: Other processes whose gateways sent this live object events: those that
+        #: may remember this process as its owner (told when it stops, see transports).
+        self.senders: set[str] = set()
         #: The release that the next write carries (see ``flush``).
         self._release_pending = False
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"durable:{key}")

@@ -212,6 +212,10 @@ class LiveObjectPort(Protocol):
     front: deque[Event]
     #: Set (by :meth:`Transport.stopping`) while the object's release is on its way.
     releasing: asyncio.Future[None] | None
+    #: Other processes that sent this live object events (``Event.holder``).
+    senders: set[str]
+    #: Set when this process lost the object's lease.
+    lost: bool
     object_id: str
     key: str
     session: ObjectSession

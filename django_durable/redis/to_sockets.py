@@ -168,10 +168,20 @@ class ToSockets(TransportParts):
         them takes the object at once rather than after the lease time). After a
         hibernation there are none: the acknowledgements went first, the same way.
 
+        After a hibernation, only the processes that sent this live object events are
+        told: a process remembers an owner only once it sent it an event
+        (``Forwarding._event_target``), and every earlier owner told it the same way
+        when it stopped. One that sends an event here later is told then
+        (``_not_live_here``). So a wake costs no message to every holding process.
+
         Waited for only at shutdown (bounded), when this process may stop right after."""
-        holders = {r.holder for r in live.session.sockets.values() if r.holder != self.channel}
-        released = ReleasedMessage(type="durable.released", key=live.key)
         shutting_down = self.runtime.shutting_down
+        if shutting_down or live.lost:
+            holders = {r.holder for r in live.session.sockets.values()}
+        else:
+            holders = set(live.senders)
+        holders.difference_update((self.channel, ""))
+        released = ReleasedMessage(type="durable.released", key=live.key)
         posted = [self.couriers.post(h, released, wait=shutting_down) for h in holders]
         if shutting_down and posted:
             with contextlib.suppress(Exception):
