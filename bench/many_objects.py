@@ -100,6 +100,8 @@ def wait_settled(
 
 def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, Any]:
     env = {"BENCH_HIBERNATE_EAGERLY": "1", "BENCH_IDLE_TIMEOUT": "10"}
+    if os.environ.get("BENCH_LOG_LEVEL"):
+        env["BENCH_LOG_LEVEL"] = os.environ["BENCH_LOG_LEVEL"]
     if args.gc_threshold:
         env["BENCH_GC_THRESHOLD"] = str(args.gc_threshold)
     if args.layer == "redis":
@@ -184,6 +186,10 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
             tail = server.output().strip()
             if tail:
                 result.setdefault("server_output_tail", []).append(tail[-2000:])
+    except BaseException:
+        for server in servers:  # what the servers said, before they go
+            log(server.output_tail(30000))
+        raise
     finally:
         if clients is not None:
             clients.close()

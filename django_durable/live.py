@@ -45,6 +45,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: The most sockets an object may have for its last write before an eager hibernation
+#: to release its lease too (see ``LiveObject._ends_after_this``).
+RELEASE_WITH_WRITE_MAX_SOCKETS = 8
+
 
 class LiveObject(EventHandling):
     """An object that is awake in this process: its mailbox, session and instance."""
@@ -116,9 +120,16 @@ class LiveObject(EventHandling):
 
     def _ends_after_this(self) -> bool:
         """Whether the worker hibernates once the event being handled is stored:
-        ``HIBERNATE_EAGERLY`` and nothing else to run (the check ``_run`` makes after it)."""
+        ``HIBERNATE_EAGERLY`` and nothing else to run (the check ``_run`` makes after it).
+
+        Only for an object with few sockets: deciding before the write leaves out the
+        events that arrive during it, which then wake the object again, and a wake
+        reads every socket record. For a larger object the worker decides after the
+        write, as it always did, and events that came meanwhile keep it awake.
+        """
         return bool(
             conf.get("HIBERNATE_EAGERLY")
+            and len(self.session.sockets) <= RELEASE_WITH_WRITE_MAX_SOCKETS
             and not self.cls.reentrant
             and not self.lost
             and not self._ready_left

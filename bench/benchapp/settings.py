@@ -70,5 +70,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_durable": {"handlers": ["console"], "level": "WARNING"}},
+    "loggers": {
+        "django_durable": {
+            "handlers": ["console"],
+            "level": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        }
+    },
 }

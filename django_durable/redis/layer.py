@@ -16,6 +16,7 @@ several hosts, each object's keys live on the host its key hashes to (channels-r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
@@ -118,8 +119,9 @@ class RedisSessionLayer(Leases, History, BaseSessionLayer):
         self._acquire = self.redis.register_script(ACQUIRE)
         self._acquire_and_load = self.redis.register_script(ACQUIRE_AND_LOAD)
         self.preloaded: dict[str, tuple[int, Any, Any, Any]] = {}
-        self._loading: dict[str, int] = {}
-        self._released_while_loading: set[str] = set()
+        self._acquiring: dict[str, int] = {}
+        self.lease_releases: dict[str, asyncio.Future[None]] = {}
+        self._given_up_meanwhile: set[str] = set()
         self._renew = self.redis.register_script(RENEW)
         self._release = self.redis.register_script(RELEASE)
         self._owner = self.redis.register_script(OWNER)
@@ -272,8 +274,18 @@ class RedisSessionLayer(Leases, History, BaseSessionLayer):
             if release:
                 await self.release(key, session)
             return
-        if release and key in self.owned:
+        release = release and key in self.owned
+        if release:
             args.append("R")
+        async with self.releasing(key) if release else contextlib.nullcontext():
+            await self._fenced_write(key, args)
+            if release:
+                self.given_up(key)
+        if self.on_written is not None:
+            self.on_written(key, list(latest.values()), removed)
+
+    async def _fenced_write(self, key: str, args: list[Any]) -> None:
+        """The fenced script; ``OwnershipLost`` when the lease is not this process's."""
         async with unavailable_as_error():
             try:
                 await self._fenced(keys=self._keys(key), args=args, client=self.redis_for(key))
@@ -284,10 +296,6 @@ class RedisSessionLayer(Leases, History, BaseSessionLayer):
                         f"this process no longer owns {key}: its write was refused"
                     ) from exc
                 raise
-        if release:
-            self.given_up(key)
-        if self.on_written is not None:
-            self.on_written(key, list(latest.values()), removed)
 
     async def add_socket(self, key: str, record: SocketRecord) -> None:
         """One write through :meth:`apply`."""

@@ -7,7 +7,10 @@ the layer's own module is about what an object stores.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics
@@ -42,9 +45,11 @@ class Leases:
     #: key -> (token, sockets, timestamps, settings): a session read by
     #: ``acquire(load=True)``, until the wake's ``load`` takes it (or the release).
     preloaded: dict[str, tuple[int, Any, Any, Any]]
-    #: key -> acquire(load=True) calls in flight; keys released meanwhile.
-    _loading: dict[str, int]
-    _released_while_loading: set[str]
+    #: key -> the end of a release of its lease on its way (see ``releasing``).
+    lease_releases: dict[str, asyncio.Future[None]]
+    #: key -> acquire() calls in flight; keys given up meanwhile (see ``acquire``).
+    _acquiring: dict[str, int]
+    _given_up_meanwhile: set[str]
     _renew: Any
     _release: Any
     _owner: Any
@@ -112,6 +117,11 @@ class Leases:
         With ``load``, the object's session is read in the same script when this
         process gets the lease, and kept for the :meth:`load` of the wake that follows
         (see :attr:`preloaded`): a wake then costs one round trip, not two.
+
+        When this process gave the lease up while the script was on its way (a live
+        object here hibernated, and its last write released the lease), the answer may
+        predate that release: it says nothing, and the script runs again once the
+        release is done (see :meth:`releasing`).
         """
         keys = [*self._clock, self.key_names.lease(key), self.key_names.fence(key)]
         script = self._acquire
@@ -119,31 +129,33 @@ class Leases:
             keys += [self.key_names.sockets(key), self.key_names.stamps(key)]
             keys.append(self.key_names.settings(key))
             script = self._acquire_and_load
-        if load:
-            self._loading[key] = self._loading.get(key, 0) + 1
-        try:
-            async with unavailable_as_error():
-                reply = await script(
-                    keys=keys,
-                    args=[
-                        self._gap_ms,
-                        self.holder,
-                        self.lease_ms,
-                        self._kept_ms,
-                        int(self.fence_key_ttl * 1000),
-                    ],
-                    client=self.redis_for(key),
-                )
-        finally:
-            # A release of the object while the script was on its way (its live object
-            # hibernated) makes what it read stale: not kept, the wake reads it again.
-            stale = key in self._released_while_loading
-            if load:
-                left = self._loading.pop(key) - 1
+        while True:
+            releasing = self.lease_releases.get(key)
+            if releasing is not None:  # (sent before it: the answer could predate it)
+                await asyncio.wait([releasing])
+            self._acquiring[key] = self._acquiring.get(key, 0) + 1
+            try:
+                async with unavailable_as_error():
+                    reply = await script(
+                        keys=keys,
+                        args=[
+                            self._gap_ms,
+                            self.holder,
+                            self.lease_ms,
+                            self._kept_ms,
+                            int(self.fence_key_ttl * 1000),
+                        ],
+                        client=self.redis_for(key),
+                    )
+            finally:
+                stale = key in self._given_up_meanwhile or key in self.lease_releases
+                left = self._acquiring.pop(key) - 1
                 if left:
-                    self._loading[key] = left
+                    self._acquiring[key] = left
                 else:
-                    self._released_while_loading.discard(key)
+                    self._given_up_meanwhile.discard(key)
+            if not (stale and reply[0]):
+                break
         owned, holder, token, took_over = reply[:4]
         holder, token = text(holder), int(text(token))
         if took_over:
@@ -154,7 +166,7 @@ class Leases:
             if self.owned.get(key) != token:
                 logger.info("object %s: ownership taken (fencing token %d)", key, token)
             self.owned[key] = token
-            if load and len(reply) == 7 and not stale:
+            if load and len(reply) == 7:
                 self.preloaded[key] = (token, reply[4], reply[5], reply[6])
         return bool(owned), holder, token
 
@@ -203,18 +215,38 @@ class Leases:
             return
         value = self.lease_value(key)
         self.given_up(key)
-        async with unavailable_as_error():
+        async with self.releasing(key), unavailable_as_error():
             await self._release(
                 keys=[self.key_names.lease(key)], args=[value], client=self.redis_for(key)
             )
+
+    @contextlib.asynccontextmanager
+    async def releasing(self, key: str) -> AsyncIterator[None]:
+        """Around a script that gives ``key``'s lease up: an acquire of this process
+        answered meanwhile may have run before it, so it does not believe that answer
+        (it may say "owned" of a lease about to go) and asks again after it."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        outer = self.lease_releases.get(key)
+        self.lease_releases[key] = done
+        if key in self._acquiring:
+            self._given_up_meanwhile.add(key)
+        try:
+            yield
+        finally:
+            if self.lease_releases.get(key) is done:
+                if outer is not None and not outer.done():
+                    self.lease_releases[key] = outer
+                else:
+                    del self.lease_releases[key]
+            done.set_result(None)
 
     def given_up(self, key: str) -> None:
         """Forget the lease of ``key`` here, and what came with it (released, or about
         to be: nothing read with it may serve a later wake)."""
         self.owned.pop(key, None)
         self.preloaded.pop(key, None)
-        if key in self._loading:
-            self._released_while_loading.add(key)
+        if key in self._acquiring:
+            self._given_up_meanwhile.add(key)
         if key not in self.gateways:
             self.auto_cache.pop(key, None)  # nothing here reads it any more
 

@@ -72,6 +72,8 @@ class TransportParts(LocalTransport):
         self._connects: dict[str, asyncio.Future[Any]] = {}
         self._calls: dict[str, asyncio.Future[Any]] = {}
         self._releasing: dict[str, asyncio.Future[None]] = {}
+        #: Object key -> the answer of the lease script on its way (``_owner_elsewhere``).
+        self._acquiring: dict[str, asyncio.Future[tuple[bool, str, int]]] = {}
         #: Sockets whose connection ended but whose last events are not acknowledged.
         self._draining: dict[str, LocalSocket] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -95,6 +97,8 @@ class TransportParts(LocalTransport):
         #: (process, object key) -> when this process last told it the object does
         #: not run here (see ``Forwarding._not_live_here``).
         self._bounced: dict[tuple[str, str], float] = {}
+        #: (process, object key) pairs to tell that again once ``BOUNCE_EVERY`` is over.
+        self._bounce_later: set[tuple[str, str]] = set()
         #: Background work of the process channel's readers (never awaited by them).
         self._chores: set[asyncio.Task[None]] = set()
 
