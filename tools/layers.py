@@ -58,6 +58,7 @@ LAYERS: dict[str, list[str]] = {
     "core": [
         "calls",
         "dispatcher",
+        "flushing",
         "handling",
         "live",
         "objects",
@@ -78,6 +79,7 @@ LAYERS: dict[str, list[str]] = {
         "redis.copies",
         "redis.couriers",
         "redis.forwarding",
+        "redis.gateway_side",
         "redis.groups",
         "redis.held",
         "redis.history",
@@ -88,6 +90,7 @@ LAYERS: dict[str, list[str]] = {
         "redis.maintenance",
         "redis.messages",
         "redis.outbox",
+        "redis.owners",
         "redis.parts",
         "redis.remote_calls",
         "redis.stamps",

@@ -36,6 +36,7 @@ from ..shards import new_deliverable_channel
 from .forwarding import CONNECT_TIMEOUT, Forwarding
 from .inbox import Inbox
 from .maintenance import Maintenance
+from .owners import Owners
 from .parts import MAX_HOPS, RemoteSocket
 from .records import unpack_record
 from .remote_calls import CALL_TIMEOUT, RemoteCalls
@@ -54,7 +55,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class RedisTransport(Forwarding, ToSockets, RemoteCalls, Maintenance):
+class RedisTransport(Forwarding, Owners, ToSockets, RemoteCalls, Maintenance):
     """Implements :class:`~django_durable.ports.Transport` across processes, on Redis."""
 
     # Start-up --------------------------------------------------------------------------
