@@ -138,3 +138,14 @@ def start_with_daphne() -> None:
         get_runtime().alarms.start()
 
     reactor.callWhenRunning(lambda: loop.call_soon(boot))
+
+
+def install_daphne_timers() -> None:
+    """Under daphne, check connections when due (:mod:`django_durable.daphne_timers`)."""
+    from . import conf
+
+    if not running_under_daphne() or not conf.get("SCHEDULED_DAPHNE_CHECKS"):
+        return
+    from .daphne_timers import install
+
+    install()
