@@ -144,7 +144,13 @@ def install_daphne_timers() -> None:
     """Under daphne, check connections when due (:mod:`django_durable.daphne_timers`)."""
     from . import conf
 
-    if not running_under_daphne() or not conf.get("SCHEDULED_DAPHNE_CHECKS"):
+    if not running_under_daphne():
+        return
+    try:
+        wanted = conf.get("SCHEDULED_DAPHNE_CHECKS") is not False
+    except (TypeError, ValueError):
+        return  # DURABLE_OBJECTS is no dict: the system checks say so, not a traceback
+    if not wanted:
         return
     from .daphne_timers import install
 
