@@ -58,6 +58,7 @@ from typing import Any
 from harness.clients import Clients
 from harness.databases import fresh_bench_sqlite
 from harness.measure import proc_cpu_seconds, raise_nofile
+from harness.profile import Profiler, profile_report
 from harness.redis_tools import delete_prefix
 from harness.report import log, run_header, write_results
 from harness.servers import RESULTS_DIR, DaphneServer, bench_server, measure_rss
@@ -129,6 +130,7 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
         rss_before = [statistics.median(measure_rss(s, 3, args.settle)) for s in servers]
         tasks_before = [s.get("/bench/status").get("tasks") for s in servers]
         clients = Clients(args.clients)
+        profiler = Profiler(servers, args.py_spy, layout) if args.py_spy else None
         batches = []
         for start in range(0, args.sockets, args.batch):
             urls = [url_for(layout, servers, i) for i in range(start, start + args.batch)]
@@ -142,6 +144,9 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
                 f"{layout}: sockets {start + 1}-{start + args.batch}: {wall:.2f} s, cpu {cpu:.2f} s"
             )
         result["batches"] = batches
+        if profiler is not None:
+            result["py_spy"] = profiler.stop()
+            log(profile_report({f"{layout} connect": result["py_spy"]}))
         statuses = wait_settled(servers, args.sockets) if durable else None
         rss_after = [statistics.median(measure_rss(s, 3, args.settle)) for s in servers]
         statuses = [s.get("/bench/status") for s in servers]
@@ -335,6 +340,13 @@ def main() -> None:
         "--no-wake",
         action="store_true",
         help="skip the wake measurements (connect, memory, tasks and idle CPU only)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="profile the servers with py-spy during each layout's connects (raw stacks in DIR)",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
     parser.add_argument("--label", default="", help="a name for this run in the plot")
