@@ -150,6 +150,8 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
         statuses = wait_settled(servers, args.sockets) if durable else None
         rss_after = [statistics.median(measure_rss(s, 3, args.settle)) for s in servers]
         statuses = [s.get("/bench/status") for s in servers]
+        result["metrics"] = [st.get("metrics") for st in statuses]
+        log(f"{layout}: metrics {result['metrics']}")
         result["memory"] = {
             "rss_before_kib": rss_before,
             "rss_after_kib": rss_after,

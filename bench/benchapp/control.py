@@ -112,7 +112,17 @@ def status() -> dict[str, Any]:
         # so far by generation (bench/many_objects.py: none may be per object).
         "timers": _timers(),
         "gc_collections": [generation["collections"] for generation in gc.get_stats()],
+        # django-durable's counters (wakes, hibernations, forwarded events, ...).
+        "metrics": _metrics(),
     }
+
+
+def _metrics() -> dict[str, int] | None:
+    try:
+        from django_durable import metrics
+    except ImportError:
+        return None
+    return metrics.snapshot()
 
 
 def _tasks() -> int | None:

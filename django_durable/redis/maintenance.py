@@ -89,6 +89,8 @@ class Maintenance(TransportParts):
                 continue
             if sock.key not in owners:
                 owners[sock.key] = await self.layer.owner(sock.key)
+                if not outbox:
+                    continue  # acknowledged meanwhile
             owner = owners[sock.key]
             if owner is not None and owner == outbox[0].owner:
                 continue  # the same owner is alive and holds its lease: it is just busy
