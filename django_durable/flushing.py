@@ -104,8 +104,9 @@ class SessionWrites:
         again), and the write may give the object up in the same round trip.
         """
         if last and not self.ending and self._ends_after_this():
-            self.ending = True
-            self._release_pending = self.runtime.transport.stopping(self._port())
+            # (A transport that saves nothing so, the single-process one, keeps the
+            # worker as it was: it decides after the write.)
+            self.ending = self._release_pending = self.runtime.transport.stopping(self._port())
         while self._writes or self._release_pending:
             writes, self._writes = self._writes, []
             release = self._release_pending

@@ -99,8 +99,9 @@ class Transport(Protocol):
 
     def stopping(self, live: LiveObjectPort) -> bool:
         """The object hibernates after its next write (``HIBERNATE_EAGERLY``, nothing
-        else to do): stop sending it events now. True when that write should also give
-        up the object (``apply(release=True)``), saving the release's round trip."""
+        else to do). True: the transport stopped sending it events, and that write gives
+        the object up too (``apply(release=True)``), saving the release's round trip.
+        False: nothing changes (the worker decides after the write, as without this)."""
 
     async def released(self, live: LiveObjectPort) -> None:
         """The object hibernated (or stopped) in this process."""
