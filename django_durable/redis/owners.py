@@ -91,7 +91,7 @@ class Owners(TransportParts):
             live = self.runtime.dispatcher.live.get(key)
             if (live is not None and not live.lost) or (
                 await self.layer.owner(key) == self.channel
-                and (await self.layer.acquire(key, load=True))[0]
+                and (await self.layer.acquire(key))[0]
             ):
                 self.runtime.dispatcher.put(cls, object_id, key, event)
                 return
