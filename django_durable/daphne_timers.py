@@ -32,6 +32,7 @@ daphne releases whose loops it was written from (4.x).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import weakref
@@ -110,6 +111,26 @@ class ConnectionSchedule:
     def filed(self) -> int:
         return sum(len(filed) for filed in self.ticks.values())
 
+
+class ApplicationDone:
+    """The done callback of one connection's application: that connection needs a look.
+
+    One per connection, so as small as it can be (a closure and the copy of the
+    context ``add_done_callback`` would make cost about 260 B per socket).
+    """
+
+    __slots__ = ("attention", "protocol")
+
+    def __init__(self, attention: set[Any], protocol: Any) -> None:
+        self.attention = attention
+        self.protocol = protocol
+
+    def __call__(self, _future: Any) -> None:
+        self.attention.add(self.protocol)
+
+
+#: The context the done callbacks run in: they read no context variable.
+_NO_CONTEXT = contextvars.Context()
 
 #: The servers of this process with a schedule (one under daphne), for inspection.
 _servers: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -242,8 +263,8 @@ def install() -> bool:
         queue = create_application(self, protocol, scope)
         instance = self.connections.get(protocol, {}).get("application_instance")
         if instance is not None:
-            attention = schedule_of(self).attention
-            instance.add_done_callback(lambda _: attention.add(protocol))
+            callback = ApplicationDone(schedule_of(self).attention, protocol)
+            instance.add_done_callback(callback, context=_NO_CONTEXT)
         return queue
 
     def application_checker(self: Any) -> None:
