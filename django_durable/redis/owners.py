@@ -90,8 +90,7 @@ class Owners(TransportParts):
                 await self._releasing[key]
             live = self.runtime.dispatcher.live.get(key)
             if (live is not None and not live.lost) or (
-                await self.layer.owner(key) == self.channel
-                and (await self.layer.acquire(key))[0]
+                await self.layer.owner(key) == self.channel and (await self.layer.acquire(key))[0]
             ):
                 self.runtime.dispatcher.put(cls, object_id, key, event)
                 return
