@@ -23,7 +23,7 @@ from .framing import NUMBER
 from .gates import InputGate
 from .handling import EventHandling
 from .mailbox import Mailbox
-from .outgoing import Runs, current_number
+from .outgoing import Run, Runs, current_run
 from .overload import Backlog
 from .ports import Ack
 from .session.base import (
@@ -82,6 +82,8 @@ class LiveObject(EventHandling):
         self.backlog = Backlog(self)
         #: Handler runs whose sends are numbered (outgoing.py), while in flight.
         self.runs = Runs()
+        #: The run whose frames may wait for its writes (see ``_deliver``), while it runs.
+        self.holding: Run | None = None
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"durable:{key}")
 
     # Writes to the session layer, flushed after each handler -------------------------
@@ -108,7 +110,8 @@ class LiveObject(EventHandling):
         while self._writes:
             writes, self._writes = self._writes, []
             try:
-                await self.runtime.layer.apply(self.key, writes, self.session)
+                # With the frames the handler's run held for other processes, if any.
+                await self.runtime.transport.store(self.key, writes, self.session)
             except OwnershipLost:
                 # Another process owns the object now: nothing this instance did may be
                 # stored or acknowledged. Stop it; the gateways' outboxes send the events
@@ -169,10 +172,14 @@ class LiveObject(EventHandling):
         """Send to the connections behind ``records``, wherever held; how many."""
         if self._connecting:
             await self._early_verdicts(records)
-        number = current_number()
-        if number is not None:
-            message[NUMBER] = number  # a run again of this handler repeats no frame
-        return await self.runtime.transport.send(self.key, records, message)
+        run = current_run()
+        if run is not None:
+            message[NUMBER] = run.number()  # a run again of this handler repeats no frame
+        # The handler's own run may leave its frames for other processes to be stored
+        # with its writes (redis/pending_frames.py); a task it started, once it is done,
+        # may not: its writes are stored already.
+        hold = run is not None and run is self.holding
+        return await self.runtime.transport.send(self.key, records, message, hold)
 
     async def close_socket(self, record: SocketRecord, code: int, reason: str) -> None:
         """Store pending writes, then close the socket's connection."""

@@ -88,6 +88,7 @@ LAYERS: dict[str, list[str]] = {
         "redis.messages",
         "redis.outbox",
         "redis.parts",
+        "redis.pending_frames",
         "redis.remote_calls",
         "redis.stamps",
         "redis.status",

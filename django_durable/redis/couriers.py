@@ -196,6 +196,16 @@ class Couriers:
         if not courier.delaying or courier.untold >= ACK_BATCH:
             courier.wake.set()
 
+    def take_acks(self, dest: str) -> dict[str, int]:
+        """The acknowledgements waiting for ``dest`` (socket id -> number), for a push
+        made elsewhere (``redis/pending_frames.py``); :meth:`ack` them again if it fails."""
+        courier = self.couriers.get(dest)
+        if courier is None or not courier.acks:
+            return {}
+        acks, courier.acks = courier.acks, {}
+        courier.untold = 0
+        return acks
+
     def forget(self, dest: str) -> None:
         """Give up what waits for ``dest`` (it died): nobody will ever read it."""
         courier = self.couriers.get(dest)

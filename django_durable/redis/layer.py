@@ -222,7 +222,23 @@ class RedisSessionLayer(Leases, History, BaseSessionLayer):
 
     async def apply(self, key: str, writes: list[SessionWrite], session: ObjectSession) -> None:
         """A handler's writes in one fenced script; ``OwnershipLost`` if the lease moved."""
+        await self.apply_and_push(key, writes, session, [])
+
+    async def apply_and_push(
+        self,
+        key: str,
+        writes: list[SessionWrite],
+        session: ObjectSession,
+        pushes: list[tuple[str, list[bytes]]],
+    ) -> list[int]:
+        """:meth:`apply`, and in the same script (so all or nothing) ``pushes``: the
+        messages for each inbox named (on this object's host), with no bound; the
+        length of each inbox after its push."""
         args: list[Any] = [self.lease_value(key)]
+        keys = self._keys(key)
+        for inbox, messages in pushes:
+            keys.append(inbox)
+            args += ["P", len(keys), self.inbox_ttl_ms, len(messages), *messages]
         settings_changed = False
         latest: dict[str, SocketRecord] = {}
         removed: list[str] = []
@@ -245,10 +261,10 @@ class RedisSessionLayer(Leases, History, BaseSessionLayer):
             args += ["S", SETTINGS, "timeout", session.event_timeout_ms or 0]
             self.auto_cache[key] = pair
         if len(args) == 1:
-            return
+            return []
         async with unavailable_as_error():
             try:
-                await self._fenced(keys=self._keys(key), args=args, client=self.redis_for(key))
+                done = await self._fenced(keys=keys, args=args, client=self.redis_for(key))
             except ResponseError as exc:
                 if "FENCED" in str(exc):
                     self.owned.pop(key, None)
@@ -258,6 +274,7 @@ class RedisSessionLayer(Leases, History, BaseSessionLayer):
                 raise
         if self.on_written is not None:
             self.on_written(key, list(latest.values()), removed)
+        return [int(n) for n in done] if isinstance(done, list) else []
 
     async def add_socket(self, key: str, record: SocketRecord) -> None:
         """One write through :meth:`apply`."""
