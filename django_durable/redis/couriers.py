@@ -147,14 +147,14 @@ class Couriers:
         *,
         wait: bool = True,
         watch: bool = False,
-        timeout: float = SEND_TIMEOUT,
+        timeout: float | None = None,
     ) -> asyncio.Future[None] | None:
         """Queue ``message`` for ``dest``; the future (with ``wait``) resolves once it is
         in ``dest``'s inbox, or fails (see the module's docstring)."""
         courier = self._courier(dest)
         future = asyncio.get_running_loop().create_future() if wait else None
         kind = str(message.get("type", "?"))
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (SEND_TIMEOUT if timeout is None else timeout)
         courier.parcels.append(Parcel(pack(message), kind, future, deadline, watch))
         courier.wake.set()
         return future
@@ -165,7 +165,7 @@ class Couriers:
         message: Any,
         *,
         watch: bool = False,
-        timeout: float = SEND_TIMEOUT,  # noqa: ASYNC109 (a deadline over several tries)
+        timeout: float | None = None,  # noqa: ASYNC109 (a deadline over several tries)
     ) -> None:
         """Post ``message`` and wait until it is in ``dest``'s inbox; raises on failure."""
         future = self.post(dest, message, watch=watch, timeout=timeout)

@@ -100,6 +100,10 @@ class TransportParts(LocalTransport):
         self._pending: dict[str, dict[str, list[Any]]] = {}
         #: Object key -> set when another task's push of those frames is done.
         self._pushing: dict[str, asyncio.Event] = {}
+        #: Object key -> the timer that pushes its held frames if its handler runs on.
+        self._late: dict[str, asyncio.TimerHandle] = {}
+        #: Object key -> why such a push failed, for the handler's next send.
+        self._late_failure: dict[str, Exception] = {}
         #: Processes whose inbox such a push left past its bound: sends to them wait.
         self._over_bound: set[str] = set()
 

@@ -63,6 +63,9 @@ logger = logging.getLogger(__name__)
 
 #: Frames a handler holds for one process at most before they are pushed the old way.
 HOLD_AT_MOST = MAX_BATCH
+#: Seconds a held frame waits for its handler's writes at most: a handler still running
+#: then (it awaits something else) has its frames pushed the old way meanwhile.
+HOLD_FOR = 0.002
 
 
 class PendingFrames(TransportParts):
@@ -78,8 +81,12 @@ class PendingFrames(TransportParts):
 
     async def hold(self, key: str, dest: str, message: SendMessage) -> bool:
         """Keep ``message`` for :meth:`store` if it may wait; False: send it now."""
+        self._raise_late_failure(key)
         if key in self._pushing or not self._may_hold(key, dest):
             return False
+        if key not in self._pending:
+            loop = asyncio.get_running_loop()
+            self._late[key] = loop.call_later(HOLD_FOR, self._push_late, key)
         frames = self._pending.setdefault(key, {}).setdefault(dest, [])
         if len(frames) >= min(HOLD_AT_MOST, self._inbox_capacity(dest)):
             await self.push_pending(key)  # waits for room, like a send into a full inbox
@@ -93,11 +100,36 @@ class PendingFrames(TransportParts):
         (``DeliveryFailed``) after trying every process. One task at a time per object
         (another one's close may come while the handler runs): the others wait for it."""
         await self._pushed(key)
-        pending = self._pending.pop(key, None)
-        if not pending:
-            return
-        with self._pushing_now(key):
-            await self._push_each(pending)
+        pending = self._take(key)
+        if pending:
+            with self._pushing_now(key):
+                await self._push_each(pending)
+        self._raise_late_failure(key)
+
+    def _take(self, key: str) -> dict[str, list[SendMessage]] | None:
+        """What ``key`` holds, taken (and its timer stopped)."""
+        timer = self._late.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        return self._pending.pop(key, None)
+
+    def _push_late(self, key: str) -> None:
+        """The handler runs on past :data:`HOLD_FOR`: its frames go now, not at its end;
+        a failure is raised by its next send (or logged when it is done)."""
+        self._late.pop(key, None)
+
+        async def push() -> None:
+            try:
+                await self.push_pending(key)
+            except Exception as exc:
+                self._late_failure[key] = exc
+
+        self._chore(push())
+
+    def _raise_late_failure(self, key: str) -> None:
+        failure = self._late_failure.pop(key, None)
+        if failure is not None:
+            raise failure
 
     async def _pushed(self, key: str) -> None:
         """Wait until no task pushes ``key``'s held frames (they are all in Redis)."""
@@ -141,7 +173,8 @@ class PendingFrames(TransportParts):
     def drop_pending(self, key: str) -> None:
         """The object stopped here: what it still holds belongs to writes never stored
         (its events are handled again by the next owner)."""
-        dropped = self._pending.pop(key, None)
+        self._late_failure.pop(key, None)
+        dropped = self._take(key)
         if dropped:
             count = sum(len(m) for m in dropped.values())
             logger.warning("object %s: %d held frames dropped with unstored writes", key, count)
@@ -150,7 +183,7 @@ class PendingFrames(TransportParts):
         """The writes, and the frames held, in one fenced script: all or nothing (and
         not before frames another task is pushing are in: the writes record them sent)."""
         await self._pushed(key)
-        pending = self._pending.pop(key, None) or {}
+        pending = self._take(key) or {}
         pushes: list[tuple[str, list[bytes]]] = []
         riding: dict[str, dict[str, int]] = {}
         for dest, messages in pending.items():
@@ -169,7 +202,7 @@ class PendingFrames(TransportParts):
                     self.couriers.ack(dest, [[s, n] for s, n in acks.items()])
             if pending and not isinstance(exc, OwnershipLost):
                 # Kept with the writes for their retry, before anything held since.
-                later = self._pending.pop(key, {})
+                later = self._take(key) or {}
                 for dest, messages in later.items():
                     pending.setdefault(dest, []).extend(messages)
                 self._pending[key] = pending
