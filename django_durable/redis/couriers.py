@@ -31,6 +31,7 @@ to retry (frames) or to hold (events).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -88,6 +89,7 @@ class Courier:
 
     __slots__ = (
         "acks",
+        "acks_since",
         "blocked",
         "client",
         "delaying",
@@ -108,6 +110,8 @@ class Courier:
         self.parcels: deque[Parcel] = deque()
         #: socket id -> highest event number handled, not yet told.
         self.acks: dict[str, int] = {}
+        #: When the oldest of ``acks`` was noted (they go on their own ACK_DELAY later).
+        self.acks_since = 0.0
         #: Events acknowledged into ``acks`` since they last went.
         self.untold = 0
         #: Set by a new message (and by acknowledgements, unless they already wait).
@@ -189,6 +193,8 @@ class Couriers:
         """Tell ``dest`` these ``[socket id, number]`` with its next message (or soon)."""
         courier = self._courier(dest)
         acks = courier.acks
+        if not acks:
+            courier.acks_since = time.monotonic()
         for sid, seq in pairs:
             if acks.get(sid, -1) < seq:
                 acks[sid] = seq
@@ -302,13 +308,18 @@ class Couriers:
         while not courier.parcels:
             courier.wake.clear()
             if courier.acks:
-                # A moment for a message that can carry them; then they go alone.
+                # A moment for a message that can carry them; then they go alone. (A
+                # push made elsewhere may take them meanwhile: the moment is counted
+                # from the oldest of those left.)
                 courier.delaying = True
                 try:
-                    async with asyncio.timeout(ACK_DELAY):
-                        await courier.wake.wait()
-                except TimeoutError:
-                    pass
+                    while courier.acks and not courier.wake.is_set():
+                        left = courier.acks_since + ACK_DELAY - time.monotonic()
+                        if left <= 0:
+                            break
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(left):
+                                await courier.wake.wait()
                 finally:
                     courier.delaying = False
                 return True
