@@ -82,8 +82,7 @@ class LiveObject(EventHandling):
         self.backlog = Backlog(self)
         #: Handler runs whose sends are numbered (outgoing.py), while in flight.
         self.runs = Runs()
-        #: The run whose frames may wait for its writes (see ``_deliver``), while it runs.
-        self.holding: Run | None = None
+        self.holding: Run | None = None  #: the run whose frames may wait for its writes
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"durable:{key}")
 
     # Writes to the session layer, flushed after each handler -------------------------
@@ -110,7 +109,6 @@ class LiveObject(EventHandling):
         while self._writes:
             writes, self._writes = self._writes, []
             try:
-                # With the frames the handler's run held for other processes, if any.
                 await self.runtime.transport.store(self.key, writes, self.session)
             except OwnershipLost:
                 # Another process owns the object now: nothing this instance did may be
@@ -175,9 +173,8 @@ class LiveObject(EventHandling):
         run = current_run()
         if run is not None:
             message[NUMBER] = run.number()  # a run again of this handler repeats no frame
-        # The handler's own run may leave its frames for other processes to be stored
-        # with its writes (redis/pending_frames.py); a task it started, once it is done,
-        # may not: its writes are stored already.
+        # Only the handler's own run may leave frames to go with its writes (a task it
+        # started may send after they were stored): redis/pending_frames.py.
         hold = run is not None and run is self.holding
         return await self.runtime.transport.send(self.key, records, message, hold)
 

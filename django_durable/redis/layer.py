@@ -68,6 +68,8 @@ from .scripts import (
 )
 from .status import stored_objects
 
+#: Messages for inboxes (key, messages) pushed with a fenced write.
+Pushes = list[tuple[str, list[bytes]]]
 #: Fields of the fenced write: which of an object's hashes a change goes to.
 SOCKETS, TIMESTAMPS, SETTINGS = 2, 3, 4
 
@@ -225,15 +227,10 @@ class RedisSessionLayer(Leases, History, BaseSessionLayer):
         await self.apply_and_push(key, writes, session, [])
 
     async def apply_and_push(
-        self,
-        key: str,
-        writes: list[SessionWrite],
-        session: ObjectSession,
-        pushes: list[tuple[str, list[bytes]]],
+        self, key: str, writes: list[SessionWrite], session: ObjectSession, pushes: Pushes
     ) -> list[int]:
-        """:meth:`apply`, and in the same script (so all or nothing) ``pushes``: the
-        messages for each inbox named (on this object's host), with no bound; the
-        length of each inbox after its push."""
+        """:meth:`apply`, and in the same script (all or nothing) ``pushes``: messages for
+        inboxes on this object's host, unbounded; the length of each inbox after."""
         args: list[Any] = [self.lease_value(key)]
         keys = self._keys(key)
         for inbox, messages in pushes:
