@@ -22,8 +22,9 @@ class DurableConfig(AppConfig):
         if "daphne.cli" in sys.modules:
             refuse_to_serve()
         register_metrics()  # in prometheus_client's REGISTRY, if it is installed
-        from .lifespan import install_daphne_shutdown, start_with_daphne
+        from .lifespan import install_daphne_shutdown, install_daphne_timers, start_with_daphne
 
         start_with_daphne()
+        install_daphne_timers()
 
         install_daphne_shutdown()

@@ -79,14 +79,14 @@ def check_durable_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id=f"{ID}.E002",
                 )
             )
-    if "HIBERNATE_EAGERLY" in config and not isinstance(config["HIBERNATE_EAGERLY"], bool):
-        errors.append(
-            Error(
-                f"DURABLE_OBJECTS['HIBERNATE_EAGERLY'] must be True or False; "
-                f"got {config['HIBERNATE_EAGERLY']!r}.",
-                id=f"{ID}.E003",
+    for key in ("HIBERNATE_EAGERLY", "SCHEDULED_DAPHNE_CHECKS"):
+        if key in config and not isinstance(config[key], bool):
+            errors.append(
+                Error(
+                    f"DURABLE_OBJECTS[{key!r}] must be True or False; got {config[key]!r}.",
+                    id=f"{ID}.E003",
+                )
             )
-        )
     database = config.get("DATABASE", "default")
     if "DATABASE" in config and (
         not isinstance(database, str) or database not in settings.DATABASES

@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "SHUTDOWN_TIMEOUT": 5.0,
     # Seconds an object's broadcast history (``history = N``) is kept after its last use.
     "HISTORY_TTL": 3600.0,
+    # Under daphne: check each connection's timeouts when due rather than walking every
+    # connection every second (django_durable.daphne_timers).
+    "SCHEDULED_DAPHNE_CHECKS": True,
 }
 
 

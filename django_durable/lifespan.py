@@ -138,3 +138,20 @@ def start_with_daphne() -> None:
         get_runtime().alarms.start()
 
     reactor.callWhenRunning(lambda: loop.call_soon(boot))
+
+
+def install_daphne_timers() -> None:
+    """Under daphne, check connections when due (:mod:`django_durable.daphne_timers`)."""
+    from . import conf
+
+    if not running_under_daphne():
+        return
+    try:
+        wanted = conf.get("SCHEDULED_DAPHNE_CHECKS") is not False
+    except (TypeError, ValueError):
+        return  # DURABLE_OBJECTS is no dict: the system checks say so, not a traceback
+    if not wanted:
+        return
+    from .daphne_timers import install
+
+    install()

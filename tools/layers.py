@@ -106,6 +106,7 @@ LAYERS: dict[str, list[str]] = {
         "checks",
         "cluster",
         "consumer",
+        "daphne_timers",
         "gateway",
         "lifespan",
         "management",

@@ -330,6 +330,11 @@ class ClusterMonitor:
                 del event["group"]  # the form every process now refuses (and counts)
             await get_channel_layer().group_send(group, event)
             return {"sent": group}
+        if op == "daphne":
+            # The scheduled connection checks (tests/test_daphne_timers.py).
+            from django_durable import daphne_timers
+
+            return {"daphne": daphne_timers.report()}
         if op == "process":
             # What this process holds, for tests/test_many_objects.py.
             runtime = get_runtime()
