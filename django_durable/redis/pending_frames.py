@@ -37,6 +37,9 @@ What keeps every guarantee of the frames (``docs/architecture.md``, "Exactly onc
   most that much, and nothing is held for a process whose courier is not flowing.
   So the handler learns of a full inbox from a later ``ws.send()`` rather than the one
   whose frame overfilled it; no frame is ever dropped silently.
+- **Not late.** A handler still running :data:`HOLD_FOR` after its first held frame
+  (it awaits a storage call, an API) has its frames pushed the old way meanwhile, so
+  a slow handler does not hold its frames back until it ends.
 - **One host.** Only inboxes on the object's Redis host can be in its script; with
   several ``hosts``, frames for a process whose inbox is elsewhere go the old way.
 
