@@ -32,6 +32,7 @@ daphne releases whose loops it was written from (4.x).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import weakref
@@ -48,14 +49,18 @@ TICK = 2.0
 #: daphne's ``application_checker`` period.
 APPLICATION_PERIOD = 1.0
 
-#: The attribute of a protocol that holds the tick it is filed under.
-_SLOT = "_durable_timeout_slot"
+#: The key, in daphne's own dict of a connection (``Server.connections[protocol]``),
+#: of the tick the connection is filed under: that small dict has room for it, where
+#: an attribute on the protocol could make every protocol's ``__dict__`` grow.
+_TICK_KEY = "durable_tick"
 
 
 class ConnectionSchedule:
     """One server's connections that need a look, and when."""
 
-    def __init__(self) -> None:
+    def __init__(self, connections: dict[Any, dict[str, Any]]) -> None:
+        #: daphne's ``Server.connections``.
+        self.connections = connections
         #: Connections whose application finished or whose connection closed.
         self.attention: set[Any] = set()
         #: Tick number -> connections whose ``check_timeouts()`` is due in that tick.
@@ -68,21 +73,25 @@ class ConnectionSchedule:
 
     def file(self, protocol: Any, due: float) -> None:
         """File ``protocol`` under the first tick strictly after ``due``."""
-        self.unfile(protocol)
+        details = self.connections.get(protocol)
+        if details is None:
+            return
+        self.unfile(protocol, details)
         tick = max(int(due // TICK) + 1, self.last_tick + 1)
         self.ticks.setdefault(tick, set()).add(protocol)
-        setattr(protocol, _SLOT, tick)
+        details[_TICK_KEY] = tick
 
-    def unfile(self, protocol: Any) -> None:
-        tick = getattr(protocol, _SLOT, None)
-        if tick is None:
+    def unfile(self, protocol: Any, details: dict[str, Any] | None = None) -> None:
+        details = self.connections.get(protocol) if details is None else details
+        if details is None or details.get(_TICK_KEY) is None:
             return
+        tick = details[_TICK_KEY]
+        details[_TICK_KEY] = None
         filed = self.ticks.get(tick)
         if filed is not None:
             filed.discard(protocol)
             if not filed:
                 del self.ticks[tick]
-        setattr(protocol, _SLOT, None)
 
     def take_due(self, now: float) -> list[Any]:
         """The connections filed under every tick up to ``now``'s, taken off the file."""
@@ -92,7 +101,9 @@ class ConnectionSchedule:
             filed = self.ticks.pop(tick, None)
             if filed:
                 for protocol in filed:
-                    setattr(protocol, _SLOT, None)
+                    details = self.connections.get(protocol)
+                    if details is not None:
+                        details[_TICK_KEY] = None
                 due.extend(filed)
         self.last_tick = max(self.last_tick, current)
         return due
@@ -101,6 +112,26 @@ class ConnectionSchedule:
         return sum(len(filed) for filed in self.ticks.values())
 
 
+class ApplicationDone:
+    """The done callback of one connection's application: that connection needs a look.
+
+    One per connection, so as small as it can be (a closure and the copy of the
+    context ``add_done_callback`` would make cost about 260 B per socket).
+    """
+
+    __slots__ = ("attention", "protocol")
+
+    def __init__(self, attention: set[Any], protocol: Any) -> None:
+        self.attention = attention
+        self.protocol = protocol
+
+    def __call__(self, _future: Any) -> None:
+        self.attention.add(self.protocol)
+
+
+#: The context the done callbacks run in: they read no context variable.
+_NO_CONTEXT = contextvars.Context()
+
 #: The servers of this process with a schedule (one under daphne), for inspection.
 _servers: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -108,7 +139,7 @@ _servers: weakref.WeakSet[Any] = weakref.WeakSet()
 def schedule_of(server: Any) -> ConnectionSchedule:
     schedule: ConnectionSchedule | None = server.__dict__.get("_durable_schedule")
     if schedule is None:
-        schedule = server.__dict__["_durable_schedule"] = ConnectionSchedule()
+        schedule = server.__dict__["_durable_schedule"] = ConnectionSchedule(server.connections)
         _servers.add(server)
     return schedule
 
@@ -166,7 +197,6 @@ def check_applications(server: Any, now: float | None = None) -> None:
         details = server.connections.get(protocol)
         if details is None:
             schedule.attention.discard(protocol)
-            schedule.unfile(protocol)
             continue
         disconnected = details.get("disconnected", None)
         application_instance = details.get("application_instance", None)
@@ -197,8 +227,8 @@ def check_applications(server: Any, now: float | None = None) -> None:
             del details["application_instance"]
             application_instance = None
         if not application_instance and disconnected:
+            schedule.unfile(protocol, details)
             del server.connections[protocol]
-            schedule.unfile(protocol)
         if application_instance is None or not disconnected:
             # Nothing to wait for until the next done callback or disconnection.
             schedule.attention.discard(protocol)
@@ -233,8 +263,8 @@ def install() -> bool:
         queue = create_application(self, protocol, scope)
         instance = self.connections.get(protocol, {}).get("application_instance")
         if instance is not None:
-            attention = schedule_of(self).attention
-            instance.add_done_callback(lambda _: attention.add(protocol))
+            callback = ApplicationDone(schedule_of(self).attention, protocol)
+            instance.add_done_callback(callback, context=_NO_CONTEXT)
         return queue
 
     def application_checker(self: Any) -> None:

@@ -96,7 +96,7 @@ START = 1_000_000.0  # a tick boundary (a multiple of TICK)
 
 def server_at(start: float = START, **kwargs: Any) -> FakeServer:
     server = FakeServer(**kwargs)
-    server.__dict__["_durable_schedule"] = schedule = ConnectionSchedule()
+    server.__dict__["_durable_schedule"] = schedule = ConnectionSchedule(server.connections)
     schedule.last_tick = int(start // TICK)
     return server
 

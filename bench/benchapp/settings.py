@@ -37,6 +37,9 @@ DURABLE_OBJECTS: dict = {
     # bench/many_objects.py: every object hibernates after each event.
     "HIBERNATE_EAGERLY": os.environ.get("BENCH_HIBERNATE_EAGERLY") == "1",
 }
+# BENCH_DAPHNE_CHECKS=daphne: daphne's own walks over every connection, for comparison.
+if os.environ.get("BENCH_DAPHNE_CHECKS") == "daphne":
+    DURABLE_OBJECTS["SCHEDULED_DAPHNE_CHECKS"] = False
 # bench/overload_bench.py: the flood against a server without bounds, for comparison.
 if os.environ.get("BENCH_UNBOUNDED"):
     for _key in ("MAX_QUEUED_EVENTS", "MAX_QUEUED_BYTES"):
