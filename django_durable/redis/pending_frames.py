@@ -166,8 +166,8 @@ class PendingFrames(TransportParts):
             raise failure
 
     async def push_held(self, key: str) -> None:
-        """The handler is done: push what its writes did not take (a handler with no
-        write, or whose write failed and was kept); failures can only be logged."""
+        """:meth:`push_pending` where no handler can be told of a failure (its handler is
+        done, or a kill or verdict follows): failures are logged."""
         try:
             await self.push_pending(key)
         except Exception:

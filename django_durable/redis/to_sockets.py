@@ -98,7 +98,7 @@ class ToSockets(PendingFrames):
 
     async def kill(self, key: str, record: SocketRecord, error: BaseException) -> None:
         """End a local socket with 1011, or tell its holding process to."""
-        await self.push_pending(key)
+        await self.push_held(key)  # (failures logged: no handler to raise them in)
         if record.id in self.runtime.sockets:
             await super().kill(key, record, error)
         else:
@@ -108,7 +108,7 @@ class ToSockets(PendingFrames):
 
     async def verdict(self, key: str, sock: Any, record: SocketRecord | None) -> None:
         """Accept a local socket, or send ``durable.verdict`` to a remote one's process."""
-        await self.push_pending(key)
+        await self.push_held(key)  # (after connect() returned: failures logged)
         if isinstance(sock, RemoteSocket):
             tags = None if record is None else list(record.tags)
             verdict = VerdictMessage(type="durable.verdict", sid=sock.id, tags=tags)
