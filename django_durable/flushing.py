@@ -111,7 +111,7 @@ class SessionWrites:
             writes, self._writes = self._writes, []
             release = self._release_pending
             try:
-                await self.runtime.layer.apply(self.key, writes, self.session, release=release)
+                await self.runtime.transport.store(self.key, writes, self.session, release)
                 self._release_pending = False
             except OwnershipLost:
                 # Another process owns the object now: nothing this instance did may be

@@ -20,10 +20,11 @@ from .session.base import CLOSED, OPEN, RemoveSocket, SocketRecord
 from .websocket import DurableWebSocket
 
 if TYPE_CHECKING:
+    from .classes import DurableClass
     from .gates import InputGate
     from .mailbox import Mailbox
     from .objects import DurableObject
-    from .outgoing import Runs
+    from .outgoing import Run, Runs
     from .overload import Backlog
     from .ports import Host, LiveObjectPort
     from .session.base import ObjectSession, SessionWrite
@@ -43,6 +44,8 @@ class EventHandling:
     queue: Mailbox
     backlog: Backlog
     runs: Runs
+    holding: Run | None
+    cls: DurableClass
     inflight: set[asyncio.Task[None]]
     _busy_sockets: dict[str, deque[Event]]
     _connecting: dict[str, Any]
@@ -110,6 +113,9 @@ class EventHandling:
         started = time.perf_counter()
         # Numbered until its writes are stored (the flush below): until then it may run again.
         run = self.runs.begin(self.runtime.layer.fence_token(self.key), event)
+        if run is not None and not self.cls.reentrant:
+            # Its frames for other processes may go with its writes, in one round trip.
+            self.holding = run[0]
         record = self.session.sockets.get(event.socket_id or "")
         try:
             async with timeout:
@@ -133,6 +139,9 @@ class EventHandling:
                 logger.exception("object %s: writing to the session layer failed", self.key)
             finally:
                 self.runs.end(run)
+                if self.holding is not None:
+                    self.holding = None
+                    await self.runtime.transport.push_held(self.key)
 
     async def _handle(self, instance: DurableObject, event: Event) -> None:
         kind = event.kind

@@ -24,7 +24,7 @@ from .framing import NUMBER
 from .gates import InputGate
 from .handling import EventHandling
 from .mailbox import Mailbox
-from .outgoing import Runs, current_number
+from .outgoing import Run, Runs, current_run
 from .overload import Backlog
 from .ports import Ack
 from .session.base import (
@@ -92,6 +92,7 @@ class LiveObject(EventHandling, SessionWrites):
         self.senders: set[str] = set()
         #: The release that the next write carries (see ``flush``).
         self._release_pending = False
+        self.holding: Run | None = None  #: the run whose frames may wait for its writes
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"durable:{key}")
 
     # Reaching sockets -------------------------------------------------------------------
@@ -100,10 +101,13 @@ class LiveObject(EventHandling, SessionWrites):
         """Send to the connections behind ``records``, wherever held; how many."""
         if self._connecting:
             await self._early_verdicts(records)
-        number = current_number()
-        if number is not None:
-            message[NUMBER] = number  # a run again of this handler repeats no frame
-        return await self.runtime.transport.send(self.key, records, message)
+        run = current_run()
+        if run is not None:
+            message[NUMBER] = run.number()  # a run again of this handler repeats no frame
+        # Only the handler's own run may leave frames to go with its writes (a task it
+        # started may send after they were stored): redis/pending_frames.py.
+        hold = run is not None and run is self.holding
+        return await self.runtime.transport.send(self.key, records, message, hold)
 
     async def close_socket(self, record: SocketRecord, code: int, reason: str) -> None:
         """Store pending writes, then close the socket's connection."""

@@ -108,6 +108,11 @@ def current_number() -> Number | None:
     return None if run is None else run.number()
 
 
+def current_run() -> Run | None:
+    """The numbered run a send made now belongs to (None outside one)."""
+    return _current.get()
+
+
 def first_delivery(sock: Any, number: Number) -> bool:
     """Whether the frame numbered ``number`` is new for ``sock`` (and note it); False
     for a frame of a run again that the socket already got.

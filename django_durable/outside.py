@@ -41,6 +41,8 @@ async def broadcast_to(
     ``state.broadcast()`` does.
     """
     runtime = get_runtime()
+    # From a handler of this very object: its frames held for its writes go first.
+    await runtime.transport.push_held(cls.object_key(object_id))
     group = cls.tag_group(object_id, tag)
     event = broadcast_event(group, message)
     if cls.history:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from .events import Event
     from .mailbox import Mailbox
-    from .session.base import BaseSessionLayer, ObjectSession, SocketRecord
+    from .session.base import BaseSessionLayer, ObjectSession, SessionWrite, SocketRecord
     from .sockets import LocalSocket
     from .storage import DurableStorage
 
@@ -71,8 +71,26 @@ class Transport(Protocol):
 
     # Objects -> sockets ---------------------------------------------------------------
 
-    async def send(self, key: str, records: list[SocketRecord], message: dict[str, Any]) -> int:
-        """Send ``message`` to each record's connection, wherever held; how many."""
+    async def send(
+        self, key: str, records: list[SocketRecord], message: dict[str, Any], hold: bool = False
+    ) -> int:
+        """Send ``message`` to each record's connection, wherever held; how many. With
+        ``hold`` (from the handler of a socket event of a turn-based object), frames for
+        other processes may wait to be stored with the handler's writes (:meth:`store`)."""
+
+    async def store(
+        self,
+        key: str,
+        writes: list[SessionWrite],
+        session: ObjectSession,
+        release: bool = False,
+    ) -> None:
+        """Store an object's writes in the session layer (``apply``), with the frames
+        its running handler held: in one step, all or nothing (``release``: and give
+        the object up, see :meth:`stopping`)."""
+
+    async def push_held(self, key: str) -> None:
+        """Send what the object's handler held and no write took (it is done)."""
 
     async def send_local(self, socket_ids: list[str], message: dict[str, Any]) -> int:
         """Send ``message`` to the sockets of this process among ``socket_ids``."""

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .classes import DurableClass
     from .events import Event
     from .ports import Ack, Host, LiveObjectPort
-    from .session.base import SocketRecord
+    from .session.base import ObjectSession, SessionWrite, SocketRecord
     from .sockets import LocalSocket
 
 logger = logging.getLogger(__name__)
@@ -65,9 +65,25 @@ class LocalTransport:
 
     # Objects -> sockets -----------------------------------------------------------------
 
-    async def send(self, key: str, records: list[SocketRecord], message: dict[str, Any]) -> int:
-        """Send ``message`` to each record's connection; how many it was sent to."""
+    async def send(
+        self, key: str, records: list[SocketRecord], message: dict[str, Any], hold: bool = False
+    ) -> int:
+        """Send ``message`` to each record's connection; how many it was sent to (every
+        socket is here: nothing is ever held)."""
         return await self.send_local([r.id for r in records], message)
+
+    async def store(
+        self,
+        key: str,
+        writes: list[SessionWrite],
+        session: ObjectSession,
+        release: bool = False,
+    ) -> None:
+        """The session layer's ``apply``."""
+        await self.runtime.layer.apply(key, writes, session, release)
+
+    async def push_held(self, key: str) -> None:
+        """Nothing is held in one process."""
 
     async def send_local(self, socket_ids: list[str], message: dict[str, Any]) -> int:
         """Send to the open sockets of this process among ``socket_ids``; how many."""

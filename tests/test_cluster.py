@@ -21,6 +21,7 @@ The recovery time after ``kill -9`` is measured and printed (``pytest -s`` shows
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections import Counter
@@ -239,10 +240,10 @@ async def test_kill_9_of_the_owner_under_load_loses_and_repeats_nothing(cluster)
             assert got == expected, (o.server.name, ident, _first_difference(got, expected))
 
     # The dead process's sockets got their final event: 1006, not clean; no other did.
-    for ident in doomed_ids:
-        event = await observer.wait_json(
-            lambda m, i=ident: m.get("event") == "close" and m["id"] == i
-        )
+    # (Each observer is waited for: the one on the new owner's process gets the
+    # broadcast first, the other one with the new owner's write of the close.)
+    for ident, o in itertools.product(doomed_ids, observers):
+        event = await o.wait_json(lambda m, i=ident: m.get("event") == "close" and m["id"] == i)
         assert (event["code"], event["was_clean"]) == (1006, False)
     for o in observers:
         closes = [
@@ -289,7 +290,9 @@ async def test_redis_restart_without_its_data_re_registers_sockets(
     monitor = await c.monitor(s1)
 
     private_redis_server.restart()  # empty: no persistence
-    assert await c.redis.dbsize() == 0
+    # (Not dbsize() == 0: a process's clock tick or heartbeat may land at once, and did
+    # under load. The lease is written only when an event takes the object.)
+    assert not await c.redis.exists(c.lease_key(Census, room))
 
     # Messages sent at once are answered (whichever process takes the object first).
     for reply in await gather(*(cl.ask({"op": "echo", "value": "x"}, "echo") for cl in (a, b))):

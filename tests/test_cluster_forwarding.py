@@ -118,6 +118,40 @@ async def test_a_forwarded_event_costs_at_most_4_redis_commands_in_the_steady_st
     assert observer.texts()[-EVENTS:] == [f"e-{n}" for n in range(EVENTS)]
 
 
+async def test_a_reply_to_a_socket_of_another_process_goes_with_the_owners_write(
+    cluster,
+    private_redis_server: PrivateRedis,
+) -> None:
+    """An echo from the non-owner process: the event's push and pop, one script that
+    stores the handler's writes and pushes the reply (with the acknowledgements waiting
+    for that process), and that process's pop. It was 5: the reply's push was a script
+    of its own, waited for before the write (redis/pending_frames.py)."""
+    c = cluster(2, redis_url=private_redis_server.url(), lease_time="60")
+    s0, s1 = c.servers
+    room = oid()
+    await c.census(s0, room)  # s0 owns the object
+    far = await c.census(s1, room)
+    assert (await far.ask({"op": "where"}, "where"))["where"]["pid"] == s0.pid
+
+    async def echo(n: int) -> None:
+        mark = len(far.messages)
+        await far.send({"op": "echo", "value": n})
+        await far.wait_json(lambda m: m.get("echo") == n, mark)
+
+    for n in range(20):  # warm-up, as above
+        await echo(n)
+    names = (Census.object_key(room), f"{c.prefix}:durable:q:", f"{c.prefix}:asgi")
+    async with monitored(private_redis_server, names) as counts:
+        for n in range(20, 20 + EVENTS):
+            await echo(n)
+    per_event = sum(counts.values()) / EVENTS
+    print(f"Redis commands per non-owner echo: {per_event:.2f} {dict(counts)}")
+    assert per_event <= 4, dict(counts)
+    assert counts["EVALSHA"] <= 2 * EVENTS, dict(counts)
+    echoes = [m["echo"] for m in far.json_messages() if "echo" in m]
+    assert echoes == list(range(20 + EVENTS))
+
+
 async def test_the_inbox_of_a_dead_process_expires(
     cluster,
     private_redis_server: PrivateRedis,

@@ -92,6 +92,7 @@ LAYERS: dict[str, list[str]] = {
         "redis.outbox",
         "redis.owners",
         "redis.parts",
+        "redis.pending_frames",
         "redis.remote_calls",
         "redis.stamps",
         "redis.status",

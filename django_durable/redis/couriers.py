@@ -31,6 +31,7 @@ to retry (frames) or to hold (events).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -88,6 +89,7 @@ class Courier:
 
     __slots__ = (
         "acks",
+        "acks_since",
         "blocked",
         "client",
         "delaying",
@@ -108,6 +110,8 @@ class Courier:
         self.parcels: deque[Parcel] = deque()
         #: socket id -> highest event number handled, not yet told.
         self.acks: dict[str, int] = {}
+        #: When the oldest of ``acks`` was noted (they go on their own ACK_DELAY later).
+        self.acks_since = 0.0
         #: Events acknowledged into ``acks`` since they last went.
         self.untold = 0
         #: Set by a new message (and by acknowledgements, unless they already wait).
@@ -147,14 +151,14 @@ class Couriers:
         *,
         wait: bool = True,
         watch: bool = False,
-        timeout: float = SEND_TIMEOUT,
+        timeout: float | None = None,
     ) -> asyncio.Future[None] | None:
         """Queue ``message`` for ``dest``; the future (with ``wait``) resolves once it is
         in ``dest``'s inbox, or fails (see the module's docstring)."""
         courier = self._courier(dest)
         future = asyncio.get_running_loop().create_future() if wait else None
         kind = str(message.get("type", "?"))
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (SEND_TIMEOUT if timeout is None else timeout)
         courier.parcels.append(Parcel(pack(message), kind, future, deadline, watch))
         courier.wake.set()
         return future
@@ -165,7 +169,7 @@ class Couriers:
         message: Any,
         *,
         watch: bool = False,
-        timeout: float = SEND_TIMEOUT,  # noqa: ASYNC109 (a deadline over several tries)
+        timeout: float | None = None,  # noqa: ASYNC109 (a deadline over several tries)
     ) -> None:
         """Post ``message`` and wait until it is in ``dest``'s inbox; raises on failure."""
         future = self.post(dest, message, watch=watch, timeout=timeout)
@@ -189,12 +193,24 @@ class Couriers:
         """Tell ``dest`` these ``[socket id, number]`` with its next message (or soon)."""
         courier = self._courier(dest)
         acks = courier.acks
+        if not acks:
+            courier.acks_since = time.monotonic()
         for sid, seq in pairs:
             if acks.get(sid, -1) < seq:
                 acks[sid] = seq
         courier.untold += len(pairs)
         if not courier.delaying or courier.untold >= ACK_BATCH:
             courier.wake.set()
+
+    def take_acks(self, dest: str) -> dict[str, int]:
+        """The acknowledgements waiting for ``dest`` (socket id -> number), for a push
+        made elsewhere (``redis/pending_frames.py``); :meth:`ack` them again if it fails."""
+        courier = self.couriers.get(dest)
+        if courier is None or not courier.acks:
+            return {}
+        acks, courier.acks = courier.acks, {}
+        courier.untold = 0
+        return acks
 
     def forget(self, dest: str) -> None:
         """Give up what waits for ``dest`` (it died): nobody will ever read it."""
@@ -292,13 +308,18 @@ class Couriers:
         while not courier.parcels:
             courier.wake.clear()
             if courier.acks:
-                # A moment for a message that can carry them; then they go alone.
+                # A moment for a message that can carry them; then they go alone. (A
+                # push made elsewhere may take them meanwhile: the moment is counted
+                # from the oldest of those left.)
                 courier.delaying = True
                 try:
-                    async with asyncio.timeout(ACK_DELAY):
-                        await courier.wake.wait()
-                except TimeoutError:
-                    pass
+                    while courier.acks and not courier.wake.is_set():
+                        left = courier.acks_since + ACK_DELAY - time.monotonic()
+                        if left <= 0:
+                            break
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(left):
+                                await courier.wake.wait()
                 finally:
                     courier.delaying = False
                 return True

@@ -71,6 +71,8 @@ from .scripts import (
 )
 from .status import stored_objects
 
+#: Messages for inboxes (key, messages) pushed with a fenced write.
+Pushes = list[tuple[str, list[bytes]]]
 #: Fields of the fenced write: which of an object's hashes a change goes to.
 SOCKETS, TIMESTAMPS, SETTINGS = 2, 3, 4
 
@@ -249,7 +251,23 @@ class RedisSessionLayer(GatewaySide, Leases, History, BaseSessionLayer):
         With ``release`` the same script gives the lease up after the writes (the object
         hibernates after them): one round trip for both.
         """
+        await self.apply_and_push(key, writes, session, [], release)
+
+    async def apply_and_push(
+        self,
+        key: str,
+        writes: list[SessionWrite],
+        session: ObjectSession,
+        pushes: Pushes,
+        release: bool = False,
+    ) -> list[int]:
+        """:meth:`apply`, and in the same script (all or nothing) ``pushes``: messages for
+        inboxes on this object's host, unbounded; the length of each inbox after."""
         args: list[Any] = [self.lease_value(key)]
+        keys = self._keys(key)
+        for inbox, messages in pushes:
+            keys.append(inbox)
+            args += ["P", len(keys), self.inbox_ttl_ms, len(messages), *messages]
         settings_changed = False
         latest: dict[str, SocketRecord] = {}
         removed: list[str] = []
@@ -274,22 +292,23 @@ class RedisSessionLayer(GatewaySide, Leases, History, BaseSessionLayer):
         if len(args) == 1:
             if release:
                 await self.release(key, session)
-            return
+            return []
         release = release and key in self.owned
         if release:
             args.append("R")
         async with self.releasing(key) if release else contextlib.nullcontext():
-            await self._fenced_write(key, args)
+            done = await self._fenced_write(key, keys, args)
             if release:
                 self.given_up(key)
         if self.on_written is not None:
             self.on_written(key, list(latest.values()), removed)
+        return [int(n) for n in done] if isinstance(done, list) else []
 
-    async def _fenced_write(self, key: str, args: list[Any]) -> None:
+    async def _fenced_write(self, key: str, keys: list[str], args: list[Any]) -> Any:
         """The fenced script; ``OwnershipLost`` when the lease is not this process's."""
         async with unavailable_as_error():
             try:
-                await self._fenced(keys=self._keys(key), args=args, client=self.redis_for(key))
+                done = await self._fenced(keys=keys, args=args, client=self.redis_for(key))
             except ResponseError as exc:
                 if "FENCED" in str(exc):
                     self.owned.pop(key, None)
@@ -297,6 +316,7 @@ class RedisSessionLayer(GatewaySide, Leases, History, BaseSessionLayer):
                         f"this process no longer owns {key}: its write was refused"
                     ) from exc
                 raise
+        return done
 
     async def add_socket(self, key: str, record: SocketRecord) -> None:
         """One write through :meth:`apply`."""

@@ -101,6 +101,17 @@ class TransportParts(LocalTransport):
         self._bounce_later: set[tuple[str, str]] = set()
         #: Background work of the process channel's readers (never awaited by them).
         self._chores: set[asyncio.Task[None]] = set()
+        #: Object key -> process -> the ``durable.send`` messages a running handler sent
+        #: there, to be pushed with the handler's writes (``redis/pending_frames.py``).
+        self._pending: dict[str, dict[str, list[Any]]] = {}
+        #: Object key -> set when another task's push of those frames is done.
+        self._pushing: dict[str, asyncio.Event] = {}
+        #: Object key -> the timer that pushes its held frames if its handler runs on.
+        self._late: dict[str, asyncio.TimerHandle] = {}
+        #: Object key -> why such a push failed, for the handler's next send.
+        self._late_failure: dict[str, Exception] = {}
+        #: Processes whose inbox such a push left past its bound: sends to them wait.
+        self._over_bound: set[str] = set()
 
     def _inbox_capacity(self, channel: str) -> int:
         """The bound of ``channel``'s inbox: the channel layer's capacity for it."""

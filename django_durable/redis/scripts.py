@@ -156,28 +156,41 @@ return result
 """
 )
 
-# KEYS: lease, sockets, timestamps, settings. ARGV[1]: the lease value; then ops:
-# 'S' <key index> <field> <value>  |  'D' <key index> <field>  |  'R' (last: give the
-# lease up, the object hibernates after these writes)
+# KEYS: lease, sockets, timestamps, settings, then inboxes. ARGV[1]: the lease value;
+# then ops: 'S' <key index> <field> <value>  |  'D' <key index> <field>  |
+# 'P' <key index> <ttl ms> <count> <message>... (a handler's frames for another
+# process, pushed with no bound: see redis/pending_frames.py)  |  'R' (last: give the
+# lease up, the object hibernates after these writes). Returns 1, or, with 'P' ops,
+# the length of each inbox after its push.
 FENCED_WRITE = """
 local cur = redis.call('GET', KEYS[1])
 if not cur or string.sub(cur, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then
   return redis.error_reply('FENCED lease lost')
 end
+local lengths = {}
 local i = 2
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'R' then
     redis.call('DEL', KEYS[1])
     i = i + 1
-  elseif op == 'S' then
-    redis.call('HSET', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
-    i = i + 4
   else
-    redis.call('HDEL', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2])
-    i = i + 3
+    local k = KEYS[tonumber(ARGV[i + 1])]
+    if op == 'S' then
+      redis.call('HSET', k, ARGV[i + 2], ARGV[i + 3])
+      i = i + 4
+    elseif op == 'P' then
+      local n = tonumber(ARGV[i + 3])
+      lengths[#lengths + 1] = redis.call('RPUSH', k, unpack(ARGV, i + 4, i + 3 + n))
+      redis.call('PEXPIRE', k, ARGV[i + 2])
+      i = i + 4 + n
+    else
+      redis.call('HDEL', k, ARGV[i + 2])
+      i = i + 3
+    end
   end
 end
+if #lengths > 0 then return lengths end
 return 1
 """
 

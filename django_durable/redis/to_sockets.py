@@ -31,7 +31,8 @@ from .messages import (
     SettingsMessage,
     VerdictMessage,
 )
-from .parts import RemoteSocket, TransportParts
+from .parts import RemoteSocket
+from .pending_frames import PendingFrames
 from .records import pack_pair
 
 if TYPE_CHECKING:
@@ -42,11 +43,14 @@ logger = logging.getLogger(__name__)
 ABNORMAL = "the process holding this socket stopped"
 
 
-class ToSockets(TransportParts):
+class ToSockets(PendingFrames):
     """What a live object here sends to sockets, wherever they are held."""
 
-    async def send(self, key: str, records: list[SocketRecord], message: dict[str, Any]) -> int:
-        """Local sockets directly; one ``durable.send`` per other holding process."""
+    async def send(
+        self, key: str, records: list[SocketRecord], message: dict[str, Any], hold: bool = False
+    ) -> int:
+        """Local sockets directly; one ``durable.send`` per other holding process, held
+        for the handler's writes when ``hold`` allows (:mod:`.pending_frames`)."""
         local: list[str] = []
         remote: dict[str, list[str]] = defaultdict(list)
         for record in records:
@@ -60,17 +64,20 @@ class ToSockets(TransportParts):
         payload = {k: v for k, v in message.items() if k in ("text", "bytes", POSITION, NUMBER)}
         failure: Exception | None = None
         for holder, sids in remote.items():
+            frame = cast(SendMessage, {"type": "durable.send", "sids": sids, **payload})
             try:
-                await self._send_retrying(
-                    holder,
-                    cast(SendMessage, {"type": "durable.send", "sids": sids, **payload}),
-                    watch=True,
-                )
+                if hold and await self.hold(key, holder, frame):
+                    sent += len(sids)
+                    continue
+                await self.push_pending(key)  # nothing held may come after this frame
+                await self._send_retrying(holder, frame, watch=True)
             except HolderGone:
+                self._over_bound.discard(holder)
                 continue  # its sockets get websocket_close(1006) from the maintenance
             except Exception as exc:
                 failure = failure or exc
                 continue
+            self._over_bound.discard(holder)
             sent += len(sids)
         if local:
             sent += await self.send_local(local, message)
@@ -80,7 +87,8 @@ class ToSockets(TransportParts):
         return sent
 
     async def close(self, key: str, record: SocketRecord, code: int, reason: str) -> None:
-        """Close a local socket, or tell its holding process to."""
+        """Close a local socket, or tell its holding process to (after held frames)."""
+        await self.push_pending(key)
         if record.id in self.runtime.sockets:
             await super().close(key, record, code, reason)
         else:
@@ -90,6 +98,7 @@ class ToSockets(TransportParts):
 
     async def kill(self, key: str, record: SocketRecord, error: BaseException) -> None:
         """End a local socket with 1011, or tell its holding process to."""
+        await self.push_held(key)  # (failures logged: no handler to raise them in)
         if record.id in self.runtime.sockets:
             await super().kill(key, record, error)
         else:
@@ -99,6 +108,7 @@ class ToSockets(TransportParts):
 
     async def verdict(self, key: str, sock: Any, record: SocketRecord | None) -> None:
         """Accept a local socket, or send ``durable.verdict`` to a remote one's process."""
+        await self.push_held(key)  # (after connect() returned: failures logged)
         if isinstance(sock, RemoteSocket):
             tags = None if record is None else list(record.tags)
             verdict = VerdictMessage(type="durable.verdict", sid=sock.id, tags=tags)
@@ -148,6 +158,7 @@ class ToSockets(TransportParts):
         """Release the lease (unless its last write did), and tell the processes holding
         the object's sockets."""
         key = live.key
+        self.drop_pending(key)
         self.copies.forget(live.session.sockets)
         future = live.releasing
         if future is None:
