@@ -234,6 +234,14 @@ def check_applications(server: Any, now: float | None = None) -> None:
             schedule.attention.discard(protocol)
 
 
+def _call_later(seconds: float, checker: Any) -> None:
+    """Run ``checker`` again in ``seconds``, on daphne's reactor, as daphne's loops do."""
+    from twisted.internet import reactor as twisted_reactor
+
+    reactor: Any = twisted_reactor
+    reactor.callLater(seconds, checker)
+
+
 def install() -> bool:
     """Replace daphne's two walks on its ``Server`` class; whether it did."""
     try:
@@ -268,22 +276,16 @@ def install() -> bool:
         return queue
 
     def application_checker(self: Any) -> None:
-        from twisted.internet import reactor as twisted_reactor
-
-        reactor: Any = twisted_reactor
         try:
             check_applications(self)
         finally:
-            reactor.callLater(APPLICATION_PERIOD, self.application_checker)
+            _call_later(APPLICATION_PERIOD, self.application_checker)
 
     def timeout_checker(self: Any) -> None:
-        from twisted.internet import reactor as twisted_reactor
-
-        reactor: Any = twisted_reactor
         try:
             check_due_timeouts(self)
         finally:
-            reactor.callLater(TICK, self.timeout_checker)
+            _call_later(TICK, self.timeout_checker)
 
     Server.protocol_connected = protocol_connected
     Server.protocol_disconnected = protocol_disconnected

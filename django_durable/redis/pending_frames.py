@@ -154,16 +154,25 @@ class PendingFrames(TransportParts):
         for dest, messages in pending.items():
             for message in messages:
                 try:
-                    await self._send_retrying(dest, message, watch=True)
-                except HolderGone:
-                    self._over_bound.discard(dest)
-                    break  # its sockets get websocket_close(1006) from the maintenance
+                    if not await self._push_now(dest, message):
+                        break
                 except Exception as exc:
                     failure = failure or exc
                     break  # (the next would wait as long, and fail the same way)
-                self._over_bound.discard(dest)
         if failure is not None:
             raise failure
+
+    async def _push_now(self, dest: str, message: SendMessage) -> bool:
+        """Push one frame message into ``dest``'s inbox, waiting (bounded) for room; False
+        if ``dest`` is gone (its sockets get websocket_close(1006) from the maintenance).
+        Other failures (``DeliveryFailed``) raise, and ``dest`` stays marked over bound."""
+        try:
+            await self._send_retrying(dest, message, watch=True)
+        except HolderGone:
+            self._over_bound.discard(dest)
+            return False
+        self._over_bound.discard(dest)
+        return True
 
     async def push_held(self, key: str) -> None:
         """:meth:`push_pending` where no handler can be told of a failure (its handler is

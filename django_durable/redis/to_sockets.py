@@ -16,7 +16,6 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import exceptions
-from ..delivery import HolderGone
 from ..events import CALL, CLOSE, HIBERNATE, CloseData, Event
 from ..exceptions import OwnershipLost, SessionLayerUnavailable
 from ..fanout import broadcast_event_message
@@ -70,14 +69,11 @@ class ToSockets(PendingFrames):
                     sent += len(sids)
                     continue
                 await self.push_pending(key)  # nothing held may come after this frame
-                await self._send_retrying(holder, frame, watch=True)
-            except HolderGone:
-                self._over_bound.discard(holder)
-                continue  # its sockets get websocket_close(1006) from the maintenance
+                if not await self._push_now(holder, frame):
+                    continue
             except Exception as exc:
                 failure = failure or exc
                 continue
-            self._over_bound.discard(holder)
             sent += len(sids)
         if local:
             sent += await self.send_local(local, message)
