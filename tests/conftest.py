@@ -43,7 +43,7 @@ from tests.daphne_server import (
 __all__ = ["DaphneFactory", "DaphneServer", "recv_json", "recv_json_until", "recv_until"]
 
 # The e2e marker, and the fixtures of the tests across processes (cluster, ...).
-pytest_plugins = ("tests.markers", "tests.cluster_harness")
+pytest_plugins = ("tests.markers", "tests.cluster_harness", "tests.redis_layers")
 
 _SERVERS_KEY = pytest.StashKey[list[DaphneServer]]()
 

@@ -23,11 +23,12 @@ import contextlib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 from redis import asyncio as aioredis
 
 from tests.app.cluster_consumers import Census
-from tests.cluster_harness import WAIT, Client, oid
+from tests.cluster_harness import WAIT, Client, Cluster, oid
 from tests.redis_server import PrivateRedis
 
 #: Events counted, after the warm-up.
@@ -82,6 +83,26 @@ async def monitored(server: PrivateRedis, names: tuple[str, ...]) -> AsyncIterat
         await client.aclose()
 
 
+async def _owned_by_the_first(
+    cluster: Any, redis_server: PrivateRedis, query: str = ""
+) -> tuple[Cluster, str, Client, Client]:
+    """Two processes on ``redis_server`` and an object owned by the first, with a Census
+    socket on each (the owner's with ``query``): ``(cluster, room, near, far)``. A long
+    lease: the maintenance (every third of it) stays out of the counts."""
+    c = cluster(2, redis_url=redis_server.url(), lease_time="60")
+    s0, s1 = c.servers
+    room = oid()
+    near = await c.census(s0, room, query)  # s0 owns the object
+    far = await c.census(s1, room)
+    assert (await far.ask({"op": "where"}, "where"))["where"]["pid"] == s0.pid
+    return c, room, near, far
+
+
+def _watched(c: Cluster, room: str) -> tuple[str, ...]:
+    """What the counts watch: the object's keys, the inboxes, the channel layer's keys."""
+    return (Census.object_key(room), f"{c.prefix}:durable:q:", f"{c.prefix}:asgi")
+
+
 async def _relay(sender: Client, observer: Client, text: str) -> None:
     """One event from ``sender``, handled: the observer got what the handler relayed."""
     mark = len(observer.messages)
@@ -93,18 +114,14 @@ async def test_a_forwarded_event_costs_at_most_4_redis_commands_in_the_steady_st
     cluster,
     private_redis_server: PrivateRedis,
 ) -> None:
-    # A long lease: the maintenance (every third of it) stays out of the count.
-    c = cluster(2, redis_url=private_redis_server.url(), lease_time="60")
-    s0, s1 = c.servers
-    room = oid()
-    observer = await c.census(s0, room, "?observe=1")  # s0 owns the object
-    sender = await c.census(s1, room)
-    assert (await sender.ask({"op": "where"}, "where"))["where"]["pid"] == s0.pid
+    c, room, observer, sender = await _owned_by_the_first(
+        cluster, private_redis_server, "?observe=1"
+    )
+    s0 = c.servers[0]
     for n in range(20):  # warm-up: the owner found and remembered, the copies told
         await _relay(sender, observer, f"warm-{n}")
 
-    names = (Census.object_key(room), f"{c.prefix}:durable:q:", f"{c.prefix}:asgi")
-    async with monitored(private_redis_server, names) as counts:
+    async with monitored(private_redis_server, _watched(c, room)) as counts:
         for n in range(EVENTS):
             await _relay(sender, observer, f"e-{n}")
         # The acknowledgement of the last event rides on this reply: counted with it.
@@ -126,12 +143,7 @@ async def test_a_reply_to_a_socket_of_another_process_goes_with_the_owners_write
     stores the handler's writes and pushes the reply (with the acknowledgements waiting
     for that process), and that process's pop. It was 5: the reply's push was a script
     of its own, waited for before the write (redis/pending_frames.py)."""
-    c = cluster(2, redis_url=private_redis_server.url(), lease_time="60")
-    s0, s1 = c.servers
-    room = oid()
-    await c.census(s0, room)  # s0 owns the object
-    far = await c.census(s1, room)
-    assert (await far.ask({"op": "where"}, "where"))["where"]["pid"] == s0.pid
+    c, room, _, far = await _owned_by_the_first(cluster, private_redis_server)
 
     async def echo(n: int) -> None:
         mark = len(far.messages)
@@ -140,8 +152,7 @@ async def test_a_reply_to_a_socket_of_another_process_goes_with_the_owners_write
 
     for n in range(20):  # warm-up, as above
         await echo(n)
-    names = (Census.object_key(room), f"{c.prefix}:durable:q:", f"{c.prefix}:asgi")
-    async with monitored(private_redis_server, names) as counts:
+    async with monitored(private_redis_server, _watched(c, room)) as counts:
         for n in range(20, 20 + EVENTS):
             await echo(n)
     per_event = sum(counts.values()) / EVENTS

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -31,41 +30,12 @@ from django_durable.session.base import (
 )
 from django_durable.session.redis import RIDE_THROUGH, RedisSessionLayer
 from tests.daphne_server import free_port
+from tests.redis_layers import Factory, make_layers
 from tests.redis_server import PrivateRedis, private_redis
-from tests.services import REDIS_URL, delete_redis_prefix, need
+from tests.services import REDIS_URL
 from tests.waiting import wait_until
 
 KEY = "tests.Thing/object-1"
-
-Factory = Callable[..., RedisSessionLayer]
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"unit-{uuid.uuid4().hex[:12]}:"
-
-
-async def _make_factory(url: str, prefix: str) -> AsyncIterator[Factory]:
-    made: list[RedisSessionLayer] = []
-
-    def make(holder: str, lease_time: float = 5.0, url: str = url) -> RedisSessionLayer:
-        layer = RedisSessionLayer(hosts=[url], prefix=prefix, lease_time=lease_time)
-        layer.holder = holder
-        made.append(layer)
-        return layer
-
-    yield make
-    for layer in made:
-        await layer.close()
-
-
-@pytest.fixture
-async def layers(prefix: str) -> AsyncIterator[Factory]:
-    """``layers(holder, lease_time=5.0)``: layers on the shared Redis, under ``prefix``."""
-    need("redis")
-    async for make in _make_factory(REDIS_URL, prefix):
-        yield make
-    await delete_redis_prefix(prefix)
 
 
 @pytest.fixture
@@ -216,7 +186,7 @@ async def test_a_stale_release_leaves_the_new_owners_lease(
 async def test_tokens_keep_growing_after_redis_loses_everything(
     own_redis: PrivateRedis, prefix: str
 ) -> None:
-    async for make in _make_factory(own_redis.url(), prefix):
+    async for make in make_layers(own_redis.url(), prefix):
         layer = make("process-a")
         tokens = []
         for _ in range(50):
@@ -446,7 +416,7 @@ async def test_an_outage_or_freeze_of_redis_expires_no_lease_and_no_heartbeat(
     take it), its writes go through, and no heartbeat looks lost or dead; a process
     that stopped ticking before the outage is still found dead afterwards."""
     with private_redis(persistent=True) as server:
-        async for make in _make_factory(server.url(), prefix):
+        async for make in make_layers(server.url(), prefix):
             a, b = make("process-a", lease_time=0.6), make("process-b", lease_time=0.6)
             dead = make("process-dead", lease_time=0.6)
             assert await dead.heartbeat(first=True)

@@ -1,12 +1,11 @@
 """The Redis layer's wake path at unit level: the session read with the lease
 (``acquire(load=True)``) and the lease given up with the last write
-(``apply(release=True)``), against the shared Redis under a prefix of their own."""
+(``apply(release=True)``), against the shared Redis under a prefix of their own
+(the ``layers`` fixture of ``tests/redis_layers.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis import asyncio as aioredis
@@ -15,29 +14,10 @@ from django_durable import WebSocketRequestResponsePair
 from django_durable.exceptions import OwnershipLost
 from django_durable.session.base import OPEN, AddSocket, ObjectSession, SaveSettings, SocketRecord
 from django_durable.session.redis import RedisSessionLayer
-from tests.services import REDIS_URL, delete_redis_prefix, need
+from tests.redis_layers import Factory
+from tests.services import REDIS_URL
 
 KEY = "tests.Thing/object-1"
-
-Factory = Callable[[str], RedisSessionLayer]
-
-
-@pytest.fixture
-async def layers() -> AsyncIterator[Factory]:
-    need("redis")
-    prefix = f"unit-wake-{uuid.uuid4().hex[:12]}:"
-    made: list[RedisSessionLayer] = []
-
-    def make(holder: str) -> RedisSessionLayer:
-        layer = RedisSessionLayer(hosts=[REDIS_URL], prefix=prefix, lease_time=5.0)
-        layer.holder = holder
-        made.append(layer)
-        return layer
-
-    yield make
-    for layer in made:
-        await layer.close()
-    await delete_redis_prefix(prefix)
 
 
 async def _stored(layer: RedisSessionLayer, *sids: str) -> ObjectSession:
