@@ -9,7 +9,12 @@ harness (``harness.servers.bench_server``: fd limits raised, control endpoints u
 
   raw    the bare ASGI app: what a handshake costs without django-durable;
   one    N sockets on one object (``/ws/room/room/``);
-  many   N sockets on N objects (``/ws/room/o<i>/``), one socket each.
+  many   N sockets on N objects (``/ws/room/o<i>/``), one socket each;
+  channels  a stock Channels consumer (``benchapp.asgi_channels``) per socket, each
+         joining a group of its own (``bench.o<i>``): what a connect costs a plain
+         Channels application on the same channel layer. Run by default with
+         ``--layer redis`` only: on the in-memory layer its receive scans every group
+         (the cost SPEC §12 removes from django-durable), so 10,000 groups take minutes.
 
 ``--layer memory``: in-memory layers, one daphne process. ``--layer redis``: the Redis
 session and channel layers (a fresh prefix per run) and two daphne processes; socket
@@ -64,8 +69,15 @@ from harness.report import log, run_header, write_results
 from harness.servers import RESULTS_DIR, DaphneServer, bench_server, measure_rss
 from harness.variants import warmup
 
-APPS = {"raw": "benchapp.asgi_raw:application", "durable": "benchapp.asgi_durable:application"}
-LAYOUTS = ("raw", "one", "many")
+APPS = {
+    "raw": "benchapp.asgi_raw:application",
+    "channels": "benchapp.asgi_channels:application",
+    "durable": "benchapp.asgi_durable:application",
+}
+LAYOUTS = {"memory": ("raw", "one", "many"), "redis": ("raw", "channels", "one", "many")}
+#: Batches at each end of the run whose median is compared (``last/first``): one batch
+#: of 1,000 varies by a third from the next on this shared machine, the raw app's too.
+END_BATCHES = 3
 
 TARGETS = {
     "connect last/first batch (many)": 1.2,
@@ -79,7 +91,7 @@ TARGETS = {
 
 
 def url_for(layout: str, servers: list[DaphneServer], i: int) -> str:
-    room = f"o{i}" if layout == "many" else "room"
+    room = f"o{i}" if layout in ("many", "channels") else "room"
     return servers[i % len(servers)].url(f"/ws/room/{room}/")
 
 
@@ -107,11 +119,15 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
         env["BENCH_GC_THRESHOLD"] = str(args.gc_threshold)
     if args.layer == "redis":
         env.update(BENCH_LAYER="redis", BENCH_PREFIX=prefix, BENCH_REDIS_URL=args.redis_url)
-    app = APPS["raw" if layout == "raw" else "durable"]
+    kind = layout if layout in ("raw", "channels") else "durable"
+    if kind == "channels":
+        # Plain Channels, as without django-durable: daphne's own connection checks.
+        env["BENCH_DAPHNE_CHECKS"] = "daphne"
+    app = APPS[kind]
     processes = 2 if args.layer == "redis" else 1
     servers = []
     for _ in range(processes):
-        server = bench_server(app, env, "raw" if layout == "raw" else "durable")
+        server = bench_server(app, env, kind)
         if args.ping_interval:
             server.extra_args = ["--ping-interval", str(args.ping_interval)]
         servers.append(server)
@@ -121,7 +137,7 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
         for server in servers:
             server.start()
         result["command"] = " ".join(["python", *servers[0].command[1:]])
-        durable = layout != "raw"
+        durable = kind == "durable"
         if durable:
             # Warm up (imports, the runtime, the process channel) on an object of its own.
             for server in servers:
@@ -180,7 +196,10 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
         if layout == "many" and not args.no_wake:
             # The same from inside the first server (a stub call per object): the cost
             # of a wake without the clients' frames.
+            profiler = Profiler(servers[:1], args.py_spy, f"{layout}-wake") if args.py_spy else None
             woke = servers[0].get(f"/bench/wake?n={args.sockets}", timeout=1800)
+            if profiler is not None:
+                result["py_spy_wake"] = profiler.stop()
             result["wake_inside"] = {"seconds": woke["seconds"], "cpu": woke["cpu_seconds"]}
             wait_settled(servers, args.sockets)
         log(
@@ -222,8 +241,16 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         first, last = res["batches"][0][key], res["batches"][-1][key]
         return last / first if first else None
 
-    def connect_ratio(name: str, key: str) -> float | None:
-        res, raw = layouts.get(name), layouts.get("raw")
+    def ends_ratio(name: str, key: str) -> float | None:
+        res = layouts.get(name)
+        if not res or len(res["batches"]) < 2 * END_BATCHES:
+            return None
+        first = statistics.median(b[key] for b in res["batches"][:END_BATCHES])
+        last = statistics.median(b[key] for b in res["batches"][-END_BATCHES:])
+        return last / first if first else None
+
+    def connect_ratio(name: str, key: str, base: str = "raw") -> float | None:
+        res, raw = layouts.get(name), layouts.get(base)
         if not res or not raw:
             return None
         a = statistics.median(b[key] for b in res["batches"])
@@ -235,6 +262,12 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "connect last/first batch (many), wall": batch_ratio("many", "wall_s"),
         "connect last/first batch (many), server CPU": batch_ratio("many", "server_cpu_s"),
         "connect last/first batch (one), wall": batch_ratio("one", "wall_s"),
+        f"connect last {END_BATCHES}/first {END_BATCHES} batches, median (many), server CPU": (
+            ends_ratio("many", "server_cpu_s")
+        ),
+        f"connect last {END_BATCHES}/first {END_BATCHES} batches, median (raw), server CPU": (
+            ends_ratio("raw", "server_cpu_s")
+        ),
         "hibernated object, bytes beyond its socket": None
         if many is None or one is None
         else many - one,
@@ -245,6 +278,13 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "connect per batch, one/raw, wall": connect_ratio("one", "wall_s"),
         "connect per batch, many/raw, server CPU": connect_ratio("many", "server_cpu_s"),
         "connect per batch, one/raw, server CPU": connect_ratio("one", "server_cpu_s"),
+        "connect per batch, channels/raw, server CPU": connect_ratio("channels", "server_cpu_s"),
+        "connect per batch, many/channels, server CPU": connect_ratio(
+            "many", "server_cpu_s", "channels"
+        ),
+        "connect per batch, one/channels, server CPU": connect_ratio(
+            "one", "server_cpu_s", "channels"
+        ),
         "wake every object once (many), s": layouts.get("many", {}).get("wake_s"),
         "N events to one object (one), s": layouts.get("one", {}).get("wake_s"),
         "wake every object once from inside (many), s": layouts.get("many", {})
@@ -278,7 +318,7 @@ def report(results: dict[str, Any]) -> str:
         )
     lines.append("")
     for key, value in results["summary"].items():
-        lines.append(f"{key:48} {'-' if value is None else format(value, '.3f')}")
+        lines.append(f"{key:60} {'-' if value is None else format(value, '.3f')}")
     return "\n".join(lines)
 
 
@@ -319,7 +359,12 @@ def main() -> None:
     parser.add_argument("--layer", choices=("memory", "redis"), default="memory")
     parser.add_argument("--sockets", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--layouts", default=",".join(LAYOUTS))
+    parser.add_argument(
+        "--layouts",
+        default="",
+        help="comma-separated, of raw, channels, one, many (default: raw,one,many with "
+        "--layer memory; raw,channels,one,many with --layer redis)",
+    )
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--concurrency", type=int, default=50, help="handshakes in flight")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU")
@@ -348,7 +393,8 @@ def main() -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="profile the servers with py-spy during each layout's connects (raw stacks in DIR)",
+        help="profile the servers with py-spy during each layout's connects, and the first "
+        "server during the wake from inside (raw stacks in DIR)",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
     parser.add_argument("--label", default="", help="a name for this run in the plot")
@@ -363,7 +409,9 @@ def main() -> None:
         return
     if args.sockets % args.batch:
         parser.error("--sockets must be a multiple of --batch")
-    layouts = [x.strip() for x in args.layouts.split(",") if x.strip()]
+    layouts = [x.strip() for x in args.layouts.split(",") if x.strip()] or list(LAYOUTS[args.layer])
+    if unknown := set(layouts) - {"raw", "channels", "one", "many"}:
+        parser.error(f"unknown layouts: {', '.join(sorted(unknown))}")
     raise_nofile()
     fresh_bench_sqlite()
     prefix = f"bench-many-{uuid.uuid4().hex[:8]}"

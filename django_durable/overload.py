@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import TYPE_CHECKING
 
 from . import conf, metrics
@@ -30,13 +31,23 @@ logger = logging.getLogger(__name__)
 class Backlog:
     """A live object's bound on waiting events, and what it refuses past it."""
 
-    __slots__ = ("_closing", "_live", "_shedding")
+    __slots__ = ("_closing", "_live_ref", "_shedding")
 
     def __init__(self, live: LiveObjectPort) -> None:
-        self._live = live
+        # Weak: the live object holds its backlog, and a reference back would make a
+        # cycle that only the cyclic garbage collector frees, after every hibernation;
+        # its collections walk every object of the process (see LiveObject._unlink).
+        self._live_ref = weakref.ref(live)
         #: Sockets closed with 1013 for this backlog (until their final event).
         self._shedding: set[str] = set()
         self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def _live(self) -> LiveObjectPort:
+        # Called through the live object (dispatcher, worker): it is there.
+        live = self._live_ref()
+        assert live is not None, "the backlog of a freed live object"
+        return live
 
     def over(self, count: int | None = None, nbytes: int | None = None) -> bool:
         """Whether the mailbox is past its bound."""
@@ -99,12 +110,11 @@ class Backlog:
         if record is not None and record.state == OPEN:
             record.state = CLOSING
             live.write_socket(record)
-        task = asyncio.get_running_loop().create_task(self._close(sid, record))
+        task = asyncio.get_running_loop().create_task(self._close(live, sid, record))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _close(self, sid: str, record: SocketRecord | None) -> None:
-        live = self._live
+    async def _close(self, live: LiveObjectPort, sid: str, record: SocketRecord | None) -> None:
         sock = live.runtime.sockets.get(sid)
         try:
             if sock is not None:

@@ -15,7 +15,9 @@ Channels' in-memory layer, which still reaches it through ``group_send``.
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from urllib.parse import urlencode
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -260,3 +262,32 @@ async def test_a_channels_consumer_shares_a_durable_group_on_the_in_memory_layer
         assert serve(Subclass(), runtime.fanout) is None
     finally:
         await obj.close()
+
+
+async def test_a_hibernated_live_object_is_freed_by_reference_counting() -> None:
+    """Nothing of a live object waits for the cyclic garbage collector once it
+    hibernated: a cycle left per wake sets off collections that walk every object of
+    the process, every socket's included (they made waking 10,000 objects 2.7 times
+    slower). Checked with the collector off: each live object is gone at once."""
+    objects = [ProbeObject() for _ in range(3)]
+    runtime = get_runtime()
+    enabled = gc.isenabled()
+    try:
+        clients = [await obj.connect(tags_query(["red"])) for obj in objects]
+        gc.collect()
+        gc.disable()
+        for obj, client in zip(objects, clients, strict=True):
+            await client.run(lambda instance, ws: None)  # a handler ran: the instance exists
+            live = runtime.dispatcher.live[Probe.object_key(obj.id)]
+            assert live.instance is not None
+            freed = weakref.ref(live)
+            instance = weakref.ref(live.instance)
+            del live
+            await hibernate(Probe, obj.id)
+            assert freed() is None, gc.get_referrers(freed())
+            assert instance() is None
+    finally:
+        if enabled:
+            gc.enable()
+        for obj in objects:
+            await obj.close()
