@@ -190,7 +190,10 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
         ]
         if durable and not args.no_wake:
             cpu0 = sum(proc_cpu_seconds(s.pid) for s in servers)
+            profiler = Profiler(servers, args.py_spy, f"{layout}-frames") if args.py_spy else None
             result["wake_s"] = clients.wake()
+            if profiler is not None:
+                result["py_spy_frames"] = profiler.stop()
             result["wake_server_cpu_s"] = sum(proc_cpu_seconds(s.pid) for s in servers) - cpu0
             wait_settled(servers, args.sockets)
         if layout == "many" and not args.no_wake:

@@ -87,6 +87,7 @@ class Forwarding(TransportParts):
         """
         if sock.outbox is None:
             sock.outbox = deque()
+            self.unacked.setdefault(sock.key, {})[sock.id] = sock
         entry = OutboxEntry(event.seq or 0, event, time.monotonic())
         sock.outbox.append(entry)
         if not self.held.stalled(sock):
@@ -319,6 +320,11 @@ class Forwarding(TransportParts):
     def _trim(self, sock: Any, seq: int) -> None:
         if trim(sock, seq):
             self._draining.pop(sock.id, None)
+            waiting = self.unacked.get(sock.key)
+            if waiting is not None:
+                waiting.pop(sock.id, None)
+                if not waiting:
+                    del self.unacked[sock.key]
 
     async def _on_ack(self, message: AckMessage) -> None:
         for sid, seq in message["acks"]:
@@ -331,9 +337,9 @@ class Forwarding(TransportParts):
         self.owners.pop(key, None)
         sockets = [
             sock
-            for sock in [*self.runtime.sockets.values(), *self._draining.values()]
+            for sock in self.unacked.get(key, {}).values()
             # (held events are the held events' task's to deliver)
-            if sock.key == key and sock.outbox and not self.held.stalled(sock)
+            if sock.outbox and not self.held.stalled(sock)
         ]
         if sockets:
             self._chore(self._send_again(sockets))

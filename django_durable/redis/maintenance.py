@@ -83,7 +83,7 @@ class Maintenance(TransportParts):
         now = time.monotonic()
         stale_after = self.layer.lease_time / 2
         owners: dict[str, str | None] = {}
-        for sock in [*self.runtime.sockets.values(), *self._draining.values()]:
+        for sock in [s for waiting in self.unacked.values() for s in waiting.values()]:
             outbox = sock.outbox
             if not outbox or outbox[0].sent_at > now - stale_after:
                 continue

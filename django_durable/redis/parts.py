@@ -76,6 +76,9 @@ class TransportParts(LocalTransport):
         self._acquiring: dict[str, asyncio.Future[tuple[bool, str, int]]] = {}
         #: Sockets whose connection ended but whose last events are not acknowledged.
         self._draining: dict[str, LocalSocket] = {}
+        #: Object key -> the sockets (by id) with events not yet acknowledged, open or
+        #: draining: what a re-send looks at, instead of every socket of the process.
+        self.unacked: dict[str, dict[str, LocalSocket]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._last_renewal = time.monotonic()
         #: Set when Redis lost this process's data, until its sockets are back there.
