@@ -10,16 +10,20 @@ persistence by default, or with an append-only file fsynced on every write
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from redis import asyncio as aioredis
 
 from tests.daphne_server import HOST, free_port, port_accepts
 from tests.services import need, services_required
@@ -166,3 +170,55 @@ def private_sentinel(master: PrivateRedis, name: str = "durable") -> Iterator[in
             process.kill()
             process.wait(timeout=10)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+#: How long ``monitored`` waits for ``MONITOR`` to listen, and to see its end marker.
+MONITOR_WAIT = 15.0
+
+
+@contextlib.asynccontextmanager
+async def monitored(server: PrivateRedis, names: tuple[str, ...]) -> AsyncIterator[Counter[str]]:
+    """Count, by command, what clients send the server (not what scripts run inside it)
+    about any of ``names``, from when ``MONITOR`` shows it listens until what was sent
+    before the block ended has been seen (a marker sent last, seen last: ``MONITOR``
+    shows commands in the order the server ran them)."""
+    client = aioredis.Redis.from_url(server.url())
+    counts: Counter[str] = Counter()
+    start, end = f"start-{uuid.uuid4().hex}", f"end-{uuid.uuid4().hex}"
+    started, ended = asyncio.Event(), asyncio.Event()
+
+    async def listen(monitor: aioredis.client.Monitor) -> None:
+        async for info in monitor.listen():
+            command = info["command"]
+            if start in command:
+                started.set()
+            elif end in command:
+                ended.set()
+                return
+            elif (
+                started.is_set()
+                and info.get("client_type") != "lua"
+                and any(name in command for name in names)
+            ):
+                counts[command.split(" ", 1)[0].upper()] += 1
+
+    try:
+        async with client.monitor() as monitor:
+            task = asyncio.create_task(listen(monitor))
+            try:
+                async with asyncio.timeout(MONITOR_WAIT):
+                    while not started.is_set():  # (until MONITOR listens: then it counts)
+                        await client.echo(start)
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(0.2):
+                                await started.wait()
+                yield counts
+                await client.echo(end)
+                async with asyncio.timeout(MONITOR_WAIT):
+                    await ended.wait()
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+    finally:
+        await client.aclose()

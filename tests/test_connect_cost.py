@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from tests.app.consumers import Room
 from tests.cluster_harness import WAIT, oid
-from tests.redis_server import PrivateRedis
-from tests.test_cluster_forwarding import monitored
+from tests.redis_server import PrivateRedis, monitored
 from tests.waiting import wait_until
 
 #: Connects counted.
