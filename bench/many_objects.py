@@ -150,14 +150,19 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
         batches = []
         for start in range(0, args.sockets, args.batch):
             urls = [url_for(layout, servers, i) for i in range(start, start + args.batch)]
+            gc0 = [s.get("/bench/status")["gc_collections"][2] for s in servers]
             cpu0 = sum(proc_cpu_seconds(s.pid) for s in servers)
             t0 = time.monotonic()
             clients.connect_urls(urls, args.concurrency)
             wall = time.monotonic() - t0
             cpu = sum(proc_cpu_seconds(s.pid) for s in servers) - cpu0
-            batches.append({"wall_s": wall, "server_cpu_s": cpu})
+            # Full collections meanwhile (each walks the whole heap, which grows with
+            # the sockets): what makes single batches dearer than their neighbours.
+            full = sum(s.get("/bench/status")["gc_collections"][2] for s in servers) - sum(gc0)
+            batches.append({"wall_s": wall, "server_cpu_s": cpu, "full_gc": full})
             log(
-                f"{layout}: sockets {start + 1}-{start + args.batch}: {wall:.2f} s, cpu {cpu:.2f} s"
+                f"{layout}: sockets {start + 1}-{start + args.batch}: {wall:.2f} s, "
+                f"cpu {cpu:.2f} s, full collections {full}"
             )
         result["batches"] = batches
         if profiler is not None:
@@ -252,6 +257,18 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         last = statistics.median(b[key] for b in res["batches"][-END_BATCHES:])
         return last / first if first else None
 
+    def per_object_drift(key: str) -> float | None:
+        # many / one batch by batch (the same sockets so far, on N objects or on one):
+        # what the objects add, without what every socket adds as the heap grows.
+        many, one = layouts.get("many"), layouts.get("one")
+        if not many or not one or len(many["batches"]) < 2 * END_BATCHES:
+            return None
+        ratios = [
+            a[key] / b[key] for a, b in zip(many["batches"], one["batches"], strict=True) if b[key]
+        ]
+        first = statistics.median(ratios[:END_BATCHES])
+        return statistics.median(ratios[-END_BATCHES:]) / first if first else None
+
     def connect_ratio(name: str, key: str, base: str = "raw") -> float | None:
         res, raw = layouts.get(name), layouts.get(base)
         if not res or not raw:
@@ -270,6 +287,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         ),
         f"connect last {END_BATCHES}/first {END_BATCHES} batches, median (raw), server CPU": (
             ends_ratio("raw", "server_cpu_s")
+        ),
+        f"many/one per batch, last {END_BATCHES}/first {END_BATCHES} (medians), server CPU": (
+            per_object_drift("server_cpu_s")
         ),
         "hibernated object, bytes beyond its socket": None
         if many is None or one is None
