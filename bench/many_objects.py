@@ -37,7 +37,9 @@ For each layout, one after another (one server set up at a time):
 - wake: every socket sends ``warmup`` at once and the time until every ``warm`` reply
   arrived (``many``: every object is woken once; ``one``: one object, N events); and
   for ``many``, from inside the first server (``GET /bench/wake``): a stub call to each
-  object, 200 at a time, from the first wake to the last hibernation, no client frames.
+  object, 200 at a time, from the first wake to the last hibernation, no client frames
+  (after a ``gc.collect()``, so that a full collection owed by the clients' wake does not
+  fall in it; the collections during the wake are printed).
 
 Prints a table and writes ``bench/results/many-<layer>-<timestamp>.json``;
 ``--plot`` draws ``docs/img/bench-many-objects.png`` from one or more result files.
@@ -205,10 +207,20 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
             # The same from inside the first server (a stub call per object): the cost
             # of a wake without the clients' frames.
             profiler = Profiler(servers[:1], args.py_spy, f"{layout}-wake") if args.py_spy else None
+            # A full collection owed by what ran before (the clients' wake above leaves
+            # objects to the oldest generation) would fall in this one and walk the whole
+            # heap: collect first, and count the collections the wake itself sets off.
+            gc0 = servers[0].get("/bench/gc")["gc_collections"]
             woke = servers[0].get(f"/bench/wake?n={args.sockets}", timeout=1800)
+            gc1 = servers[0].get("/bench/status")["gc_collections"]
             if profiler is not None:
                 result["py_spy_wake"] = profiler.stop()
-            result["wake_inside"] = {"seconds": woke["seconds"], "cpu": woke["cpu_seconds"]}
+            result["wake_inside"] = {
+                "seconds": woke["seconds"],
+                "cpu": woke["cpu_seconds"],
+                "gc_collections": [b - a for a, b in zip(gc0, gc1, strict=True)],
+            }
+            log(f"{layout}: wake from inside {woke['seconds']:.2f} s, {result['wake_inside']}")
             wait_settled(servers, args.sockets)
         log(
             f"{layout}: {result['memory']['per_socket_bytes'] / 1024:.2f} KiB/socket, "
