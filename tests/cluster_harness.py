@@ -6,7 +6,8 @@ Used by ``tests/test_cluster.py`` and the other multi-process modules
 
 - fixture ``cluster(count, redis_url=None, args=(), **env)``: ``count`` servers (through
   ``daphne_factory``) with the Redis session layer and ``channels_redis``, under a key
-  prefix of their own, as a :class:`Cluster`; its clients are closed at teardown.
+  prefix of their own, as a :class:`Cluster`; at teardown its clients are closed and,
+  on the shared Redis, its servers stopped and its prefix deleted.
 - fixtures ``private_redis_server`` and ``persistent_redis_server``: a redis-server of
   the test's own (``tests/redis_server.py``), to restart, stop or freeze.
 - :class:`Client`: a WebSocket client that keeps every message, in order;
@@ -38,7 +39,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.daphne_server import REPO_ROOT, DaphneFactory, DaphneServer, base_environment
 from tests.redis_server import PrivateRedis, private_redis
-from tests.services import REDIS_URL, need
+from tests.services import REDIS_URL, delete_redis_prefix, need
 from tests.waiting import wait_until
 
 #: Lease time of the servers (seconds): the failover tests wait about this long.
@@ -234,6 +235,12 @@ async def cluster(daphne_factory: DaphneFactory) -> AsyncIterator[Callable[..., 
     yield make
     for cluster in made:
         await cluster.close()
+        if cluster.redis_url == REDIS_URL:
+            # The shared Redis keeps nothing of the test: its servers stop first (they
+            # write until they do), then its prefix goes.
+            for server in cluster.servers:
+                server.stop()
+            await delete_redis_prefix(cluster.prefix)
 
 
 @pytest.fixture
