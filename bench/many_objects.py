@@ -247,6 +247,14 @@ def run_layout(layout: str, args: argparse.Namespace, prefix: str) -> dict[str, 
 # -- report -----------------------------------------------------------------------------
 
 
+def drift(values: list[float], ends: int) -> float | None:
+    """The median of the last ``ends`` values over that of the first ``ends``."""
+    if len(values) < max(2, 2 * ends):
+        return None
+    first = statistics.median(values[:ends])
+    return statistics.median(values[-ends:]) / first if first else None
+
+
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     layouts = results["layouts"]
 
@@ -254,32 +262,21 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         res = layouts.get(name)
         return res["memory"]["per_socket_bytes"] if res else None
 
-    def batch_ratio(name: str, key: str) -> float | None:
+    def ends_ratio(name: str, key: str, ends: int = 1) -> float | None:
+        # The last batch over the first (or the medians of ``ends`` batches at each end).
         res = layouts.get(name)
-        if not res or len(res["batches"]) < 2:
-            return None
-        first, last = res["batches"][0][key], res["batches"][-1][key]
-        return last / first if first else None
-
-    def ends_ratio(name: str, key: str) -> float | None:
-        res = layouts.get(name)
-        if not res or len(res["batches"]) < 2 * END_BATCHES:
-            return None
-        first = statistics.median(b[key] for b in res["batches"][:END_BATCHES])
-        last = statistics.median(b[key] for b in res["batches"][-END_BATCHES:])
-        return last / first if first else None
+        return drift([b[key] for b in res["batches"]], ends) if res else None
 
     def per_object_drift(key: str) -> float | None:
         # many / one batch by batch (the same sockets so far, on N objects or on one):
         # what the objects add, without what every socket adds as the heap grows.
         many, one = layouts.get("many"), layouts.get("one")
-        if not many or not one or len(many["batches"]) < 2 * END_BATCHES:
+        if not many or not one:
             return None
         ratios = [
             a[key] / b[key] for a, b in zip(many["batches"], one["batches"], strict=True) if b[key]
         ]
-        first = statistics.median(ratios[:END_BATCHES])
-        return statistics.median(ratios[-END_BATCHES:]) / first if first else None
+        return drift(ratios, END_BATCHES)
 
     def connect_ratio(name: str, key: str, base: str = "raw") -> float | None:
         res, raw = layouts.get(name), layouts.get(base)
@@ -291,14 +288,14 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
 
     many, one = per_socket("many"), per_socket("one")
     summary = {
-        "connect last/first batch (many), wall": batch_ratio("many", "wall_s"),
-        "connect last/first batch (many), server CPU": batch_ratio("many", "server_cpu_s"),
-        "connect last/first batch (one), wall": batch_ratio("one", "wall_s"),
+        "connect last/first batch (many), wall": ends_ratio("many", "wall_s"),
+        "connect last/first batch (many), server CPU": ends_ratio("many", "server_cpu_s"),
+        "connect last/first batch (one), wall": ends_ratio("one", "wall_s"),
         f"connect last {END_BATCHES}/first {END_BATCHES} batches, median (many), server CPU": (
-            ends_ratio("many", "server_cpu_s")
+            ends_ratio("many", "server_cpu_s", END_BATCHES)
         ),
         f"connect last {END_BATCHES}/first {END_BATCHES} batches, median (raw), server CPU": (
-            ends_ratio("raw", "server_cpu_s")
+            ends_ratio("raw", "server_cpu_s", END_BATCHES)
         ),
         f"many/one per batch, last {END_BATCHES}/first {END_BATCHES} (medians), server CPU": (
             per_object_drift("server_cpu_s")
