@@ -336,10 +336,10 @@ class Forwarding(TransportParts):
         key = message["key"]
         self.owners.pop(key, None)
         sockets = [
-            sock
+            sock  # (in ``unacked``: its outbox has events)
             for sock in self.unacked.get(key, {}).values()
             # (held events are the held events' task's to deliver)
-            if sock.outbox and not self.held.stalled(sock)
+            if not self.held.stalled(sock)
         ]
         if sockets:
             self._chore(self._send_again(sockets))
