@@ -30,6 +30,7 @@ COUNTERS: dict[str, str] = {
     "shutdown_closes": "Sockets closed with 1012 at a graceful shutdown.",
     "lease_takeovers": "Objects whose lease this process took from another (or expired) owner.",
     "lease_losses": "Objects whose lease this process lost while it had them live.",
+    "kept_session_wakes": "Wakes of a large object on the session it hibernated with (Redis).",
     "corrupt_records": "Stored records set aside because they could not be decoded.",
     "group_messages_refused": "Tag-group messages refused for not naming their group.",
     "resume_replays": "Reconnected sockets that got the broadcasts they missed replayed.",

@@ -96,6 +96,7 @@ LAYERS: dict[str, list[str]] = {
         "redis.remote_calls",
         "redis.stamps",
         "redis.status",
+        "redis.session_cache",
         "redis.to_sockets",
         "redis.transport",
         "scheduler",

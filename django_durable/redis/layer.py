@@ -69,6 +69,7 @@ from .scripts import (
     SET_ASIDE,
     TOUCH_MANY,
 )
+from .session_cache import SessionCache
 from .status import stored_objects
 
 #: Messages for inboxes (key, messages) pushed with a fenced write.
@@ -122,6 +123,8 @@ class RedisSessionLayer(GatewaySide, Leases, History, BaseSessionLayer):
         self._acquire = self.redis.register_script(ACQUIRE)
         self._acquire_and_load = self.redis.register_script(ACQUIRE_AND_LOAD)
         self.preloaded: dict[str, tuple[int, Any, Any, Any]] = {}
+        self.session_cache = SessionCache()
+        self.versions: dict[str, str] = {}
         self._acquiring: dict[str, int] = {}
         self.lease_releases: dict[str, asyncio.Future[None]] = {}
         self._given_up_meanwhile: set[str] = set()
@@ -178,7 +181,20 @@ class RedisSessionLayer(GatewaySide, Leases, History, BaseSessionLayer):
         """Sockets, timestamps and settings in one round trip; corrupt records set aside."""
         _, sockets_key, ts_key, settings_key = self._keys(key)
         preloaded = self.preloaded.pop(key, None)
-        if preloaded is not None and preloaded[0] == self.owned.get(key):
+        kept_version = self.session_cache.version(key)
+        fresh = preloaded is not None and preloaded[0] == self.owned.get(key)
+        if fresh and preloaded is not None and preloaded[1] == 0:
+            # Read with the lease, and unchanged since this process kept the session.
+            kept = self.session_cache.take(key, kept_version)
+            if kept is not None:
+                await self._apply_stamps(key, kept, _hash(preloaded[2]))
+                self.auto_cache[key] = kept.auto_response
+                self.versions[key] = kept_version
+                metrics.inc("kept_session_wakes")
+                return kept
+            fresh = False  # (no longer kept: read it all)
+        self.session_cache.drop(key)
+        if fresh and preloaded is not None:
             # Read with the lease (acquire(load=True)): nothing but this process, its
             # holder, has written the session since.
             sockets, stamps, settings = (_hash(flat) for flat in preloaded[1:])
@@ -199,17 +215,11 @@ class RedisSessionLayer(GatewaySide, Leases, History, BaseSessionLayer):
             except CorruptRecord as exc:
                 session.put_aside(text(sid))
                 await self._put_aside(key, sockets_key, sid, data, text(sid), exc)
-        for record in records:
-            stamp = stamps.get(record.id.encode())
-            if stamp is not None:
-                try:
-                    record.auto_response_at = unpack_stamp(stamp)
-                except CorruptRecord as exc:
-                    await self._put_aside(key, ts_key, record.id, stamp, f"t:{record.id}", exc)
         # Accept order: the hash keeps none, so records carry no order but their seq;
         # sort by id for a stable, process-independent order.
         for record in sorted(records, key=lambda r: r.id):
             session.sockets[record.id] = record
+        await self._apply_stamps(key, session, stamps)
         try:
             session.auto_response = unpack_pair(settings.get(b"auto"))
         except CorruptRecord as exc:
@@ -221,7 +231,24 @@ class RedisSessionLayer(GatewaySide, Leases, History, BaseSessionLayer):
                 key, settings_key, "timeout", settings[b"timeout"], "timeout", exc
             )
         self.auto_cache[key] = session.auto_response
+        version = settings.get(b"v")
+        if version is not None and self.session_cache.wanted(session):
+            self.versions[key] = text(version)
         return session
+
+    async def _apply_stamps(self, key: str, session: ObjectSession, stamps: dict[Any, Any]) -> None:
+        """The auto-response timestamps read with the session, on its records (gateways
+        write them without the lease, so a kept session takes them from Redis too)."""
+        sockets = session.sockets
+        for sid, stamp in stamps.items():
+            record = sockets.get(text(sid))
+            if record is None:
+                continue
+            try:
+                record.auto_response_at = unpack_stamp(stamp)
+            except CorruptRecord as exc:
+                ts_key = self.key_names.stamps(key)
+                await self._put_aside(key, ts_key, record.id, stamp, f"t:{record.id}", exc)
 
     async def _put_aside(
         self, key: str, hash_key: str, field: Any, data: Any, name: str, error: Exception
@@ -293,6 +320,16 @@ class RedisSessionLayer(GatewaySide, Leases, History, BaseSessionLayer):
             if release:
                 await self.release(key, session)
             return []
+        version = None
+        if latest or removed or settings_changed:
+            # The session's version (see session_cache.py): a new one for a large
+            # object, none for a small one (its kept copy, if any, is stale now).
+            self.versions.pop(key, None)
+            if self.session_cache.wanted(session):
+                version = self.session_cache.new_version(self.holder)
+                args += ["S", SETTINGS, "v", version]
+            else:
+                args += ["D", SETTINGS, "v"]
         release = release and key in self.owned
         if release:
             args.append("R")
@@ -300,6 +337,8 @@ class RedisSessionLayer(GatewaySide, Leases, History, BaseSessionLayer):
             done = await self._fenced_write(key, keys, args)
             if release:
                 self.given_up(key)
+            elif version is not None:
+                self.versions[key] = version
         if self.on_written is not None:
             self.on_written(key, list(latest.values()), removed)
         return [int(n) for n in done] if isinstance(done, list) else []
@@ -336,10 +375,12 @@ class RedisSessionLayer(GatewaySide, Leases, History, BaseSessionLayer):
 
     async def reregister(self, key: str, record: SocketRecord) -> None:
         """Put back a socket this process holds, after Redis lost its data."""
-        async with unavailable_as_error():
-            await self.redis_for(key).hsetnx(
-                self.key_names.sockets(key), record.id, pack_record(record)
-            )
+        redis = self.redis_for(key)
+        async with unavailable_as_error(), redis.pipeline(transaction=True) as pipe:
+            # No version from now on: a session kept anywhere misses this record.
+            pipe.hdel(self.key_names.settings(key), "v")
+            pipe.hsetnx(self.key_names.sockets(key), record.id, pack_record(record))
+            await pipe.execute()
 
     async def restore_settings(
         self, key: str, pair: WebSocketRequestResponsePair | None, timeout_ms: int | None
@@ -347,7 +388,8 @@ class RedisSessionLayer(GatewaySide, Leases, History, BaseSessionLayer):
         """Put back an object's settings after Redis lost its data (unless set again)."""
         settings_key = self.key_names.settings(key)
         redis = self.redis_for(key)
-        async with unavailable_as_error(), redis.pipeline(transaction=False) as pipe:
+        async with unavailable_as_error(), redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(settings_key, "v")  # (as in reregister)
             if pair is not None:
                 pipe.hsetnx(settings_key, "auto", pack_pair(pair))
             if timeout_ms:

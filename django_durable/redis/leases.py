@@ -17,6 +17,7 @@ from .. import metrics
 from ..session.base import ObjectSession
 from .keys import RedisKeys
 from .records import text, unavailable_as_error
+from .session_cache import SessionCache
 
 if TYPE_CHECKING:
     from redis import asyncio as aioredis
@@ -45,6 +46,11 @@ class Leases:
     #: key -> (token, sockets, timestamps, settings): a session read by
     #: ``acquire(load=True)``, until the wake's ``load`` takes it (or the release).
     preloaded: dict[str, tuple[int, Any, Any, Any]]
+    #: Sessions of large objects this process hibernated (see ``session_cache.py``).
+    session_cache: SessionCache
+    #: key -> the version of the session of an object owned here, as last written or
+    #: read (absent: not versioned, or not known after a failed write).
+    versions: dict[str, str]
     #: key -> the end of a release of its lease on its way (see ``releasing``).
     lease_releases: dict[str, asyncio.Future[None]]
     #: key -> acquire() calls in flight; keys given up meanwhile (see ``acquire``).
@@ -124,10 +130,18 @@ class Leases:
         release is done (see :meth:`releasing`).
         """
         keys = [*self._clock, self.key_names.lease(key), self.key_names.fence(key)]
+        args: list[Any] = [
+            self._gap_ms,
+            self.holder,
+            self.lease_ms,
+            self._kept_ms,
+            int(self.fence_key_ttl * 1000),
+        ]
         script = self._acquire
         if load:
             keys += [self.key_names.sockets(key), self.key_names.stamps(key)]
             keys.append(self.key_names.settings(key))
+            args.append(self.session_cache.version(key))
             script = self._acquire_and_load
         while True:
             releasing = self.lease_releases.get(key)
@@ -136,17 +150,7 @@ class Leases:
             self._acquiring[key] = self._acquiring.get(key, 0) + 1
             try:
                 async with unavailable_as_error():
-                    reply = await script(
-                        keys=keys,
-                        args=[
-                            self._gap_ms,
-                            self.holder,
-                            self.lease_ms,
-                            self._kept_ms,
-                            int(self.fence_key_ttl * 1000),
-                        ],
-                        client=self.redis_for(key),
-                    )
+                    reply = await script(keys=keys, args=args, client=self.redis_for(key))
             finally:
                 stale = key in self._given_up_meanwhile or key in self.lease_releases
                 left = self._acquiring.pop(key) - 1
@@ -214,11 +218,14 @@ class Leases:
             self.given_up(key)
             return
         value = self.lease_value(key)
+        version = self.versions.get(key)
         self.given_up(key)
         async with self.releasing(key), unavailable_as_error():
             await self._release(
                 keys=[self.key_names.lease(key)], args=[value], client=self.redis_for(key)
             )
+        if version is not None and self.session_cache.wanted(session):
+            self.session_cache.keep(key, version, session)
 
     @contextlib.asynccontextmanager
     async def releasing(self, key: str) -> AsyncIterator[None]:
@@ -245,6 +252,7 @@ class Leases:
         to be: nothing read with it may serve a later wake)."""
         self.owned.pop(key, None)
         self.preloaded.pop(key, None)
+        self.versions.pop(key, None)
         if key in self._acquiring:
             self._given_up_meanwhile.add(key)
         if key not in self.gateways:

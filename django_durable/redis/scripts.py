@@ -72,17 +72,26 @@ ACQUIRE = LIVE_CLOCK + ACQUIRE_FUNCTION + "return acquire()\n"
 
 # The lease taken as ACQUIRE does and, when this process got it, the object's session
 # read in the same round trip (a wake: the process that takes an object loads it next).
-# KEYS: ACQUIRE's, then sockets, timestamps, settings. ARGV: ACQUIRE's. Returns
-# ACQUIRE's four items, then (when owned) the three hashes as HGETALL lists.
+# KEYS: ACQUIRE's, then sockets, timestamps, settings. ARGV: ACQUIRE's, then the
+# version of the session this process kept at its last release, or '' (see
+# redis/session_cache.py). Returns ACQUIRE's four items, then (when owned) the three
+# hashes as HGETALL lists; when the settings' version is still the kept one, 0 stands
+# for the sockets and the settings (unchanged: the kept session has them).
 ACQUIRE_AND_LOAD = (
     LIVE_CLOCK
     + ACQUIRE_FUNCTION
     + """
 local result = acquire()
 if result[1] == 1 then
-  result[5] = redis.call('HGETALL', KEYS[5])
-  result[6] = redis.call('HGETALL', KEYS[6])
-  result[7] = redis.call('HGETALL', KEYS[7])
+  if ARGV[6] ~= '' and redis.call('HGET', KEYS[7], 'v') == ARGV[6] then
+    result[5] = 0
+    result[6] = redis.call('HGETALL', KEYS[6])
+    result[7] = 0
+  else
+    result[5] = redis.call('HGETALL', KEYS[5])
+    result[6] = redis.call('HGETALL', KEYS[6])
+    result[7] = redis.call('HGETALL', KEYS[7])
+  end
 end
 return result
 """
