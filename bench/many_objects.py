@@ -366,13 +366,13 @@ def plot(paths: list[Path], out: Path) -> None:
         data = json.loads(path.read_text())
         tag = data.get("label") or f"{data['args']['layer']}"
         batch = data["args"]["batch"]
-        for name in ("many", "one"):
+        for name in ("many", "one", "raw", "channels"):
             res = data["layouts"].get(name)
             if res is None:
                 continue
             xs = [(i + 1) * batch for i in range(len(res["batches"]))]
             ys = [b["server_cpu_s"] for b in res["batches"]]
-            style = {"many": "-o", "one": "--s"}[name]
+            style = {"many": "-o", "one": "--s", "raw": ":^", "channels": ":v"}[name]
             ax.plot(xs, ys, style, markersize=3, label=f"{tag}: {name}")
     ax.set_xlabel("sockets connected (one per object for 'many', all on one for 'one')")
     ax.set_ylabel(f"server CPU seconds per {batch:,} connects")
