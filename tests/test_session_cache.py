@@ -7,7 +7,7 @@ from __future__ import annotations
 from redis import asyncio as aioredis
 
 from django_durable import metrics
-from django_durable.redis.session_cache import CACHED_ABOVE_SOCKETS, SessionCache
+from django_durable.redis.session_cache import CACHED_ABOVE_SOCKETS, RECORD_BYTES, SessionCache
 from django_durable.session.base import (
     OPEN,
     AddSocket,
@@ -147,20 +147,24 @@ async def test_a_large_object_that_shrank_drops_its_version(layers: Factory) -> 
     assert len(a.session_cache) == 0
 
 
-def test_the_cache_is_bounded_in_sockets_oldest_out() -> None:
-    cache = SessionCache(max_sockets=25)
+def test_the_cache_is_bounded_in_bytes_oldest_out() -> None:
+    unit = RECORD_BYTES + 100  # a record with an attachment of 100 bytes
+    cache = SessionCache(max_bytes=25 * unit)
 
-    def session(key: str, size: int) -> ObjectSession:
+    def session(key: str, size: int, attachment: bytes = b"x" * 100) -> ObjectSession:
         made = ObjectSession(key)
-        made.sockets.update((f"{key}-{i}", _record(f"{key}-{i}")) for i in range(size))
+        made.sockets.update((f"{key}-{i}", _record(f"{key}-{i}", attachment)) for i in range(size))
         return made
 
     cache.keep("a", "v1", session("a", 10))
     cache.keep("b", "v2", session("b", 10))
-    cache.keep("c", "v3", session("c", 10))  # 30 > 25: "a" goes
+    cache.keep("c", "v3", session("c", 10))  # 30 records > 25: "a" goes
     assert (cache.version("a"), cache.version("b"), cache.version("c")) == ("", "v2", "v3")
     cache.keep("d", "v4", session("d", 26))  # larger than the whole cache: not kept
     assert cache.version("d") == "" and len(cache) == 2
+    # Large attachments count: 10 records of 16 KiB do not fit where 25 small ones do.
+    cache.keep("big", "v6", session("big", 10, b"y" * 16_384))
+    assert cache.version("big") == "" and len(cache) == 2
     assert cache.take("b", "other") is None and cache.version("b") == ""  # stale: gone
     assert cache.take("c", "v3") is not None and len(cache) == 0
     cache.keep("e", "v5", session("e", 25))  # the room the others left

@@ -19,7 +19,7 @@ lease) and are always read.
 
 Small objects are not kept: reading a few records costs no more than checking, and
 a hibernated small object should cost nothing here (SPEC §12). The cache is bounded in
-sockets, least recently hibernated first out.
+bytes (attachments can be 16 KiB each), least recently hibernated first out.
 """
 
 from __future__ import annotations
@@ -32,18 +32,21 @@ from ..session.base import ObjectSession
 #: Objects with more sockets than this are kept at hibernation, and their writes carry
 #: a version; smaller ones are read at each wake, as before.
 CACHED_ABOVE_SOCKETS = 8
-#: The most socket records kept in all, per process.
-MAX_CACHED_SOCKETS = 50_000
+#: What the kept sessions may take in all, per process, in bytes: their attachments,
+#: and ``RECORD_BYTES`` for each record (its object, tags and id: 280 bytes with one
+#: tag and no attachment, measured with tracemalloc, plus its id string).
+MAX_CACHED_BYTES = 32 * 1024 * 1024
+RECORD_BYTES = 320
 
 
 class SessionCache:
     """Sessions of hibernated large objects with the version each was written at."""
 
-    def __init__(self, max_sockets: int = MAX_CACHED_SOCKETS) -> None:
-        self.max_sockets = max_sockets
-        #: key -> (version, session, its number of sockets when kept)
+    def __init__(self, max_bytes: int = MAX_CACHED_BYTES) -> None:
+        self.max_bytes = max_bytes
+        #: key -> (version, session, its size in bytes when kept)
         self._entries: OrderedDict[str, tuple[str, ObjectSession, int]] = OrderedDict()
-        self._sockets = 0
+        self._bytes = 0
         self._counter = itertools.count(1)
 
     def __len__(self) -> int:
@@ -61,14 +64,16 @@ class SessionCache:
     def keep(self, key: str, version: str, session: ObjectSession) -> None:
         """Keep the session of an object whose lease this process just gave up."""
         self.drop(key)
-        size = len(session.sockets)
-        if size > self.max_sockets:
+        size = sum(
+            RECORD_BYTES + len(record.attachment or b"") for record in session.sockets.values()
+        )
+        if size > self.max_bytes:
             return
         self._entries[key] = (version, session, size)
-        self._sockets += size
-        while self._sockets > self.max_sockets:
+        self._bytes += size
+        while self._bytes > self.max_bytes:
             _, (_, _, old_size) = self._entries.popitem(last=False)
-            self._sockets -= old_size
+            self._bytes -= old_size
 
     def version(self, key: str) -> str:
         """The version of the kept session of ``key``, or "" (none kept)."""
@@ -81,11 +86,11 @@ class SessionCache:
         entry = self._entries.pop(key, None)
         if entry is None:
             return None
-        self._sockets -= entry[2]
+        self._bytes -= entry[2]
         return entry[1] if entry[0] == version else None
 
     def drop(self, key: str) -> None:
         """Forget the kept session of ``key`` (if any)."""
         entry = self._entries.pop(key, None)
         if entry is not None:
-            self._sockets -= entry[2]
+            self._bytes -= entry[2]
