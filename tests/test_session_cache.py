@@ -17,6 +17,8 @@ from django_durable.session.base import (
     UpdateSocket,
 )
 from django_durable.session.redis import RedisSessionLayer
+from tests.app.cluster_consumers import Census
+from tests.cluster_harness import Client, oid
 from tests.redis_layers import Factory
 from tests.services import REDIS_URL
 
@@ -169,3 +171,45 @@ def test_the_cache_is_bounded_in_bytes_oldest_out() -> None:
     assert cache.take("c", "v3") is not None and len(cache) == 0
     cache.keep("e", "v5", session("e", 25))  # the room the others left
     assert cache.version("e") == "v5"
+
+
+# End to end: two daphne processes on Redis -----------------------------------------------
+
+
+async def test_a_large_object_wakes_on_its_kept_session_only_while_nothing_changed_it(
+    cluster,
+) -> None:
+    c = cluster(2, idle_timeout="0.5")
+    room = oid()
+    clients = [await c.census(c.servers[i % 2], room) for i in range(LARGE)]
+    monitors = [await c.monitor(server) for server in c.servers]
+    expected = {}
+    for i, client in enumerate(clients):
+        ident = (await client.ask({"op": "whoami"}, "id"))["id"]
+        await client.ask({"op": "attach", "value": i}, "attached")
+        expected[ident] = i
+    on_first = clients[0]  # held by the first process
+    on_second = clients[1]
+
+    async def kept_wakes(server: int) -> int:
+        reply = await monitors[server].ask({"op": "metrics"}, "metrics")
+        return int(reply["metrics"]["kept_session_wakes"])
+
+    async def listed_from(client: Client) -> dict[str, int]:
+        """Wake the object from ``client``'s process (hibernated by idleness first)."""
+        await c.wait_unowned(Census, room)
+        listed = (await client.ask({"op": "sockets"}, "sockets"))["sockets"]
+        return {sid: attachment["note"] for sid, _, attachment in listed}
+
+    # The first process wakes it, hibernates it, and wakes it again on what it kept.
+    assert await listed_from(on_first) == expected
+    before = await kept_wakes(0)
+    assert await listed_from(on_first) == expected
+    assert await kept_wakes(0) == before + 1
+    # The second process wakes it and changes an attachment: the first one's kept
+    # session is stale, and its next wake reads Redis.
+    assert await listed_from(on_second) == expected
+    await on_second.ask({"op": "attach", "value": "changed"}, "attached")
+    expected[(await on_second.ask({"op": "whoami"}, "id"))["id"]] = "changed"
+    assert await listed_from(on_first) == expected
+    assert await kept_wakes(0) == before + 1
