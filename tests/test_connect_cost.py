@@ -84,6 +84,13 @@ async def test_a_connect_that_wakes_an_object_with_sockets_costs_3_redis_command
     for server in c.servers:  # warm-up: each process holds a socket (its groups joined)
         await c.client(server, f"/ws/room/{room}/")
         await c.wait_unowned(Room, room)
+
+    async def both_joined() -> bool:
+        # A gateway joins its groups once its socket is accepted, so the client can be
+        # answered first: wait for both processes' joins, or they would be counted.
+        return all([await c.redis.zcard(key) == 2 for key in _group_keys(c.prefix, room)])
+
+    await wait_until(both_joined, message="both processes in the room's groups", timeout=WAIT)
     async with monitored(private_redis_server, _names(c.prefix, [room])) as counts:
         for i in range(CONNECTS):
             await c.client(c.servers[i % 2], f"/ws/room/{room}/")
