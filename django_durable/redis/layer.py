@@ -181,20 +181,22 @@ class RedisSessionLayer(GatewaySide, Leases, History, BaseSessionLayer):
         """Sockets, timestamps and settings in one round trip; corrupt records set aside."""
         _, sockets_key, ts_key, settings_key = self._keys(key)
         preloaded = self.preloaded.pop(key, None)
-        kept_version = self.session_cache.version(key)
-        fresh = preloaded is not None and preloaded[0] == self.owned.get(key)
-        if fresh and preloaded is not None and preloaded[1] == 0:
-            # Read with the lease, and unchanged since this process kept the session.
-            kept = self.session_cache.take(key, kept_version)
+        if preloaded is not None and preloaded[0] != self.owned.get(key):
+            preloaded = None  # read with an earlier lease: stale
+        if preloaded is not None and preloaded[1] == 0:
+            # Read with the lease, and unchanged since this process kept the session
+            # at the version Redis matched (acquire() put it in the settings' place).
+            version = preloaded[3]
+            kept = self.session_cache.take(key, version)
             if kept is not None:
                 await self._apply_stamps(key, kept, _hash(preloaded[2]))
                 self.auto_cache[key] = kept.auto_response
-                self.versions[key] = kept_version
+                self.versions[key] = version
                 metrics.inc("kept_session_wakes")
                 return kept
-            fresh = False  # (no longer kept: read it all)
+            preloaded = None  # (kept no longer, or kept again since: read it all)
         self.session_cache.drop(key)
-        if fresh and preloaded is not None:
+        if preloaded is not None:
             # Read with the lease (acquire(load=True)): nothing but this process, its
             # holder, has written the session since.
             sockets, stamps, settings = (_hash(flat) for flat in preloaded[1:])
@@ -231,15 +233,16 @@ class RedisSessionLayer(GatewaySide, Leases, History, BaseSessionLayer):
                 key, settings_key, "timeout", settings[b"timeout"], "timeout", exc
             )
         self.auto_cache[key] = session.auto_response
-        version = settings.get(b"v")
-        if version is not None and self.session_cache.wanted(session):
-            self.versions[key] = text(version)
+        stored_version = settings.get(b"v")
+        if stored_version is not None and self.session_cache.wanted(session):
+            self.versions[key] = text(stored_version)
         return session
 
     async def _apply_stamps(self, key: str, session: ObjectSession, stamps: dict[Any, Any]) -> None:
         """The auto-response timestamps read with the session, on its records (gateways
         write them without the lease, so a kept session takes them from Redis too)."""
         sockets = session.sockets
+        ts_key = self.key_names.stamps(key)
         for sid, stamp in stamps.items():
             record = sockets.get(text(sid))
             if record is None:
@@ -247,7 +250,6 @@ class RedisSessionLayer(GatewaySide, Leases, History, BaseSessionLayer):
             try:
                 record.auto_response_at = unpack_stamp(stamp)
             except CorruptRecord as exc:
-                ts_key = self.key_names.stamps(key)
                 await self._put_aside(key, ts_key, record.id, stamp, f"t:{record.id}", exc)
 
     async def _put_aside(

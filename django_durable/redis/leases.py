@@ -45,6 +45,8 @@ class Leases:
     _acquire_and_load: Any
     #: key -> (token, sockets, timestamps, settings): a session read by
     #: ``acquire(load=True)``, until the wake's ``load`` takes it (or the release).
+    #: When Redis found the kept session unchanged: (token, 0, timestamps, the version
+    #: of the kept session it matched).
     preloaded: dict[str, tuple[int, Any, Any, Any]]
     #: Sessions of large objects this process hibernated (see ``session_cache.py``).
     session_cache: SessionCache
@@ -138,10 +140,12 @@ class Leases:
             int(self.fence_key_ttl * 1000),
         ]
         script = self._acquire
+        kept_version = ""
         if load:
             keys += [self.key_names.sockets(key), self.key_names.stamps(key)]
             keys.append(self.key_names.settings(key))
-            args.append(self.session_cache.version(key))
+            kept_version = self.session_cache.version(key)
+            args.append(kept_version)
             script = self._acquire_and_load
         while True:
             releasing = self.lease_releases.get(key)
@@ -171,7 +175,10 @@ class Leases:
                 logger.info("object %s: ownership taken (fencing token %d)", key, token)
             self.owned[key] = token
             if load and len(reply) == 7:
-                self.preloaded[key] = (token, reply[4], reply[5], reply[6])
+                # (0 for the sockets: unchanged since this process kept them at the
+                # version it sent, which load() takes the kept session at.)
+                settings = kept_version if reply[4] == 0 else reply[6]
+                self.preloaded[key] = (token, reply[4], reply[5], settings)
         return bool(owned), holder, token
 
     def forget_preloaded(self, key: str) -> None:
